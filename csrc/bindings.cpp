@@ -1,0 +1,22 @@
+// The supcomp._C module: each kernel file registers its functions here.
+#include "common.h"
+
+namespace supcomp {
+void register_sparse_encode(py::module_ &m);
+void register_readout(py::module_ &m);
+void register_superpose(py::module_ &m);
+}  // namespace supcomp
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "supcomp C++ CPU kernels over raw buffers (numpy arrays / CPU tensors viewed as numpy).";
+  supcomp::register_sparse_encode(m);
+  supcomp::register_readout(m);
+  supcomp::register_superpose(m);
+#ifdef _OPENMP
+  m.attr("has_openmp") = true;
+  m.def("max_threads", []() { return omp_get_max_threads(); });
+#else
+  m.attr("has_openmp") = false;
+  m.def("max_threads", []() { return 1; });
+#endif
+}

@@ -1,0 +1,85 @@
+// Shared helpers for the supcomp C++ kernels: argument checks that raise
+// Python exceptions naming the argument, and OpenMP shims.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace py = pybind11;
+
+namespace supcomp {
+
+template <typename T>
+using carray = py::array_t<T, py::array::c_style>;  // no forcecast: a wrong dtype never silently copies
+
+// Raise ValueError("<arg>: <what>") on the Python side.
+[[noreturn]] inline void fail(const std::string &arg, const std::string &what) {
+  throw py::value_error(arg + ": " + what);
+}
+
+inline std::string shape_str(const py::array &a) {
+  std::ostringstream s;
+  s << "[";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+  s << "]";
+  return s.str();
+}
+
+// Check that `a` has exactly the given shape (entries < 0 are wildcards).
+inline void check_shape(const py::array &a, const char *arg, std::vector<py::ssize_t> shape) {
+  bool ok = a.ndim() == (py::ssize_t)shape.size();
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
+  if (!ok) {
+    std::ostringstream s;
+    s << "expected shape [";
+    for (size_t i = 0; i < shape.size(); ++i) {
+      s << (i ? ", " : "");
+      if (shape[i] < 0) s << "*"; else s << shape[i];
+    }
+    s << "], got " << shape_str(a);
+    fail(arg, s.str());
+  }
+}
+
+// Every index must lie in [-1, n). Checked before any kernel reads memory
+// through an index; runs in parallel and reports the first bad entry.
+inline void check_indices(const int64_t *idx, int64_t count, int64_t n, const char *arg) {
+  int64_t bad = -1;
+#pragma omp parallel for reduction(max : bad) schedule(static)
+  for (int64_t t = 0; t < count; ++t) {
+    int64_t v = idx[t];
+    if (v < -1 || v >= n) bad = bad > t ? bad : t;
+  }
+  if (bad >= 0) {
+    // Find the first one serially for a stable message.
+    for (int64_t t = 0; t < count; ++t) {
+      if (idx[t] < -1 || idx[t] >= n) {
+        std::ostringstream s;
+        s << "index " << idx[t] << " at flat position " << t << " is out of range: expected -1 (empty) or 0 <= index < "
+          << n;
+        throw py::index_error(std::string(arg) + ": " + s.str());
+      }
+    }
+  }
+}
+
+inline int set_threads(int nthreads) {
+#ifdef _OPENMP
+  if (nthreads <= 0) nthreads = omp_get_max_threads();
+  return nthreads;
+#else
+  (void)nthreads;
+  return 1;
+#endif
+}
+
+}  // namespace supcomp

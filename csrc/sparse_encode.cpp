@@ -1,0 +1,160 @@
+// sparse_encode: read-in of padded sparse features into a d-dim superposition.
+//
+//   h[i, b, :] = sum_j values[i, b, j] * W[i, indices[i, b, j], :]      (indices == -1: empty slot)
+//
+// Layout (all C-contiguous): indices int64 [I, B, k], values T [I, B, k],
+// W T [I, n, d], h T [I, B, d]. T is float or double.
+#include "common.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace supcomp {
+namespace {
+
+template <typename T>
+void forward(const carray<int64_t> &indices, const carray<T> &values, const carray<T> &W, carray<T> &out,
+             int nthreads) {
+  check_shape(W, "W", {-1, -1, -1});
+  const py::ssize_t I = W.shape(0), n = W.shape(1), d = W.shape(2);
+  check_shape(indices, "indices", {I, -1, -1});
+  const py::ssize_t B = indices.shape(1), k = indices.shape(2);
+  check_shape(values, "values", {I, B, k});
+  check_shape(out, "out", {I, B, d});
+  const int64_t *idx = indices.data();
+  const T *val = values.data();
+  const T *w = W.data();
+  T *h = out.mutable_data();
+  nthreads = set_threads(nthreads);
+  py::gil_scoped_release release;
+  check_indices(idx, I * B * k, n, "indices");
+  const int64_t rows = I * B;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = r / B;
+    T *hr = h + r * d;
+    std::fill(hr, hr + d, T(0));
+    const T *wi = w + i * n * d;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t f = idx[r * k + j];
+      if (f < 0) continue;
+      const T v = val[r * k + j];
+      const T *wr = wi + f * d;
+#pragma omp simd
+      for (int64_t t = 0; t < d; ++t) hr[t] += v * wr[t];
+    }
+  }
+}
+
+// grad_values[i, b, j] = <grad_h[i, b], W[i, indices[i, b, j]]>   (0 for empty slots)
+template <typename T>
+void backward_values(const carray<T> &grad_h, const carray<int64_t> &indices, const carray<T> &W,
+                     carray<T> &grad_values, int nthreads) {
+  check_shape(W, "W", {-1, -1, -1});
+  const py::ssize_t I = W.shape(0), n = W.shape(1), d = W.shape(2);
+  check_shape(indices, "indices", {I, -1, -1});
+  const py::ssize_t B = indices.shape(1), k = indices.shape(2);
+  check_shape(grad_h, "grad_h", {I, B, d});
+  check_shape(grad_values, "grad_values", {I, B, k});
+  const int64_t *idx = indices.data();
+  const T *g = grad_h.data();
+  const T *w = W.data();
+  T *gv = grad_values.mutable_data();
+  nthreads = set_threads(nthreads);
+  py::gil_scoped_release release;
+  check_indices(idx, I * B * k, n, "indices");
+  const int64_t rows = I * B;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = r / B;
+    const T *gr = g + r * d;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t f = idx[r * k + j];
+      if (f < 0) {
+        gv[r * k + j] = T(0);
+        continue;
+      }
+      const T *wr = w + (i * n + f) * d;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t t = 0; t < d; ++t) acc += gr[t] * wr[t];
+      gv[r * k + j] = acc;
+    }
+  }
+}
+
+// grad_W[i, f, :] = sum over slots (b, j) with indices[i, b, j] == f of values[i, b, j] * grad_h[i, b, :]
+//
+// A scatter that touches only rows that occur (plus zeroing grad_W). Work is
+// split into (instance, column block) items: each item walks every slot of its
+// instance in order and owns its columns, so there are no atomics and no
+// races, and every element is summed in the same order whatever the thread
+// count (bitwise-deterministic results).
+template <typename T>
+void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, const carray<T> &values,
+                     carray<T> &grad_W, int nthreads) {
+  check_shape(grad_W, "grad_W", {-1, -1, -1});
+  const py::ssize_t I = grad_W.shape(0), n = grad_W.shape(1), d = grad_W.shape(2);
+  check_shape(indices, "indices", {I, -1, -1});
+  const py::ssize_t B = indices.shape(1), k = indices.shape(2);
+  check_shape(values, "values", {I, B, k});
+  check_shape(grad_h, "grad_h", {I, B, d});
+  const int64_t *idx = indices.data();
+  const T *val = values.data();
+  const T *g = grad_h.data();
+  T *gw = grad_W.mutable_data();
+  nthreads = set_threads(nthreads);
+  py::gil_scoped_release release;
+  check_indices(idx, I * B * k, n, "indices");
+  // Column blocks: enough items to feed every thread, but at least 16
+  // contiguous elements (one cache line of float) per row touch.
+  int64_t blocks_per_inst = 1;
+  if (I < nthreads && d > 0) {
+    const int64_t want = (nthreads + I - 1) / I;
+    blocks_per_inst = std::max<int64_t>(1, std::min<int64_t>(want, d / 16));
+  }
+  const int64_t cb = d > 0 ? (d + blocks_per_inst - 1) / blocks_per_inst : 0;
+  const int64_t items = I * blocks_per_inst;
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t i = it / blocks_per_inst;
+    const int64_t c0 = (it % blocks_per_inst) * cb;
+    const int64_t c1 = std::min<int64_t>(d, c0 + cb);
+    if (c0 >= c1) continue;
+    T *gwi = gw + i * n * d;
+    for (int64_t f = 0; f < n; ++f) std::fill(gwi + f * d + c0, gwi + f * d + c1, T(0));
+    const int64_t *idxi = idx + i * B * k;
+    const T *vali = val + i * B * k;
+    const T *gi = g + i * B * d;
+    for (int64_t b = 0; b < B; ++b) {
+      const T *gr = gi + b * d;
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t f = idxi[b * k + j];
+        if (f < 0) continue;
+        const T v = vali[b * k + j];
+        T *dst = gwi + f * d;
+#pragma omp simd
+        for (int64_t t = c0; t < c1; ++t) dst[t] += v * gr[t];
+      }
+    }
+  }
+}
+
+template <typename T>
+void register_dtype(py::module_ &m) {
+  m.def("sparse_encode_forward", &forward<T>, py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("W").noconvert(), py::arg("out").noconvert(),
+        py::arg("nthreads") = 0);
+  m.def("sparse_encode_backward_values", &backward_values<T>, py::arg("grad_h").noconvert(), py::arg("indices").noconvert(), py::arg("W").noconvert(),
+        py::arg("grad_values").noconvert(), py::arg("nthreads") = 0);
+  m.def("sparse_encode_backward_weight", &backward_weight<T>, py::arg("grad_h").noconvert(), py::arg("indices").noconvert(),
+        py::arg("values").noconvert(), py::arg("grad_W").noconvert(), py::arg("nthreads") = 0);
+}
+
+}  // namespace
+
+void register_sparse_encode(py::module_ &m) {
+  register_dtype<float>(m);
+  register_dtype<double>(m);
+}
+
+}  // namespace supcomp
