@@ -36,6 +36,10 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
     std::fill(hr, hr + d, T(0));
     const T *wi = w + i * n * d;
     for (int64_t j = 0; j < k; ++j) {
+      // Prefetch the row kPrefetchDistance slots ahead (it may belong to the
+      // next output row of the same instance).
+      const int64_t s = r * k + j + kPrefetchDistance;
+      if (s < (i + 1) * B * k && idx[s] >= 0) prefetch_row(wi + idx[s] * d, d);
       const int64_t f = idx[r * k + j];
       if (f < 0) continue;
       const T v = val[r * k + j];
@@ -69,6 +73,8 @@ void backward_values(const carray<T> &grad_h, const carray<int64_t> &indices, co
     const int64_t i = r / B;
     const T *gr = g + r * d;
     for (int64_t j = 0; j < k; ++j) {
+      const int64_t s = r * k + j + kPrefetchDistance;
+      if (s < (i + 1) * B * k && idx[s] >= 0) prefetch_row(w + (i * n + idx[s]) * d, d);
       const int64_t f = idx[r * k + j];
       if (f < 0) {
         gv[r * k + j] = T(0);
@@ -129,6 +135,8 @@ void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, co
     for (int64_t b = 0; b < B; ++b) {
       const T *gr = gi + b * d;
       for (int64_t j = 0; j < k; ++j) {
+        const int64_t s = b * k + j + kPrefetchDistance;
+        if (s < B * k && idxi[s] >= 0) prefetch_row<1>(gwi + idxi[s] * d + c0, c1 - c0);
         const int64_t f = idxi[b * k + j];
         if (f < 0) continue;
         const T v = vali[b * k + j];

@@ -1,0 +1,125 @@
+"""torch.nn modules over the supcomp ops: thin wrappers that own the parameters.
+
+Weights store one feature per row, ``W [n_features, d]``, or with an instance
+axis ``W [n_instances, n_features, d]`` when ``n_instances`` is given.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .ops import relu_readout, relu_readout_topk, sparse_encode, superpose
+
+
+def _weight_shape(n_features, d, n_instances):
+    return (n_features, d) if n_instances is None else (n_instances, n_features, d)
+
+
+def _bias_shape(n_features, n_instances):
+    return (n_features,) if n_instances is None else (n_instances, n_features)
+
+
+class SparseEncoder(nn.Module):
+    """Read-in: padded sparse features ``(indices, values) [..., k]`` -> ``h [..., d]``.
+
+    Weight ``W [n_features, d]`` (``[n_instances, n_features, d]``), initialised
+    with random unit-norm rows (nearly orthogonal directions for d >> 1).
+    """
+
+    def __init__(self, n_features: int, d: int, n_instances: int | None = None, dtype=None, device=None):
+        super().__init__()
+        self.n_features, self.d, self.n_instances = n_features, d, n_instances
+        self.W = nn.Parameter(torch.empty(_weight_shape(n_features, d, n_instances), dtype=dtype, device=device))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            self.W.normal_()
+            self.W /= self.W.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+    def forward(self, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return sparse_encode(indices, values, self.W)
+
+    def extra_repr(self):
+        inst = f", n_instances={self.n_instances}" if self.n_instances is not None else ""
+        return f"n_features={self.n_features}, d={self.d}{inst}"
+
+
+class ReLUReadout(nn.Module):
+    """Read-out with ReLU filtering: ``h [..., d]`` -> ``relu(h @ W.T + b) [..., n_features]``.
+
+    ``tied_to=encoder`` reuses that encoder's ``W`` (the toy model's W^T W);
+    otherwise the module owns a ``W`` initialised like ``nn.Linear``. ``k`` set:
+    return the top-k ``(values, indices)`` instead of the dense output.
+    ``bias_init`` is the initial (negative = filtering) bias.
+    """
+
+    def __init__(self, n_features: int | None = None, d: int | None = None, n_instances: int | None = None,
+                 tied_to: SparseEncoder | None = None, k: int | None = None, bias_init: float = 0.0,
+                 dtype=None, device=None):
+        super().__init__()
+        if tied_to is not None:
+            n_features, d, n_instances = tied_to.n_features, tied_to.d, tied_to.n_instances
+            dtype, device = tied_to.W.dtype, tied_to.W.device
+        if n_features is None or d is None:
+            raise ValueError("n_features, d: give both, or tied_to=an encoder")
+        self.n_features, self.d, self.n_instances, self.k = n_features, d, n_instances, k
+        self.bias_init = bias_init
+        self.tied_to = tied_to
+        if tied_to is None:
+            self.W = nn.Parameter(torch.empty(_weight_shape(n_features, d, n_instances), dtype=dtype, device=device))
+        else:
+            self.register_parameter("W", None)
+        self.b = nn.Parameter(torch.empty(_bias_shape(n_features, n_instances), dtype=dtype, device=device))
+        self.reset_parameters()
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.tied_to.W if self.tied_to is not None else self.W
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            if self.W is not None:
+                bound = 1 / math.sqrt(self.d)
+                self.W.uniform_(-bound, bound)
+            self.b.fill_(self.bias_init)
+
+    def forward(self, h: torch.Tensor):
+        if self.k is not None:
+            return relu_readout_topk(h, self.weight, self.b, self.k)
+        return relu_readout(h, self.weight, self.b)
+
+    def extra_repr(self):
+        inst = f", n_instances={self.n_instances}" if self.n_instances is not None else ""
+        extra = f", k={self.k}" if self.k is not None else ""
+        return f"n_features={self.n_features}, d={self.d}{inst}, tied={self.tied_to is not None}{extra}"
+
+
+class TiedSuperposition(nn.Module):
+    """The tied-weight toy model ``relu(W^T W x + b)`` on sparse ``x``, fused in one kernel.
+
+    ``W [n_features, d]`` (``[n_instances, n_features, d]``) initialised with
+    Xavier-normal scale as in the TMS notebook; ``b`` zero.
+    """
+
+    def __init__(self, n_features: int, d: int, n_instances: int | None = None, dtype=None, device=None):
+        super().__init__()
+        self.n_features, self.d, self.n_instances = n_features, d, n_instances
+        self.W = nn.Parameter(torch.empty(_weight_shape(n_features, d, n_instances), dtype=dtype, device=device))
+        self.b = nn.Parameter(torch.empty(_bias_shape(n_features, n_instances), dtype=dtype, device=device))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            std = math.sqrt(2.0 / (self.n_features + self.d))
+            self.W.normal_(0.0, std)
+            self.b.zero_()
+
+    def forward(self, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return superpose(indices, values, self.W, self.b)
+
+    def extra_repr(self):
+        inst = f", n_instances={self.n_instances}" if self.n_instances is not None else ""
+        return f"n_features={self.n_features}, d={self.d}{inst}"

@@ -1,0 +1,101 @@
+"""sparse_encode on every backend against the float64 reference, outputs and gradients."""
+import pytest
+import torch
+
+from supcomp.ops import naive, sparse_encode, use_backend
+from utils import assert_rel_close, device_for, random_padded
+
+# (I or None, batch shape, n_features, d, k): odd sizes on purpose.
+CASES = [
+    (None, (7,), 37, 24, 5),
+    (None, (3, 5), 100, 13, 3),
+    (3, (7,), 37, 5, 7),
+    (2, (2, 3), 50, 48, 4),
+    (None, (0,), 37, 24, 5),
+    (1, (1,), 1, 1, 1),
+]
+BACKEND_DTYPES = [("reference", torch.float64), ("cpp", torch.float32), ("cpp", torch.float64),
+                  pytest.param("triton", torch.float32, marks=pytest.mark.triton)]
+
+
+def reference(indices, values, W):
+    """Public-shape reference through naive.py (instance axis added when absent)."""
+    if W.dim() == 2:
+        return reference(indices[None], values[None], W[None])[0]
+    I, k = W.shape[0], indices.shape[-1]
+    h = naive.sparse_encode_forward(indices.reshape(I, -1, k), values.reshape(I, -1, k), W)
+    return h.reshape(*indices.shape[:-1], W.shape[-1])
+
+
+def make(I, batch, n, d, k, dtype, device):
+    lead = ((I,) if I is not None else ()) + batch
+    idx, val = random_padded(lead, k, n, dtype=dtype, device=device)
+    W = torch.randn(*((I,) if I is not None else ()), n, d, dtype=torch.float64).to(dtype).to(device)
+    return idx, val, W
+
+
+@pytest.mark.parametrize("backend,dtype", BACKEND_DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"I{c[0]}-B{c[1]}-n{c[2]}-d{c[3]}-k{c[4]}")
+def test_forward_backward(backend, dtype, case):
+    device = device_for(backend)
+    idx, val, W = make(*case, dtype, device)
+    val.requires_grad_(True)
+    W.requires_grad_(True)
+    with use_backend(backend):
+        h = sparse_encode(idx, val, W)
+    g = torch.randn(h.shape, dtype=torch.float64).to(dtype).to(device)
+    h.backward(g)
+
+    v64 = val.detach().double().requires_grad_(True)
+    W64 = W.detach().double().requires_grad_(True)
+    h64 = reference(idx, v64, W64)
+    h64.backward(g.double())
+    assert h.dtype == dtype
+    assert_rel_close("h", h, h64, dtype)
+    assert_rel_close("grad values", val.grad, v64.grad, dtype)
+    assert_rel_close("grad W", W.grad, W64.grad, dtype)
+
+
+@pytest.mark.parametrize("backend", ["cpp", pytest.param("triton", marks=pytest.mark.triton)])
+def test_int32_indices_and_noncontiguous(backend):
+    device = device_for(backend)
+    idx, val, W = make(None, (9,), 41, 19, 6, torch.float32, device)
+    Wt = W.t().contiguous().t()  # same values, column-major strides
+    val_nc = torch.stack([val, val], dim=-1)[..., 0]  # strided view with the same values
+    assert not Wt.is_contiguous() and not val_nc.is_contiguous()
+    with use_backend(backend):
+        h = sparse_encode(idx.int(), val_nc, Wt)
+    assert_rel_close("h", h, reference(idx, val.double(), W.double()), torch.float32)
+
+
+def test_only_rows_that_occur_get_gradient():
+    idx = torch.tensor([[0, 3, -1], [3, -1, -1]])
+    W = torch.randn(6, 4, requires_grad=True)
+    sparse_encode(idx, torch.ones(2, 3), W).sum().backward()
+    touched = W.grad.abs().sum(-1) > 0
+    assert touched.tolist() == [True, False, False, True, False, False]
+    assert torch.allclose(W.grad[3], torch.full((4,), 2.0))
+
+
+def test_gradcheck_cpp():
+    idx, val, W = make(2, (3,), 11, 5, 4, torch.float64, "cpu")
+    with use_backend("cpp"):
+        assert torch.autograd.gradcheck(lambda v, w: sparse_encode(idx, v, w),
+                                        (val.requires_grad_(), W.requires_grad_()))
+
+
+def test_deterministic_across_threads():
+    idx, val, W = make(None, (64,), 300, 40, 8, torch.float32, "cpu")
+    g = torch.randn(64, 40)
+    results = []
+    old = torch.get_num_threads()
+    try:
+        for nt in (1, 2, 1):
+            torch.set_num_threads(nt)
+            v, w = val.clone().requires_grad_(), W.clone().requires_grad_()
+            sparse_encode(idx, v, w).backward(g)
+            results.append(w.grad)
+    finally:
+        torch.set_num_threads(old)
+    # The scatter sums every element in slot order whatever the thread count.
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
