@@ -12,6 +12,31 @@
 namespace supcomp {
 namespace {
 
+// One output row, columns [c0, c0 + CH): the CH running sums stay in vector
+// registers across all k slots (no load/store of h per slot), as in FBGEMM's
+// embedding kernels. Only the first chunk of a row prefetches (whole rows).
+template <typename T, int CH>
+inline void gather_chunk(T *hr, const T *wi, const int64_t *ids, const T *vals, int64_t k, int64_t d, int64_t c0,
+                         const int64_t *pf_ids, int64_t pf_left) {
+  T acc[CH];
+#pragma omp simd
+  for (int u = 0; u < CH; ++u) acc[u] = T(0);
+  for (int64_t j = 0; j < k; ++j) {
+    if (pf_ids != nullptr && j + kPrefetchDistance < pf_left) {
+      const int64_t fp = pf_ids[j + kPrefetchDistance];
+      if (fp >= 0) prefetch_row(wi + fp * d, d);
+    }
+    const int64_t f = ids[j];
+    if (f < 0) continue;
+    const T v = vals[j];
+    const T *wr = wi + f * d + c0;
+#pragma omp simd
+    for (int u = 0; u < CH; ++u) acc[u] += v * wr[u];
+  }
+#pragma omp simd
+  for (int u = 0; u < CH; ++u) hr[c0 + u] = acc[u];
+}
+
 template <typename T>
 void forward(const carray<int64_t> &indices, const carray<T> &values, const carray<T> &W, carray<T> &out,
              int nthreads) {
@@ -28,24 +53,31 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  constexpr int CH = 256 / sizeof(T);  // 4 AVX-512 registers of running sums
   const int64_t rows = I * B;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = r / B;
     T *hr = h + r * d;
-    std::fill(hr, hr + d, T(0));
     const T *wi = w + i * n * d;
-    for (int64_t j = 0; j < k; ++j) {
-      // Prefetch the row kPrefetchDistance slots ahead (it may belong to the
-      // next output row of the same instance).
-      const int64_t s = r * k + j + kPrefetchDistance;
-      if (s < (i + 1) * B * k && idx[s] >= 0) prefetch_row(wi + idx[s] * d, d);
-      const int64_t f = idx[r * k + j];
-      if (f < 0) continue;
-      const T v = val[r * k + j];
-      const T *wr = wi + f * d;
+    const int64_t *ids = idx + r * k;
+    const T *vals = val + r * k;
+    // slots left in this instance from this row on (the prefetch may run into the next row)
+    const int64_t pf_left = (i + 1) * B * k - r * k;
+    int64_t c0 = 0;
+    for (; c0 + CH <= d; c0 += CH) gather_chunk<T, CH>(hr, wi, ids, vals, k, d, c0, c0 == 0 ? ids : nullptr, pf_left);
+    if (c0 < d) {  // the tail columns (d not a multiple of CH): running sums in memory
+      std::fill(hr + c0, hr + d, T(0));
+      for (int64_t j = 0; j < k; ++j) {
+        if (c0 == 0 && j + kPrefetchDistance < pf_left && ids[j + kPrefetchDistance] >= 0)
+          prefetch_row(wi + ids[j + kPrefetchDistance] * d, d);
+        const int64_t f = ids[j];
+        if (f < 0) continue;
+        const T v = vals[j];
+        const T *wr = wi + f * d;
 #pragma omp simd
-      for (int64_t t = 0; t < d; ++t) hr[t] += v * wr[t];
+        for (int64_t t = c0; t < d; ++t) hr[t] += v * wr[t];
+      }
     }
   }
 }

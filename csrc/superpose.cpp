@@ -41,36 +41,68 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   for (int64_t i = 0; i < I; ++i)
     for (int64_t f = 0; f < n; ++f)
       for (int64_t t = 0; t < d; ++t) wt[(i * d + t) * n + f] = w[(i * n + f) * d + t];
-  const int64_t rows = I * B;
+  // Work items: blocks of RB rows of one instance. The RB x CH output tile
+  // stays in registers while the d hidden units stream through it, so each
+  // W^T load feeds RB rows.
+  constexpr int RB = 4;
+  constexpr int CH = 128 / sizeof(T);  // 2 AVX-512 registers per row
+  const int64_t nblk = (B + RB - 1) / RB;
+  const int64_t items = I * nblk;
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> h(d);
+    std::vector<T> hbuf((size_t)RB * d);
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t i = r / B;
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t i = it / nblk;
+      const int64_t b0 = (it % nblk) * RB;
+      const int64_t nr = std::min<int64_t>(RB, B - b0);
       const T *wi = w + i * n * d;
-      std::fill(h.begin(), h.end(), T(0));
-      for (int64_t j = 0; j < k; ++j) {
-        const int64_t f = idx[r * k + j];
-        if (f < 0) continue;
-        const T v = val[r * k + j];
-        const T *wr = wi + f * d;
-        T *hp = h.data();
+      T *hb = hbuf.data();
+      std::fill(hbuf.begin(), hbuf.end(), T(0));  // rows past nr stay 0 (computed, not stored)
+      for (int64_t rr = 0; rr < nr; ++rr) {
+        const int64_t r = i * B + b0 + rr;
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t f = idx[r * k + j];
+          if (f < 0) continue;
+          const T v = val[r * k + j];
+          const T *wr = wi + f * d;
 #pragma omp simd
-        for (int64_t t = 0; t < d; ++t) hp[t] += v * wr[t];
+          for (int64_t t = 0; t < d; ++t) hb[rr * d + t] += v * wr[t];
+        }
       }
-      T *yr = y + r * n;
-      const T *bi = bp + i * n;
-      std::copy(bi, bi + n, yr);
       const T *wti = wt.data() + i * d * n;
-      for (int64_t t = 0; t < d; ++t) {
-        const T ht = h[t];
-        const T *col = wti + t * n;
+      const T *bi = bp + i * n;
+      T *yb = y + (i * B + b0) * n;
+      int64_t f0 = 0;
+      for (; f0 + CH <= n; f0 += CH) {
+        T acc[RB][CH];
+        for (int rr = 0; rr < RB; ++rr)
 #pragma omp simd
-        for (int64_t f = 0; f < n; ++f) yr[f] += ht * col[f];
+          for (int u = 0; u < CH; ++u) acc[rr][u] = bi[f0 + u];
+        for (int64_t t = 0; t < d; ++t) {
+          const T *col = wti + t * n + f0;
+          for (int rr = 0; rr < RB; ++rr) {
+            const T ht = hb[rr * d + t];
+#pragma omp simd
+            for (int u = 0; u < CH; ++u) acc[rr][u] += ht * col[u];
+          }
+        }
+        for (int64_t rr = 0; rr < nr; ++rr)
+#pragma omp simd
+          for (int u = 0; u < CH; ++u) yb[rr * n + f0 + u] = acc[rr][u] < T(0) ? T(0) : acc[rr][u];
       }
+      for (int64_t rr = 0; rr < nr && f0 < n; ++rr) {  // tail features (n not a multiple of CH)
+        T *yr = yb + rr * n;
+        std::copy(bi + f0, bi + n, yr + f0);
+        for (int64_t t = 0; t < d; ++t) {
+          const T ht = hb[rr * d + t];
+          const T *col = wti + t * n;
 #pragma omp simd
-      for (int64_t f = 0; f < n; ++f) yr[f] = yr[f] < T(0) ? T(0) : yr[f];
+          for (int64_t f = f0; f < n; ++f) yr[f] += ht * col[f];
+        }
+#pragma omp simd
+        for (int64_t f = f0; f < n; ++f) yr[f] = yr[f] < T(0) ? T(0) : yr[f];
+      }
     }
   }
 }

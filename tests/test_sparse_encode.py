@@ -13,6 +13,7 @@ CASES = [
     (2, (2, 3), 50, 48, 4),
     (None, (0,), 37, 24, 5),
     (1, (1,), 1, 1, 1),
+    (None, (5,), 200, 131, 9),  # d spans full register chunks plus a tail
 ]
 BACKEND_DTYPES = [("reference", torch.float64), ("cpp", torch.float32), ("cpp", torch.float64),
                   pytest.param("triton", torch.float32, marks=pytest.mark.triton)]

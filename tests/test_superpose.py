@@ -10,6 +10,7 @@ CASES = [
     (None, (3, 5), 100, 13, 3),
     (3, (7,), 37, 5, 7),
     (4, (9,), 20, 2, 3),  # a toy-model shape: tiny d
+    (2, (6,), 70, 33, 4),  # n spans full register tiles plus a tail, B not a multiple of 4
     (None, (0,), 37, 24, 5),
 ]
 BACKEND_DTYPES = [("reference", torch.float64), ("cpp", torch.float32), ("cpp", torch.float64),
