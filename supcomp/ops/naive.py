@@ -46,7 +46,7 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
         contrib = (values * valid).unsqueeze(-1).to(grad_h.dtype) * grad_h.unsqueeze(2)  # [I, B, k, d]
         flat = (indices.clamp(min=0) + torch.arange(I, device=W.device)[:, None, None] * n).reshape(-1)
         grad_W = torch.zeros(I * n, d, dtype=grad_h.dtype, device=W.device)
-        grad_W.index_add_(0, flat, contrib.reshape(-1, d))
+        grad_W.index_add_(0, flat, contrib.reshape(flat.shape[0], d))  # explicit: d may be 0
         grad_W = grad_W.reshape(I, n, d).to(W.dtype)
     return grad_values, grad_W
 
