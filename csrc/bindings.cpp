@@ -5,6 +5,7 @@ namespace supcomp {
 void register_sparse_encode(py::module_ &m);
 void register_readout(py::module_ &m);
 void register_superpose(py::module_ &m);
+void register_tms(py::module_ &m);
 }  // namespace supcomp
 
 PYBIND11_MODULE(_C, m) {
@@ -12,6 +13,7 @@ PYBIND11_MODULE(_C, m) {
   supcomp::register_sparse_encode(m);
   supcomp::register_readout(m);
   supcomp::register_superpose(m);
+  supcomp::register_tms(m);
 #ifdef _OPENMP
   m.attr("has_openmp") = true;
   m.def("max_threads", []() { return omp_get_max_threads(); });

@@ -1,0 +1,455 @@
+// Toy models of superposition: the data sampler and the fused training step.
+//
+// tms_sample_count / tms_sample_fill: a batch of sparse TMS inputs for every instance, in CSR
+//   form, from counter-based hashes keyed by (seed, step, instance, row, feature), so
+//   the batch does not depend on the thread count (one vectorised hash per
+//   (row, feature) pair).
+//
+// tms_step: forward, importance-weighted MSE and backward of all instances in
+//   one call, for the four model kinds (see supcomp/tms/model.py):
+//     h = E-gather of the sparse x          (encoder rows E[f], one per input feature)
+//     h = relu(h)                           if hidden_relu
+//     y = D h + b                           (decoder rows D[f], one per output feature)
+//     y = relu(y)                           if output_relu
+//     loss_i = sum_{b,f} imp_f (y_f - t_f)^2 / (B n),  t = x (or |x| if abs_target)
+//   Tied models pass the same array as E and D (and as gE and gD).
+//   Work is split by instance (each instance's gradients belong to one
+//   thread: no atomics, deterministic). Inside an instance, RB rows share
+//   each load of the transposed decoder; the backward skips the features
+//   whose output gradient is zero (a dead ReLU with a zero target), which is
+//   most of them once the bias has learned to filter interference.
+#include "common.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <type_traits>
+#include <vector>
+
+namespace supcomp {
+namespace {
+
+inline uint64_t splitmix64(uint64_t &s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+struct Rng {
+  uint64_t s;
+  Rng(uint64_t seed, uint64_t step, uint64_t inst, uint64_t row) {
+    s = seed;
+    uint64_t t = splitmix64(s) ^ (step * 0xD1B54A32D192ED03ULL);
+    s = t;
+    t = splitmix64(s) ^ (inst * 0x8CB92BA72F3D8DD7ULL);
+    s = t;
+    t = splitmix64(s) ^ (row * 0xABC98388FB8FAC03ULL);
+    s = t;
+  }
+  // uniform on [0, 1)
+  double uniform() { return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
+};
+
+// Sampling one batch in CSR form (rows = (instance, batch row), instance-major)
+// takes two passes over the same random numbers, so that the result is written
+// straight into caller-owned buffers (no per-thread buffers, no page faults on
+// fresh memory every step):
+//   tms_sample_count  -> offsets [I*B + 1]
+//   tms_sample_fill   -> indices [nnz], values [nnz] at those offsets
+// Which features are on, and their values, come from counter-based hashes of
+// (row key, feature) with a key derived from (seed, step, instance, row), so
+// the counting pass draws no values. Results do not depend on the thread count; the ids of
+// a row are ascending.
+//
+// p [I, n] feature probabilities.
+// Features 0..2*corr-1 form correlated pairs (one draw decides both), the next
+// 2*anti form anticorrelated pairs (on with probability min(1, p_a + p_b), then
+// exactly one member, chosen in proportion to p), the rest are independent.
+struct SampleSpec {
+  const double *p;
+  int64_t I, n, batch, corr, anti;
+  std::vector<uint32_t> thr;  // [I, n]: feature f is on when hash <= thr (probability (thr + 1) / 2^32)
+};
+
+// murmur3's 32-bit finaliser: a counter-based hash that vectorises (AVX-512 vpmulld).
+inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x85EBCA6BU;
+  x ^= x >> 13;
+  x *= 0xC2B2AE35U;
+  x ^= x >> 16;
+  return x;
+}
+
+// Row r's keys: one for which features are on, one for their values.
+inline void row_keys(uint64_t seed, int64_t step, int64_t i, int64_t b, uint32_t &kon, uint32_t &kval, Rng &pairs) {
+  pairs = Rng(seed, (uint64_t)step, (uint64_t)i, (uint64_t)b);
+  const uint64_t k = splitmix64(pairs.s);
+  kon = (uint32_t)k;
+  kval = (uint32_t)(k >> 32);
+}
+
+// The independent features of row r: on[f] (0/1) for f in [first_free, n), one
+// vectorised hash per feature. Then pairs (scalar, few).
+inline int64_t row_mask(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pairs, uint8_t *on) {
+  const int64_t n = sp.n, first_free = 2 * (sp.corr + sp.anti);
+  const uint32_t *thr = sp.thr.data() + i * n;
+  const double *pi = sp.p + i * n;
+  for (int64_t f = 0; f < first_free; ++f) on[f] = 0;
+  for (int64_t q = 0; q < sp.corr; ++q) {
+    const uint8_t o = pairs.uniform() < pi[2 * q];
+    on[2 * q] = on[2 * q + 1] = o;
+  }
+  for (int64_t q = 0; q < sp.anti; ++q) {
+    const int64_t f = 2 * sp.corr + 2 * q;
+    const double pa = pi[f], s2 = pa + pi[f + 1];
+    if (pairs.uniform() < s2) on[pairs.uniform() * s2 < pa ? f : f + 1] = 1;  // member a with probability pa / s2
+  }
+  int64_t cnt = 0;
+#pragma omp simd reduction(+ : cnt)
+  for (int64_t f = first_free; f < n; ++f) {
+    const uint8_t o = mix32(kon + (uint32_t)f * 0x9E3779B9U) <= thr[f];
+    on[f] = o;
+    cnt += o;
+  }
+  for (int64_t f = 0; f < first_free; ++f) cnt += on[f];
+  return cnt;
+}
+
+inline SampleSpec make_spec(const carray<double> &p, int64_t batch,
+                            int64_t corr, int64_t anti) {
+  check_shape(p, "p", {-1, -1});
+  const py::ssize_t I = p.shape(0), n = p.shape(1);
+  if (batch < 0) fail("batch_size", "must be >= 0");
+  if (corr < 0 || anti < 0 || 2 * (corr + anti) > n)
+    fail("correlated_pairs", "correlated and anticorrelated pairs need 2*(correlated+anticorrelated) <= n_features");
+  SampleSpec sp{p.data(), I, n, batch, corr, anti, std::vector<uint32_t>((size_t)(I * n))};
+  for (int64_t t = 0; t < I * n; ++t) {
+    const double q = sp.p[t] * 4294967296.0;
+    sp.thr[t] = q >= 4294967296.0 ? 0xFFFFFFFFU : (q < 1.0 ? 0U : (uint32_t)(q - 1.0));
+  }
+  return sp;
+}
+
+// Pass 1: offsets [I*B + 1]. Returns nnz.
+int64_t sample_count(uint64_t seed, int64_t step, const carray<double> &p,
+                     int64_t batch, int64_t corr, int64_t anti, carray<int64_t> &offsets, int nthreads) {
+  const SampleSpec sp = make_spec(p, batch, corr, anti);
+  const int64_t rows = sp.I * batch;
+  check_shape(offsets, "offsets", {rows + 1});
+  int64_t *off = offsets.mutable_data();
+  nthreads = set_threads(nthreads);
+  py::gil_scoped_release release;
+  off[0] = 0;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<uint8_t> on((size_t)sp.n);
+    Rng pairs(0, 0, 0, 0);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      uint32_t kon, kval;
+      row_keys(seed, step, r / batch, r % batch, kon, kval, pairs);
+      off[r + 1] = row_mask(sp, r / batch, kon, pairs, on.data());
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) off[r + 1] += off[r];
+  return off[rows];
+}
+
+// Pass 2: indices and values at the offsets of pass 1 (same arguments).
+template <typename T>
+void sample_fill(uint64_t seed, int64_t step, const carray<double> &p,
+                 int64_t batch, int64_t corr, int64_t anti, bool signed_values, const carray<int64_t> &offsets,
+                 carray<int64_t> &indices, carray<T> &values, int nthreads) {
+  const SampleSpec sp = make_spec(p, batch, corr, anti);
+  const int64_t rows = sp.I * batch, n = sp.n;
+  check_shape(offsets, "offsets", {rows + 1});
+  const int64_t *off = offsets.data();
+  const int64_t nnz = off[rows];
+  if (indices.ndim() != 1 || indices.shape(0) < nnz) fail("indices", "buffer shorter than offsets[-1]");
+  if (values.ndim() != 1 || values.shape(0) < nnz) fail("values", "buffer shorter than offsets[-1]");
+  int64_t *oi = indices.mutable_data();
+  T *ov = values.mutable_data();
+  nthreads = set_threads(nthreads);
+  py::gil_scoped_release release;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<uint8_t> on((size_t)n);
+    std::vector<int64_t> ids((size_t)n + 1);
+    std::vector<T> vals((size_t)n + 1);
+    Rng pairs(0, 0, 0, 0);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      uint32_t kon, kval;
+      row_keys(seed, step, r / batch, r % batch, kon, kval, pairs);
+      row_mask(sp, r / batch, kon, pairs, on.data());
+      // Compact branch-free into row scratch (one spare slot), then copy out.
+      int64_t cnt = 0;
+      for (int64_t f = 0; f < n; ++f) {
+        const float u = (float)(mix32(kval + (uint32_t)f * 0x9E3779B9U) >> 8) * (1.0f / 16777216.0f);
+        ids[cnt] = f;
+        vals[cnt] = (T)(signed_values ? 2.0f * u - 1.0f : u);
+        cnt += on[f];
+      }
+      const int64_t j0 = off[r], len = std::min<int64_t>(cnt, off[r + 1] - j0);
+      std::copy(ids.data(), ids.data() + len, oi + j0);
+      std::copy(vals.data(), vals.data() + len, ov + j0);
+      for (int64_t j = j0 + len; j < off[r + 1]; ++j) { oi[j] = -1; ov[j] = T(0); }  // offsets not from pass 1
+    }
+  }
+}
+
+// Check a CSR batch: offsets [rows + 1] non-decreasing from 0 to nnz.
+inline void check_offsets(const int64_t *off, int64_t rows, int64_t nnz) {
+  if (off[0] != 0) fail("offsets", "must start at 0");
+  for (int64_t r = 0; r < rows; ++r)
+    if (off[r + 1] < off[r]) fail("offsets", "must be non-decreasing");
+  if (off[rows] != nnz) fail("offsets", "must end at the number of entries (len(indices))");
+}
+
+struct StepFlags {
+  bool hidden_relu, output_relu, abs_target, tied;
+};
+
+// One instance's forward, loss and backward over its B rows. Rows of E and D
+// are copied into zero-padded rows of MP columns (MP a multiple of the vector
+// width, fixed at compile time: the m-long loops unroll and the running sums
+// h and gh live in registers instead of round-tripping through memory).
+// Gradients accumulate into padded buffers and are copied out at the end.
+template <typename T, int MP>
+struct InstanceStep {
+  static constexpr int RB = 4;                  // rows that share each load of the transposed decoder
+  static constexpr int CH = 128 / sizeof(T);    // output features per register tile (2 AVX-512 registers)
+  int64_t n, m;
+  std::vector<T> E, D, gE, gD, dt, hbuf, yblk, tgt, dy;
+  std::vector<int64_t> nz;
+  InstanceStep(int64_t n_, int64_t m_)
+      : n(n_), m(m_), E((size_t)n_ * MP), D((size_t)n_ * MP), gE((size_t)n_ * MP), gD((size_t)n_ * MP),
+        dt((size_t)MP * n_), hbuf((size_t)RB * MP), yblk((size_t)RB * n_), tgt((size_t)n_, T(0)), dy((size_t)n_),
+        nz((size_t)n_) {}
+
+  double run(const int64_t *off, const int64_t *idx, const T *val, int64_t B, const T *Ei, const T *Di,
+             const T *bi, const T *ii, T *gEi, T *gDi, T *gbi, double scale, StepFlags fl) {
+    std::fill(E.begin(), E.end(), T(0));
+    std::fill(D.begin(), D.end(), T(0));
+    for (int64_t f = 0; f < n; ++f)
+      for (int64_t t = 0; t < m; ++t) {
+        E[f * MP + t] = Ei[f * m + t];
+        D[f * MP + t] = Di[f * m + t];
+      }
+    std::fill(gE.begin(), gE.end(), T(0));
+    std::fill(gD.begin(), gD.end(), T(0));
+    std::fill(gbi, gbi + n, T(0));
+    std::fill(dt.begin(), dt.end(), T(0));
+    for (int64_t f = 0; f < n; ++f)
+      for (int64_t t = 0; t < m; ++t) dt[t * n + f] = Di[f * m + t];
+    T *gDp = fl.tied ? gE.data() : gD.data();  // tied: one gradient buffer
+    double loss = 0.0;
+    for (int64_t b0 = 0; b0 < B; b0 += RB) {
+      const int64_t nr = std::min<int64_t>(RB, B - b0);
+      // ---- forward: h for RB rows (padded to MP), then y = D h + b as RB x CH register tiles
+      for (int64_t rr = 0; rr < RB; ++rr) {
+        T h[MP];
+#pragma omp simd
+        for (int t = 0; t < MP; ++t) h[t] = T(0);
+        if (rr < nr) {
+          const int64_t r = b0 + rr;
+          for (int64_t j = off[r]; j < off[r + 1]; ++j) {
+            const T v = val[j];
+            const T *er = E.data() + idx[j] * MP;
+#pragma omp simd
+            for (int t = 0; t < MP; ++t) h[t] += v * er[t];
+          }
+          if (fl.hidden_relu)
+#pragma omp simd
+            for (int t = 0; t < MP; ++t) h[t] = h[t] > T(0) ? h[t] : T(0);
+        }
+#pragma omp simd
+        for (int t = 0; t < MP; ++t) hbuf[rr * MP + t] = h[t];
+      }
+      int64_t f0 = 0;
+      for (; f0 + CH <= n; f0 += CH) {
+        T acc[RB][CH];
+        for (int rr = 0; rr < RB; ++rr)
+#pragma omp simd
+          for (int u = 0; u < CH; ++u) acc[rr][u] = bi[f0 + u];
+        for (int64_t t = 0; t < m; ++t) {
+          const T *col = dt.data() + t * n + f0;
+          for (int rr = 0; rr < RB; ++rr) {
+            const T ht = hbuf[rr * MP + t];
+#pragma omp simd
+            for (int u = 0; u < CH; ++u) acc[rr][u] += ht * col[u];
+          }
+        }
+        for (int rr = 0; rr < RB; ++rr)
+#pragma omp simd
+          for (int u = 0; u < CH; ++u) yblk[rr * n + f0 + u] = acc[rr][u];
+      }
+      for (int64_t rr = 0; rr < RB && f0 < n; ++rr) {  // tail features
+        T *yr = yblk.data() + rr * n;
+        std::copy(bi + f0, bi + n, yr + f0);
+        for (int64_t t = 0; t < m; ++t) {
+          const T ht = hbuf[rr * MP + t];
+          const T *col = dt.data() + t * n;
+#pragma omp simd
+          for (int64_t f = f0; f < n; ++f) yr[f] += ht * col[f];
+        }
+      }
+      // ---- loss and backward, row by row
+      for (int64_t rr = 0; rr < nr; ++rr) {
+        const int64_t r = b0 + rr;
+        const T *h = hbuf.data() + rr * MP;
+        const T *yr = yblk.data() + rr * n;
+        for (int64_t j = off[r]; j < off[r + 1]; ++j) {
+          const T v = val[j];
+          tgt[idx[j]] += fl.abs_target ? (v < T(0) ? -v : v) : v;
+        }
+        // Branch-free (vectorised) pass: loss, output gradient, bias gradient. The row's loss is
+        // summed in T so that the loop vectorises; rows add up in double.
+        T lr = 0;
+        const T c2 = (T)(2.0 * scale);
+        const T *tg = tgt.data();
+        T *dyp = dy.data();
+        const bool orelu = fl.output_relu;
+#pragma omp simd reduction(+ : lr)
+        for (int64_t f = 0; f < n; ++f) {
+          const T yv = yr[f];
+          const bool live = !orelu || yv > T(0);
+          const T y = live ? yv : T(0);
+          const T diff = y - tg[f];
+          lr += ii[f] * diff * diff;
+          const T g = live ? c2 * ii[f] * diff : T(0);
+          dyp[f] = g;
+          gbi[f] += g;
+        }
+        loss += (double)lr;
+        for (int64_t j = off[r]; j < off[r + 1]; ++j) tgt[idx[j]] = T(0);  // clear only the slots set
+        // Features whose output gradient is nonzero (a dead ReLU with a zero target has none).
+        int64_t nnz = 0;
+        for (int64_t f = 0; f < n; ++f) {
+          nz[nnz] = f;
+          nnz += dyp[f] != T(0);
+        }
+        T gh[MP];
+#pragma omp simd
+        for (int t = 0; t < MP; ++t) gh[t] = T(0);
+        for (int64_t q = 0; q < nnz; ++q) {
+          const int64_t f = nz[q];
+          const T g = dyp[f];
+          const T *dr = D.data() + f * MP;
+          T *gdr = gDp + f * MP;
+#pragma omp simd
+          for (int t = 0; t < MP; ++t) {
+            gh[t] += g * dr[t];
+            gdr[t] += g * h[t];
+          }
+        }
+        if (fl.hidden_relu)
+#pragma omp simd
+          for (int t = 0; t < MP; ++t) gh[t] = h[t] > T(0) ? gh[t] : T(0);
+        for (int64_t j = off[r]; j < off[r + 1]; ++j) {
+          const T v = val[j];
+          T *ger = gE.data() + idx[j] * MP;
+#pragma omp simd
+          for (int t = 0; t < MP; ++t) ger[t] += v * gh[t];
+        }
+      }
+    }
+    for (int64_t f = 0; f < n; ++f)
+      for (int64_t t = 0; t < m; ++t) {
+        gEi[f * m + t] = gE[f * MP + t];
+        if (!fl.tied) gDi[f * m + t] = gD[f * MP + t];
+      }
+    return loss * scale;
+  }
+};
+
+template <typename T, int MP>
+void step_all(const int64_t *off, const int64_t *idx, const T *val, int64_t I, int64_t B, int64_t n, int64_t m,
+              const T *Ep, const T *Dp, const T *bp, const T *ip, T *gEp, T *gDp, T *gbp, double *lp, double scale,
+              StepFlags fl, int nthreads) {
+  // Work is split by instance: each instance's gradients belong to one thread (no atomics, deterministic).
+#pragma omp parallel num_threads(nthreads)
+  {
+    InstanceStep<T, MP> st(n, m);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < I; ++i) {
+      const int64_t *oi = off + i * B;  // the instance's B + 1 offsets (absolute positions)
+      lp[i] = st.run(oi, idx, val, B, Ep + i * n * m, Dp + i * n * m, bp + i * n, ip + i * n, gEp + i * n * m,
+                     gDp + i * n * m, gbp + i * n, scale, fl);
+    }
+  }
+}
+
+template <typename T>
+void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const carray<T> &values,
+          const carray<T> &E, const carray<T> &D, const carray<T> &b, const carray<T> &imp, carray<T> &gE,
+          carray<T> &gD, carray<T> &gb, carray<double> &loss, bool hidden_relu, bool output_relu, bool abs_target,
+          int nthreads) {
+  check_shape(E, "E", {-1, -1, -1});
+  const py::ssize_t I = E.shape(0), n = E.shape(1), m = E.shape(2);
+  check_shape(D, "D", {I, n, m});
+  check_shape(offsets, "offsets", {-1});
+  if (offsets.shape(0) < 1 || (offsets.shape(0) - 1) % I != 0) fail("offsets", "expected I * batch_size + 1 entries");
+  const py::ssize_t B = (offsets.shape(0) - 1) / I;
+  check_shape(indices, "indices", {-1});
+  const py::ssize_t nnz = indices.shape(0);
+  check_shape(values, "values", {nnz});
+  check_shape(b, "b", {I, n});
+  check_shape(imp, "importance", {I, n});
+  check_shape(gE, "gE", {I, n, m});
+  check_shape(gD, "gD", {I, n, m});
+  check_shape(gb, "gb", {I, n});
+  check_shape(loss, "loss", {I});
+  const bool tied = E.data() == D.data();
+  if (tied != (gE.data() == gD.data())) fail("gD", "a tied model (E is D) needs gE to be gD, and only then");
+  if (m > 256) fail("E", "n_hidden above 256 is not supported by the fused step; use backend='reference'");
+  const int64_t *off = offsets.data();
+  const int64_t *idx = indices.data();
+  nthreads = set_threads(nthreads);
+  py::gil_scoped_release release;
+  check_offsets(off, I * B, nnz);
+  for (int64_t t = 0; t < nnz; ++t)  // -1 padding is not allowed in CSR batches
+    if (idx[t] < 0 || idx[t] >= n) {
+      std::ostringstream msg;
+      msg << "indices: index " << idx[t] << " at position " << t << " is out of range [0, " << n << ")";
+      throw py::index_error(msg.str());
+    }
+  const double scale = (B > 0 && n > 0) ? 1.0 / ((double)B * (double)n) : 0.0;
+  const StepFlags fl{hidden_relu, output_relu, abs_target, tied};
+  constexpr int V = 64 / sizeof(T);  // one AVX-512 register
+  auto go = [&](auto mp) {
+    step_all<T, decltype(mp)::value>(off, idx, values.data(), I, B, n, m, E.data(), D.data(), b.data(), imp.data(),
+                                     gE.mutable_data(), gD.mutable_data(), gb.mutable_data(),
+                                     loss.mutable_data(), scale, fl, nthreads);
+  };
+  if (m <= V) go(std::integral_constant<int, V>());
+  else if (m <= 2 * V) go(std::integral_constant<int, 2 * V>());
+  else if (m <= 4 * V) go(std::integral_constant<int, 4 * V>());
+  else if (m <= 8 * V) go(std::integral_constant<int, 8 * V>());
+  else if (m <= 16 * V) go(std::integral_constant<int, 16 * V>());
+  else go(std::integral_constant<int, 256>());
+}
+
+template <typename T>
+void register_dtype(py::module_ &m) {
+  m.def("tms_sample_fill", &sample_fill<T>, py::arg("seed"), py::arg("step"), py::arg("p").noconvert(), py::arg("batch_size"), py::arg("correlated_pairs"),
+        py::arg("anticorrelated_pairs"), py::arg("signed_values"), py::arg("offsets").noconvert(),
+        py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("nthreads") = 0);
+  m.def("tms_step", &step<T>, py::arg("offsets").noconvert(), py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("E").noconvert(),
+        py::arg("D").noconvert(), py::arg("b").noconvert(), py::arg("importance").noconvert(),
+        py::arg("gE").noconvert(), py::arg("gD").noconvert(), py::arg("gb").noconvert(), py::arg("loss").noconvert(),
+        py::arg("hidden_relu"), py::arg("output_relu"), py::arg("abs_target"), py::arg("nthreads") = 0);
+}
+
+}  // namespace
+
+void register_tms(py::module_ &m) {
+  m.def("tms_sample_count", &sample_count, py::arg("seed"), py::arg("step"), py::arg("p").noconvert(), py::arg("batch_size"), py::arg("correlated_pairs"),
+        py::arg("anticorrelated_pairs"), py::arg("offsets").noconvert(), py::arg("nthreads") = 0);
+  register_dtype<float>(m);
+  register_dtype<double>(m);
+}
+
+}  // namespace supcomp

@@ -1,0 +1,123 @@
+"""Training a batch of toy models: the fused trainer and the plain einsum reference.
+
+Both trainers draw identical batches (``BatchSampler``), start from identical
+weights (``ToyModel(config, seed)``), and step torch's AdamW; they differ only
+in how the loss gradient is computed:
+
+* ``backend="fused"``: on CPU one C++ call per step runs forward, loss and
+  backward of every instance (``_C.tms_step``: sparse read-in, register-tiled
+  read-out, backward that skips zero output gradients); on other devices the
+  supcomp ops (Triton on CUDA) with torch autograd.
+* ``backend="reference"``: the papers' einsum code on the dense batch, with
+  torch autograd. Kept for tests and benchmarks.
+
+Loss: the importance-weighted squared error, meaned over batch and features,
+summed over instances (as in the TMS notebook), so each instance's gradient is
+that of its own mean loss.
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import _C
+from ..ops import relu_readout, sparse_encode, superpose
+from ..sparse import padded_to_dense
+from .config import ToyModelConfig
+from .data import BatchSampler, SparseBatch
+from .model import ToyModel
+
+BACKENDS = ("fused", "reference")
+
+
+def _flags(kind):
+    hidden_relu = kind in ("relu_hidden", "abs")
+    output_relu = kind != "linear"
+    return hidden_relu, output_relu, kind == "abs"
+
+
+def fused_loss_and_grad(model: ToyModel, batch: SparseBatch) -> torch.Tensor:
+    """Per-instance losses ``[I]``; writes ``.grad`` of W (W_out) and b. One C++ call on CPU."""
+    kind = model.config.kind
+    hidden_relu, output_relu, abs_target = _flags(kind)
+    W, b = model.W, model.b
+    if W.device.type == "cpu" and W.dtype in (torch.float32, torch.float64):
+        D = model.decoder
+        gW = torch.empty_like(W)
+        gD = gW if model.W_out is None else torch.empty_like(D)
+        gb = torch.empty_like(b)
+        loss = torch.empty(W.shape[0], dtype=torch.float64)
+        Wd = W.detach()
+        _C.tms_step(batch.offsets.numpy(), batch.indices.numpy(), batch.values.numpy(), Wd.numpy(), D.detach().numpy(), b.detach().numpy(),
+                    model.importance.numpy(), gW.numpy(), gD.numpy(), gb.numpy(), loss.numpy(),
+                    hidden_relu, output_relu, abs_target, torch.get_num_threads())
+        W.grad = gW
+        if model.W_out is not None:
+            model.W_out.grad = gD
+        b.grad = gb
+        return loss.float()
+    # Other devices: the supcomp ops (Triton on CUDA) with autograd.
+    model.zero_grad(set_to_none=True)
+    idx, val = (t.to(W.device) for t in batch.to_padded())
+    target = padded_to_dense(idx, val, W.shape[1])
+    if abs_target:
+        target = target.abs()
+    if kind == "relu_output":
+        y = superpose(idx, val, W, b)
+    else:
+        h = sparse_encode(idx, val, W)
+        if hidden_relu:
+            h = torch.relu(h)
+        if output_relu:
+            y = relu_readout(h, model.decoder, b)
+        else:
+            y = torch.einsum("ibm,inm->ibn", h, model.decoder) + b[:, None]
+    loss = (model.importance[:, None] * (y - target) ** 2).mean((1, 2))
+    loss.sum().backward()
+    return loss.detach()
+
+
+def reference_loss_and_grad(model: ToyModel, batch: SparseBatch) -> torch.Tensor:
+    """The papers' einsum implementation on the dense batch; per-instance losses ``[I]``, sets ``.grad``."""
+    model.zero_grad(set_to_none=True)
+    x = batch.to_dense().to(model.W.device)
+    target = x.abs() if model.config.kind == "abs" else x
+    y = model(x)
+    loss = (model.importance[:, None] * (y - target) ** 2).mean((1, 2))
+    loss.sum().backward()
+    return loss.detach()
+
+
+def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0,
+          device=None, progress: bool = True, backend: str = "fused", weight_decay: float = 0.01,
+          log_every: int = 1, dtype=torch.float32) -> ToyModel:
+    """Train ``config.n_instances`` toy models at once with AdamW (constant ``lr``, ``weight_decay`` 0.01:
+    the TMS notebook's settings). Returns the ``ToyModel`` with ``loss_history`` logged every
+    ``log_every`` steps. ``seed`` fixes both the initial weights and every batch."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps: expected a non-negative int, got {steps!r}")
+    if not (lr > 0):
+        raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise ValueError(f"log_every: expected a positive int, got {log_every!r}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    model = ToyModel(config, seed=seed, device=device, dtype=dtype)
+    sampler = BatchSampler(config, batch_size, seed=seed, dtype=dtype)
+    opt = torch.optim.AdamW([p for p in model.parameters()], lr=lr, weight_decay=weight_decay)
+    step_fn = fused_loss_and_grad if backend == "fused" else reference_loss_and_grad
+    history, logged = [], []
+    bar = tqdm(range(steps), desc=f"tms {config.kind} I={config.n_instances}", disable=not progress,
+               mininterval=0.5)
+    for step in bar:
+        loss = step_fn(model, sampler.sample(step, copy=False))
+        opt.step()
+        if step % log_every == 0 or step == steps - 1:
+            history.append(loss.detach().float().cpu())
+            logged.append(step)
+            if progress and len(history) % 50 == 0:
+                bar.set_postfix(loss=f"{float(history[-1].mean()):.4g}")
+    model.loss_history = torch.stack(history) if history else torch.zeros(0, config.n_instances)
+    model.loss_steps = logged
+    return model

@@ -1,0 +1,130 @@
+"""Toy models of superposition: the fused trainer against the einsum reference, the sampler, save / load."""
+import math
+
+import pytest
+import torch
+
+from supcomp.tms import KINDS, BatchSampler, ToyModel, ToyModelConfig, sample_batch, train
+from supcomp.tms.train import fused_loss_and_grad, reference_loss_and_grad
+
+
+def small_config(kind, **kw):
+    args = dict(n_features=37, n_hidden=6, n_instances=3, feature_probability=[1.0, 0.3, 0.05],
+                importance=0.9 ** torch.arange(37.0), kind=kind, correlated_pairs=2, anticorrelated_pairs=3)
+    args.update(kw)
+    return ToyModelConfig(**args)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("m", [6, 40])  # one register of hidden units, and several
+def test_fused_step_matches_reference_float64(kind, m):
+    cfg = small_config(kind, n_hidden=m)
+    model = ToyModel(cfg, seed=1, dtype=torch.float64)
+    with torch.no_grad():
+        model.b.normal_(0, 0.1)
+    batch = sample_batch(cfg, 50, seed=3, dtype=torch.float64)
+    l_fused = fused_loss_and_grad(model, batch).double()
+    g_fused = [p.grad.clone() for p in model.parameters()]
+    l_ref = reference_loss_and_grad(model, batch).double()
+    g_ref = [p.grad.clone() for p in model.parameters()]
+    assert torch.allclose(l_fused, l_ref, rtol=1e-6)  # fused returns float32 losses
+    for a, b in zip(g_fused, g_ref):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
+    assert all(g.abs().sum() > 0 for g in g_ref)
+
+
+def test_first_steps_agree_and_final_losses_statistically_equal():
+    cfg = ToyModelConfig(20, 5, n_instances=8, feature_probability=20 ** -torch.linspace(0, 1, 8),
+                         importance=0.7 ** torch.arange(20.0))
+    a = train(cfg, steps=5, batch_size=256, seed=2, backend="fused", progress=False, dtype=torch.float64)
+    b = train(cfg, steps=5, batch_size=256, seed=2, backend="reference", progress=False, dtype=torch.float64)
+    assert torch.allclose(a.loss_history, b.loss_history, rtol=1e-6)
+    assert torch.allclose(a.W, b.W, atol=1e-10) and torch.allclose(a.b, b.b, atol=1e-10)
+    # float32, longer: the runs drift apart numerically but must end at the same loss level
+    a = train(cfg, steps=400, batch_size=256, seed=2, backend="fused", progress=False)
+    b = train(cfg, steps=400, batch_size=256, seed=2, backend="reference", progress=False)
+    la, lb = a.final_loss(50), b.final_loss(50)
+    assert (a.loss_history[-1] < a.loss_history[0]).all()
+    assert torch.allclose(la, lb, rtol=0.1, atol=1e-4), (la, lb)
+
+
+def test_sampler_statistics_and_determinism():
+    cfg = ToyModelConfig(60, 5, n_instances=3, feature_probability=[0.5, 0.1, 0.01], correlated_pairs=4,
+                         anticorrelated_pairs=4)
+    batch = BatchSampler(cfg, 20000, seed=7).sample(3)
+    x = batch.to_dense()
+    on = x > 0
+    for i, p in enumerate([0.5, 0.1, 0.01]):
+        dens = on[i].double().mean(0)
+        sd = math.sqrt(p * (1 - p) / 20000)
+        assert (dens - p).abs().max() < 5 * sd + 1e-9, (i, dens)
+        for q in range(4):  # correlated pairs: on together or not at all
+            assert torch.equal(on[i, :, 2 * q], on[i, :, 2 * q + 1])
+        for q in range(4, 8):  # anticorrelated pairs: never together
+            assert not (on[i, :, 2 * q] & on[i, :, 2 * q + 1]).any()
+    assert 0 <= float(batch.values.min()) and float(batch.values.max()) < 1
+    # same seed and step: same batch, whatever the thread count; another step: another batch
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        again = BatchSampler(cfg, 20000, seed=7).sample(3)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(again.indices, batch.indices) and torch.equal(again.values, batch.values)
+    assert not torch.equal(BatchSampler(cfg, 20000, seed=7).sample(4).indices[:1000], batch.indices[:1000])
+    # ids ascending within a row; padded and dense views agree
+    idx, val = batch.to_padded()
+    from supcomp.sparse import padded_to_dense
+    assert torch.equal(padded_to_dense(idx, val, 60), x)
+
+
+def test_abs_kind_samples_signed_values_and_learns():
+    cfg = ToyModelConfig(3, 6, n_instances=2, feature_probability=0.5, kind="abs")
+    batch = sample_batch(cfg, 4000)
+    assert float(batch.values.min()) < -0.9 and float(batch.values.max()) > 0.9
+    model = train(cfg, steps=300, batch_size=256, progress=False, lr=1e-2)
+    assert (model.loss_history[-20:].mean(0) < 0.5 * model.loss_history[:5].mean(0)).all()
+
+
+def test_save_load_round_trip(tmp_path):
+    cfg = small_config("relu_hidden", feature_probability=torch.tensor([0.5, 0.2, 0.05]))
+    model = train(cfg, steps=3, batch_size=16, progress=False)
+    model.save(str(tmp_path / "m"))
+    back = ToyModel.load(str(tmp_path / "m"))
+    assert back.config == cfg or back.config.to_dict() == cfg.to_dict()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k])
+    assert torch.equal(back.loss_history, model.loss_history) and back.loss_steps == model.loss_steps
+    assert not list(tmp_path.joinpath("m").glob(".*tmp"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("kwargs,exc,text", [
+    (dict(feature_probability=0.0), ValueError, "feature_probability: every probability must lie in (0, 1]"),
+    (dict(feature_probability=1.5), ValueError, "feature_probability"),
+    (dict(importance=-1.0), ValueError, "importance: every importance must be finite and >= 0"),
+    (dict(importance=[1.0, 2.0]), ValueError, "importance: expected"),
+    (dict(feature_probability=[0.1, 0.2, 0.3]), ValueError, "feature_probability: expected"),
+    (dict(kind="quadratic"), ValueError, "kind: expected one of"),
+    (dict(n_hidden=0), ValueError, "n_hidden: expected a positive int"),
+    (dict(correlated_pairs=3), ValueError, "correlated_pairs, anticorrelated_pairs"),
+])
+def test_bad_configs_rejected(kwargs, exc, text):
+    args = dict(n_features=5, n_hidden=2, n_instances=2)
+    args.update(kwargs)
+    with pytest.raises(exc) as info:
+        ToyModelConfig(**args)
+    assert text in str(info.value)
+
+
+def test_wide_hidden_layer_allowed():
+    cfg = ToyModelConfig(4, 10, feature_probability=0.5)  # n_hidden >= n_features is fine
+    model = train(cfg, steps=2, batch_size=8, progress=False)
+    assert model.W.shape == (1, 4, 10)
+
+
+def test_train_argument_errors():
+    cfg = ToyModelConfig(4, 2)
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        train(cfg, steps=1, backend="jax")
+    with pytest.raises(ValueError, match="batch_size: expected a positive int"):
+        train(cfg, steps=1, batch_size=0)
