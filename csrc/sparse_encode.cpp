@@ -180,12 +180,98 @@ void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, co
   }
 }
 
+// Both gradients in one pass over the slots (what autograd needs when values
+// and W both require grad): each (instance, column block) item reads the
+// slot's grad_h and W row pieces once, adds v * grad_h into grad_W and keeps a
+// partial dot product for grad_values; the partials of the column blocks are
+// added in block order afterwards (deterministic whatever the thread count).
+template <typename T>
+void backward_both(const carray<T> &grad_h, const carray<int64_t> &indices, const carray<T> &values,
+                   const carray<T> &W, carray<T> &grad_values, carray<T> &grad_W, int nthreads) {
+  check_shape(W, "W", {-1, -1, -1});
+  const py::ssize_t I = W.shape(0), n = W.shape(1), d = W.shape(2);
+  check_shape(indices, "indices", {I, -1, -1});
+  const py::ssize_t B = indices.shape(1), k = indices.shape(2);
+  check_shape(values, "values", {I, B, k});
+  check_shape(grad_h, "grad_h", {I, B, d});
+  check_shape(grad_values, "grad_values", {I, B, k});
+  check_shape(grad_W, "grad_W", {I, n, d});
+  const int64_t *idx = indices.data();
+  const T *val = values.data();
+  const T *g = grad_h.data();
+  const T *w = W.data();
+  T *gv = grad_values.mutable_data();
+  T *gw = grad_W.mutable_data();
+  nthreads = set_threads(nthreads);
+  py::gil_scoped_release release;
+  check_indices(idx, I * B * k, n, "indices");
+  int64_t blocks_per_inst = 1;
+  if (I < nthreads && d > 0) {
+    const int64_t want = (nthreads + I - 1) / I;
+    blocks_per_inst = std::max<int64_t>(1, std::min<int64_t>(want, d / 16));
+  }
+  const int64_t cb = d > 0 ? (d + blocks_per_inst - 1) / blocks_per_inst : 0;
+  const int64_t items = I * blocks_per_inst;
+  const int64_t slots = B * k;
+  std::vector<T> partial((size_t)(blocks_per_inst > 1 ? items * slots : 0));
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t i = it / blocks_per_inst, blk = it % blocks_per_inst;
+    const int64_t c0 = blk * cb, c1 = std::min<int64_t>(d, c0 + cb);
+    T *gwi = gw + i * n * d;
+    const T *wi = w + i * n * d;
+    for (int64_t f = 0; f < n && c0 < c1; ++f) std::fill(gwi + f * d + c0, gwi + f * d + c1, T(0));
+    const int64_t *idxi = idx + i * slots;
+    const T *vali = val + i * slots;
+    const T *gi = g + i * B * d;
+    T *dots = blocks_per_inst > 1 ? partial.data() + it * slots : gv + i * slots;
+    for (int64_t b = 0; b < B; ++b) {
+      const T *gr = gi + b * d;
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t s = b * k + j;
+        if (s + kPrefetchDistance < slots && idxi[s + kPrefetchDistance] >= 0) {
+          const int64_t fp = idxi[s + kPrefetchDistance];
+          prefetch_row(wi + fp * d + c0, c1 - c0);
+          prefetch_row<1>(gwi + fp * d + c0, c1 - c0);
+        }
+        const int64_t f = idxi[s];
+        if (f < 0 || c0 >= c1) {
+          dots[s] = T(0);
+          continue;
+        }
+        const T v = vali[s];
+        const T *wr = wi + f * d;
+        T *dst = gwi + f * d;
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t t = c0; t < c1; ++t) {
+          acc += gr[t] * wr[t];
+          dst[t] += v * gr[t];
+        }
+        dots[s] = acc;
+      }
+    }
+  }
+  if (blocks_per_inst > 1) {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t t = 0; t < I * slots; ++t) {
+      const int64_t i = t / slots, s = t % slots;
+      T acc = 0;
+      for (int64_t blk = 0; blk < blocks_per_inst; ++blk) acc += partial[(i * blocks_per_inst + blk) * slots + s];
+      gv[t] = acc;
+    }
+  }
+}
+
 template <typename T>
 void register_dtype(py::module_ &m) {
   m.def("sparse_encode_forward", &forward<T>, py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("W").noconvert(), py::arg("out").noconvert(),
         py::arg("nthreads") = 0);
   m.def("sparse_encode_backward_values", &backward_values<T>, py::arg("grad_h").noconvert(), py::arg("indices").noconvert(), py::arg("W").noconvert(),
         py::arg("grad_values").noconvert(), py::arg("nthreads") = 0);
+  m.def("sparse_encode_backward", &backward_both<T>, py::arg("grad_h").noconvert(), py::arg("indices").noconvert(),
+        py::arg("values").noconvert(), py::arg("W").noconvert(), py::arg("grad_values").noconvert(),
+        py::arg("grad_W").noconvert(), py::arg("nthreads") = 0);
   m.def("sparse_encode_backward_weight", &backward_weight<T>, py::arg("grad_h").noconvert(), py::arg("indices").noconvert(),
         py::arg("values").noconvert(), py::arg("grad_W").noconvert(), py::arg("nthreads") = 0);
 }

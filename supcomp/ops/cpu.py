@@ -40,6 +40,11 @@ def sparse_encode_forward(indices, values, W):
 
 def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=True):
     grad_values = grad_W = None
+    if need_values and need_W:  # one pass over the slots for both
+        grad_values, grad_W = torch.empty_like(values), torch.empty_like(W)
+        _C.sparse_encode_backward(_np(grad_h), _np(indices), _np(values), _np(W), _np(grad_values), _np(grad_W),
+                                  _threads())
+        return grad_values, grad_W
     if need_values:
         grad_values = torch.empty_like(values)
         _C.sparse_encode_backward_values(_np(grad_h), _np(indices), _np(W), _np(grad_values), _threads())
