@@ -13,10 +13,24 @@ def main(argv=None) -> int:
     demo.add_argument("--no-bench", action="store_true", help="skip the benchmark ratios")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("info", help="version, backends and threads")
+    tms = sub.add_parser("tms", help="reproduce a figure of Toy Models of Superposition (Elhage et al. 2022)")
+    tms.add_argument("name", choices=["intro", "dimensionality", "phase", "correlated", "dynamics", "cross-entropy",
+                                      "all"], help="which reproduction (all: every one in turn)")
+    tms.add_argument("--steps", type=int, default=None, help="training steps (default: the experiment's own)")
+    tms.add_argument("--seed", type=int, default=0, help="seed of the initial weights and batches (default: 0)")
+    tms.add_argument("--out", default="supcomp-report/tms", help="folder for the plots (default: %(default)s)")
+    tms.add_argument("--quick", action="store_true", help="small sizes and few steps (seconds, not minutes)")
+    tms.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
         run(out_dir=args.out, progress=not args.no_progress, bench=not args.no_bench)
+    elif args.command == "tms":
+        if args.steps is not None and args.steps < 1:
+            parser.error(f"--steps: expected a positive number of steps, got {args.steps}")
+        from .tms.experiments import run as run_tms
+        run_tms(args.name, steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
+                quick=args.quick)
     elif args.command == "info":
         import torch
 
