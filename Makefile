@@ -28,6 +28,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/report.py
+	$(PY) benchmarks/tms_train.py --append benchmarks/RESULTS.md
 
 clean:
 	rm -rf build *.egg-info supcomp/_C*.so $(VENV)

@@ -53,7 +53,7 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  constexpr int CH = 256 / sizeof(T);  // 4 AVX-512 registers of running sums
+  constexpr int CH = 256 / sizeof(T);  // 4 AVX-512 registers of running sums (a wider tile measured slower)
   const int64_t rows = I * B;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {

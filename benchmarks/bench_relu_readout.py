@@ -1,0 +1,15 @@
+"""pytest-benchmark: ``relu_readout`` against its peers (see cases.py for providers and sizes)."""
+import pytest
+from _support import CaseCache, params, run_benchmark
+
+OP = "relu_readout"
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return CaseCache(OP)
+
+
+@pytest.mark.parametrize("size,mode,provider", params(OP))
+def test_relu_readout(benchmark, cache, size, mode, provider):
+    run_benchmark(benchmark, cache, size, mode, provider)

@@ -1,0 +1,149 @@
+"""Toy-model training steps per second: supcomp's fused trainer against the papers' einsum code.
+
+One "step" is everything a training loop does per step: draw the batch, forward, importance-weighted MSE,
+backward, AdamW. Providers (same run, interleaved rounds, medians):
+
+* supcomp fused      sample in C++ (sparse), one C++ call for forward+loss+backward of all instances, AdamW
+* TMS notebook eager the Anthropic notebook's step: dense batch from torch.rand (batch-first [B, I, n]),
+                     einsum forward, loss, autograd backward, AdamW
+* torch.compile      the same step function compiled with torch.compile (compiled once before timing)
+
+FLOP count (useful work, the same for every provider): forward 2·I·B·n·m (read-out) + 2·I·B·nnz·m
+(read-in over the nonzeros), backward twice the forward; GFLOP/s is against the 190 GFLOP/s fp32 ceiling.
+
+    python benchmarks/tms_train.py [--quick] [--out FILE | --append benchmarks/RESULTS.md]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from supcomp.tms import ToyModelConfig
+from supcomp.tms.data import BatchSampler
+from supcomp.tms.model import ToyModel
+from supcomp.tms.train import fused_loss_and_grad
+
+CEILING_GFLOPS = 190.0
+CASES = [
+    dict(I=100, n=400, m=30, B=1024),
+    dict(I=1000, n=20, m=5, B=1024),
+]
+
+
+def config(c):
+    return ToyModelConfig(c["n"], c["m"], n_instances=c["I"], feature_probability=20 ** -torch.linspace(0, 1, c["I"]))
+
+
+def supcomp_step(cfg, B):
+    model = ToyModel(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    sampler = BatchSampler(cfg, B)
+    state = {"step": 0}
+
+    def step():
+        batch = sampler.sample(state["step"], copy=False)
+        fused_loss_and_grad(model, batch)
+        opt.step()
+        state["step"] += 1
+    return step
+
+
+def notebook_step(cfg, B, compile_it=False):
+    I, n, m = cfg.n_instances, cfg.n_features, cfg.n_hidden
+    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(I, n, m)))
+    b = torch.nn.Parameter(torch.zeros(I, n))
+    p = cfg.probabilities().float()  # [I, n]
+    imp = cfg.importances().float()
+    opt = torch.optim.AdamW([W, b], lr=1e-3, weight_decay=0.01)
+
+    def loss_fn(W, b):
+        feat = torch.rand(B, I, n)
+        batch = torch.where(torch.rand(B, I, n) <= p, feat, torch.zeros(()))
+        hidden = torch.einsum("bin,inm->bim", batch, W)
+        out = torch.relu(torch.einsum("bim,inm->bin", hidden, W) + b)
+        return (imp * (batch - out) ** 2).mean(0).mean(-1).sum()
+
+    fn = torch.compile(loss_fn) if compile_it else loss_fn
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        fn(W, b).backward()
+        opt.step()
+    return step
+
+
+def time_round_robin(fns: dict, reps: int):
+    for f in fns.values():  # warm-up (and compile)
+        f()
+        f()
+    ts = {k: [] for k in fns}
+    for r in range(reps):
+        for k in list(fns)[r % len(fns):] + list(fns)[:r % len(fns)]:
+            t0 = time.perf_counter()
+            fns[k]()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
+def flops(cfg, B):
+    p = cfg.probabilities().float()
+    nnz = float(p.sum(-1).mean())
+    I, n, m = cfg.n_instances, cfg.n_features, cfg.n_hidden
+    return 3 * (2 * I * B * n * m + 2 * I * B * nnz * m)
+
+
+def run(quick=False, log=print):
+    rows = []
+    for c in CASES:
+        cfg = config(c)
+        B = c["B"]
+        fns = {"supcomp fused": supcomp_step(cfg, B), "TMS notebook eager": notebook_step(cfg, B)}
+        if not quick:
+            fns["torch.compile(notebook step)"] = notebook_step(cfg, B, compile_it=True)
+        med = time_round_robin(fns, reps=3 if quick else 7)
+        fl = flops(cfg, B)
+        size = f"I={c['I']} n={c['n']} m={c['m']} B={B} p=1..1/20"
+        for k, t in med.items():
+            rows.append(dict(size=size, provider=k, ms=1e3 * t, steps_per_s=1 / t, ratio=t / med["supcomp fused"],
+                             gflops=fl / t / 1e9, pct=100 * fl / t / 1e9 / CEILING_GFLOPS))
+            log(f"{size:<36} {k:<30} {1e3 * t:9.1f} ms/step")
+    return rows
+
+
+def format_table(rows):
+    lines = ["| size | provider | ms / step | steps / s | supcomp speed-up (peer time / supcomp time) | GFLOP/s | % of 190 GFLOP/s |",
+             "|---|---|--:|--:|--:|--:|--:|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['provider']} | {r['ms']:.1f} | {r['steps_per_s']:.2f} | {r['ratio']:.2f}× | "
+                     f"{r['gflops']:.1f} | {r['pct']:.0f}% |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=None, help="write the section to this file")
+    ap.add_argument("--append", default=None, help="append the section to this file (make bench: RESULTS.md)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    load = open("/proc/loadavg").read().split()[:3]
+    rows = run(args.quick)
+    text = (f"## Toy-model training steps (`python benchmarks/tms_train.py`)\n\n"
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, load average at start {' '.join(load)}, "
+            f"{time.time() - t0:.0f} s. One step = batch generation + forward + loss + backward + AdamW.\n\n"
+            + format_table(rows) + "\n")
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    if args.append:
+        with open(args.append, "a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
