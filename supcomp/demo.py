@@ -9,7 +9,10 @@
    reconstruction error without a bias and with the best negative (filtering)
    bias, and how many active features the top-k read-out
    (``relu_readout_topk``) recovers.
-2. Benchmark ratios against the strongest torch peers at demo sizes.
+2. Toy Models of Superposition: the intro experiment (dense -> 2 orthogonal
+   features, sparse -> pentagon) and a small dimensionality sweep, trained
+   with the fused trainer (``supcomp.tms``).
+3. Benchmark ratios against the strongest torch peers at demo sizes.
 Plots go to ``./supcomp-report/``.
 """
 from __future__ import annotations
@@ -114,8 +117,12 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     path = os.path.join(out_dir, "superposition.png")
     plot(rows, path)
     print(f"plot: {path}")
+    print("\n== 2. ", end="")
+    from .tms.experiments import demo_section
+    text = demo_section(out_dir=os.path.join(out_dir, "tms"), progress=progress)
+    print(text.replace("== Toy Models", "Toy Models", 1))
     if bench:
-        print("\n== 2. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
+        print("\n== 3. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
         with tqdm(total=5, desc="benchmarks", disable=not progress) as bar:
             print(format_ratios(quick_ratios(progress=bar)))
         print("Full suite with GB/s, GFLOP/s and peak memory: `make bench` -> benchmarks/RESULTS.md")
