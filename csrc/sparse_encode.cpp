@@ -121,6 +121,19 @@ void backward_values(const carray<T> &grad_h, const carray<int64_t> &indices, co
   }
 }
 
+// Split the d columns of each instance into blocks for the scatter kernels:
+// enough (instance, block) items to feed every thread, but at least 16
+// contiguous elements (one cache line of float) per row touch. Returns the
+// number of blocks per instance and the block width.
+inline void column_blocks(int64_t I, int64_t d, int nthreads, int64_t &blocks_per_inst, int64_t &cb) {
+  blocks_per_inst = 1;
+  if (I < nthreads && d > 0) {
+    const int64_t want = (nthreads + I - 1) / I;
+    blocks_per_inst = std::max<int64_t>(1, std::min<int64_t>(want, d / 16));
+  }
+  cb = d > 0 ? (d + blocks_per_inst - 1) / blocks_per_inst : 0;
+}
+
 // grad_W[i, f, :] = sum over slots (b, j) with indices[i, b, j] == f of values[i, b, j] * grad_h[i, b, :]
 //
 // A scatter that touches only rows that occur (plus zeroing grad_W). Work is
@@ -144,14 +157,8 @@ void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, co
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  // Column blocks: enough items to feed every thread, but at least 16
-  // contiguous elements (one cache line of float) per row touch.
-  int64_t blocks_per_inst = 1;
-  if (I < nthreads && d > 0) {
-    const int64_t want = (nthreads + I - 1) / I;
-    blocks_per_inst = std::max<int64_t>(1, std::min<int64_t>(want, d / 16));
-  }
-  const int64_t cb = d > 0 ? (d + blocks_per_inst - 1) / blocks_per_inst : 0;
+  int64_t blocks_per_inst, cb;
+  column_blocks(I, d, nthreads, blocks_per_inst, cb);
   const int64_t items = I * blocks_per_inst;
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
   for (int64_t it = 0; it < items; ++it) {
@@ -205,12 +212,8 @@ void backward_both(const carray<T> &grad_h, const carray<int64_t> &indices, cons
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  int64_t blocks_per_inst = 1;
-  if (I < nthreads && d > 0) {
-    const int64_t want = (nthreads + I - 1) / I;
-    blocks_per_inst = std::max<int64_t>(1, std::min<int64_t>(want, d / 16));
-  }
-  const int64_t cb = d > 0 ? (d + blocks_per_inst - 1) / blocks_per_inst : 0;
+  int64_t blocks_per_inst, cb;
+  column_blocks(I, d, nthreads, blocks_per_inst, cb);
   const int64_t items = I * blocks_per_inst;
   const int64_t slots = B * k;
   std::vector<T> partial((size_t)(blocks_per_inst > 1 ? items * slots : 0));
