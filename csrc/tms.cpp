@@ -219,7 +219,7 @@ struct StepFlags {
 // Gradients accumulate into padded buffers and are copied out at the end.
 template <typename T, int MP>
 struct InstanceStep {
-  static constexpr int RB = 4;                  // rows that share each load of the transposed decoder
+  static constexpr int RB = 8;                  // rows that share each load of the transposed decoder
   static constexpr int CH = 128 / sizeof(T);    // output features per register tile (2 AVX-512 registers)
   int64_t n, m;
   std::vector<T> E, D, gE, gD, dt, hbuf, yblk, tgt, dy;
