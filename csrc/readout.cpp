@@ -3,7 +3,7 @@
 // On CPU the GEMM itself runs in the BLAS that torch links (MKL / oneDNN /
 // OpenBLAS): a hand-written SGEMM would not beat it. Everything around the
 // GEMM is fused here, in one pass over the [rows, n] tile each:
-//   relu_bias_       y = relu(y + b) in place (forward epilogue)
+//   relu_            y = relu(y) in place (after a GEMM that already added the bias)
 //   relu_grad        g = grad_y * (y > 0) and grad_b = sum_rows g (backward prologue)
 //   topk_merge       relu(tile + b) folded into a running per-row top-k
 //                    (blockwise top-k readout: the [B, n] matrix is never held whole)
@@ -15,27 +15,15 @@
 namespace supcomp {
 namespace {
 
-// y [I, B, n] <- relu(y + b[i]);  b [I, n]
+// y <- relu(y) in place, any shape (flat).
 template <typename T>
-void relu_bias_(carray<T> &y, const carray<T> &b, int nthreads) {
-  check_shape(y, "y", {-1, -1, -1});
-  const py::ssize_t I = y.shape(0), B = y.shape(1), n = y.shape(2);
-  check_shape(b, "b", {I, n});
+void relu_(carray<T> &y, int nthreads) {
   T *yp = y.mutable_data();
-  const T *bp = b.data();
+  const int64_t size = (int64_t)y.size();
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
-  const int64_t rows = I * B;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    T *yr = yp + r * n;
-    const T *br = bp + (r / B) * n;
-#pragma omp simd
-    for (int64_t t = 0; t < n; ++t) {
-      const T v = yr[t] + br[t];
-      yr[t] = v < T(0) ? T(0) : v;  // written this way so a NaN stays NaN, as in torch.relu
-    }
-  }
+  for (int64_t t = 0; t < size; ++t) yp[t] = yp[t] < T(0) ? T(0) : yp[t];  // a NaN stays NaN
 }
 
 // g [I, B, n] = grad_y * (y > 0);  grad_b [I, n] = sum over B of g.
@@ -143,8 +131,7 @@ void topk_merge(const carray<T> &tile, const carray<T> &b, carray<T> &run_vals, 
 
 template <typename T>
 void register_dtype(py::module_ &m) {
-  m.def("relu_bias_", &relu_bias_<T>, py::arg("y").noconvert(), py::arg("b").noconvert(),
-        py::arg("nthreads").noconvert() = 0);
+  m.def("relu_", &relu_<T>, py::arg("y").noconvert(), py::arg("nthreads") = 0);
   m.def("relu_grad", &relu_grad<T>, py::arg("grad_y").noconvert(), py::arg("y").noconvert(),
         py::arg("g").noconvert(), py::arg("grad_b").noconvert(), py::arg("nthreads").noconvert() = 0);
   m.def("topk_merge", &topk_merge<T>, py::arg("tile").noconvert(), py::arg("b").noconvert(),

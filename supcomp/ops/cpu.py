@@ -55,8 +55,10 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
 
 
 def relu_readout_forward(h, W, b):
-    y = torch.bmm(h, W.transpose(1, 2))
-    _C.relu_bias_(_np(y), _np(b), _threads())
+    # The bias goes into the GEMM (beta = 1): at small sizes BLAS's baddbmm measured faster than a bare
+    # bmm here, and at large sizes the same; the ReLU is then one in-place C++ pass.
+    y = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
+    _C.relu_(_np(y), _threads())
     return y
 
 
