@@ -7,7 +7,7 @@ the backend contract in ``supcomp.ops.backends`` (canonical layout, see
 
 Dense GEMMs run in the BLAS that torch links (``torch.bmm``): we do not
 re-implement SGEMM on CPU. The C++ side does everything sparse and every
-epilogue (bias + ReLU, the ReLU mask and bias gradient, the blockwise top-k),
+epilogue (the ReLU after a GEMM that adds the bias, the ReLU mask and bias gradient, the blockwise top-k),
 so that no extra pass over a [B, n] matrix is made and the top-k never holds
 one.
 """
