@@ -9,6 +9,7 @@
 // per-instance transposed copy of W (vectorised over the n features), then
 // ReLU.
 #include "common.h"
+#include "readout_tile.h"
 
 #include <algorithm>
 #include <vector>
@@ -41,11 +42,8 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   for (int64_t i = 0; i < I; ++i)
     for (int64_t f = 0; f < n; ++f)
       for (int64_t t = 0; t < d; ++t) wt[(i * d + t) * n + f] = w[(i * n + f) * d + t];
-  // Work items: blocks of RB rows of one instance. The RB x CH output tile
-  // stays in registers while the d hidden units stream through it, so each
-  // W^T load feeds RB rows.
-  constexpr int RB = 8;
-  constexpr int CH = 128 / sizeof(T);  // 2 AVX-512 registers per row: an 8 x 2 tile of 16 accumulators (measured best of 4-16 rows x 2-4 registers)
+  // Work items: blocks of RB rows of one instance, read out by readout_tile.
+  constexpr int RB = kTileRows;
   const int64_t nblk = (B + RB - 1) / RB;
   const int64_t items = I * nblk;
 #pragma omp parallel num_threads(nthreads)
@@ -70,39 +68,7 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
           for (int64_t t = 0; t < d; ++t) hb[rr * d + t] += v * wr[t];
         }
       }
-      const T *wti = wt.data() + i * d * n;
-      const T *bi = bp + i * n;
-      T *yb = y + (i * B + b0) * n;
-      int64_t f0 = 0;
-      for (; f0 + CH <= n; f0 += CH) {
-        T acc[RB][CH];
-        for (int rr = 0; rr < RB; ++rr)
-#pragma omp simd
-          for (int u = 0; u < CH; ++u) acc[rr][u] = bi[f0 + u];
-        for (int64_t t = 0; t < d; ++t) {
-          const T *col = wti + t * n + f0;
-          for (int rr = 0; rr < RB; ++rr) {
-            const T ht = hb[rr * d + t];
-#pragma omp simd
-            for (int u = 0; u < CH; ++u) acc[rr][u] += ht * col[u];
-          }
-        }
-        for (int64_t rr = 0; rr < nr; ++rr)
-#pragma omp simd
-          for (int u = 0; u < CH; ++u) yb[rr * n + f0 + u] = acc[rr][u] < T(0) ? T(0) : acc[rr][u];
-      }
-      for (int64_t rr = 0; rr < nr && f0 < n; ++rr) {  // tail features (n not a multiple of CH)
-        T *yr = yb + rr * n;
-        std::copy(bi + f0, bi + n, yr + f0);
-        for (int64_t t = 0; t < d; ++t) {
-          const T ht = hb[rr * d + t];
-          const T *col = wti + t * n;
-#pragma omp simd
-          for (int64_t f = f0; f < n; ++f) yr[f] += ht * col[f];
-        }
-#pragma omp simd
-        for (int64_t f = f0; f < n; ++f) yr[f] = yr[f] < T(0) ? T(0) : yr[f];
-      }
+      readout_tile<T, true>(hb, d, wt.data() + i * d * n, bp + i * n, n, d, y + (i * B + b0) * n, n, nr);
     }
   }
 }

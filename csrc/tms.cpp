@@ -19,6 +19,7 @@
 //   whose output gradient is zero (a dead ReLU with a zero target), which is
 //   most of them once the bias has learned to filter interference.
 #include "common.h"
+#include "readout_tile.h"
 
 #include <algorithm>
 #include <cmath>
@@ -219,8 +220,7 @@ struct StepFlags {
 // Gradients accumulate into padded buffers and are copied out at the end.
 template <typename T, int MP>
 struct InstanceStep {
-  static constexpr int RB = 8;                  // rows that share each load of the transposed decoder
-  static constexpr int CH = 128 / sizeof(T);    // output features per register tile (2 AVX-512 registers)
+  static constexpr int RB = kTileRows;          // rows that share each load of the transposed decoder
   int64_t n, m;
   std::vector<T> E, D, gE, gD, dt, hbuf, yblk, tgt, dy;
   std::vector<int64_t> nz;
@@ -248,7 +248,7 @@ struct InstanceStep {
     double loss = 0.0;
     for (int64_t b0 = 0; b0 < B; b0 += RB) {
       const int64_t nr = std::min<int64_t>(RB, B - b0);
-      // ---- forward: h for RB rows (padded to MP), then y = D h + b as RB x CH register tiles
+      // ---- forward: h for RB rows (padded to MP), then y = D h + b (readout_tile.h)
       for (int64_t rr = 0; rr < RB; ++rr) {
         T h[MP];
 #pragma omp simd
@@ -268,34 +268,7 @@ struct InstanceStep {
 #pragma omp simd
         for (int t = 0; t < MP; ++t) hbuf[rr * MP + t] = h[t];
       }
-      int64_t f0 = 0;
-      for (; f0 + CH <= n; f0 += CH) {
-        T acc[RB][CH];
-        for (int rr = 0; rr < RB; ++rr)
-#pragma omp simd
-          for (int u = 0; u < CH; ++u) acc[rr][u] = bi[f0 + u];
-        for (int64_t t = 0; t < m; ++t) {
-          const T *col = dt.data() + t * n + f0;
-          for (int rr = 0; rr < RB; ++rr) {
-            const T ht = hbuf[rr * MP + t];
-#pragma omp simd
-            for (int u = 0; u < CH; ++u) acc[rr][u] += ht * col[u];
-          }
-        }
-        for (int rr = 0; rr < RB; ++rr)
-#pragma omp simd
-          for (int u = 0; u < CH; ++u) yblk[rr * n + f0 + u] = acc[rr][u];
-      }
-      for (int64_t rr = 0; rr < RB && f0 < n; ++rr) {  // tail features
-        T *yr = yblk.data() + rr * n;
-        std::copy(bi + f0, bi + n, yr + f0);
-        for (int64_t t = 0; t < m; ++t) {
-          const T ht = hbuf[rr * MP + t];
-          const T *col = dt.data() + t * n;
-#pragma omp simd
-          for (int64_t f = f0; f < n; ++f) yr[f] += ht * col[f];
-        }
-      }
+      readout_tile<T, false, RB>(hbuf.data(), MP, dt.data(), bi, n, m, yblk.data(), n, nr);
       // ---- loss and backward, row by row
       for (int64_t rr = 0; rr < nr; ++rr) {
         const int64_t r = b0 + rr;

@@ -123,7 +123,7 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     print(text.replace("== Toy Models", "Toy Models", 1))
     if bench:
         print("\n== 3. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
-        with tqdm(total=5, desc="benchmarks", disable=not progress) as bar:
+        with tqdm(total=4, desc="benchmarks", disable=not progress) as bar:
             print(format_ratios(quick_ratios(progress=bar)))
         print("Full suite with GB/s, GFLOP/s and peak memory: `make bench` -> benchmarks/RESULTS.md")
     print(f"\ndone in {time.time() - t0:.1f} s")

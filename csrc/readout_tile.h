@@ -1,0 +1,62 @@
+// The dense read-out of a block of RB rows against a transposed weight matrix,
+//   y[rr, f] = bias[f] + sum_t h[rr, t] * wt[t, f]        (then ReLU if RELU)
+// shared by the fused kernels (superpose, the toy-model step). The RB x CH
+// output tile stays in vector registers while the d hidden units stream
+// through it, so each load of a W^T row feeds RB rows. RB = 8 rows x 2 AVX-512
+// registers (16 accumulators) measured best of 4-16 rows x 2-4 registers.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace supcomp {
+
+constexpr int kTileRows = 8;
+
+// h: RB rows of stride hstride (rows past nr must be readable; they are
+// computed but not stored); wt: [d, n]; y: nr rows of stride ystride.
+template <typename T, bool RELU, int RB = kTileRows>
+inline void readout_tile(const T *h, int64_t hstride, const T *wt, const T *bias, int64_t n, int64_t d, T *y,
+                         int64_t ystride, int64_t nr) {
+  constexpr int CH = 128 / sizeof(T);
+  int64_t f0 = 0;
+  for (; f0 + CH <= n; f0 += CH) {
+    T acc[RB][CH];
+    for (int rr = 0; rr < RB; ++rr)
+#pragma omp simd
+      for (int u = 0; u < CH; ++u) acc[rr][u] = bias[f0 + u];
+    for (int64_t t = 0; t < d; ++t) {
+      const T *col = wt + t * n + f0;
+      for (int rr = 0; rr < RB; ++rr) {
+        const T ht = h[rr * hstride + t];
+#pragma omp simd
+        for (int u = 0; u < CH; ++u) acc[rr][u] += ht * col[u];
+      }
+    }
+    for (int64_t rr = 0; rr < nr; ++rr) {
+      T *yr = y + rr * ystride + f0;
+      if constexpr (RELU) {
+#pragma omp simd
+        for (int u = 0; u < CH; ++u) yr[u] = acc[rr][u] < T(0) ? T(0) : acc[rr][u];  // a NaN stays NaN
+      } else {
+#pragma omp simd
+        for (int u = 0; u < CH; ++u) yr[u] = acc[rr][u];
+      }
+    }
+  }
+  for (int64_t rr = 0; rr < nr && f0 < n; ++rr) {  // tail features (n not a multiple of CH)
+    T *yr = y + rr * ystride;
+    std::copy(bias + f0, bias + n, yr + f0);
+    for (int64_t t = 0; t < d; ++t) {
+      const T ht = h[rr * hstride + t];
+      const T *col = wt + t * n;
+#pragma omp simd
+      for (int64_t f = f0; f < n; ++f) yr[f] += ht * col[f];
+    }
+    if constexpr (RELU)
+#pragma omp simd
+      for (int64_t f = f0; f < n; ++f) yr[f] = yr[f] < T(0) ? T(0) : yr[f];
+  }
+}
+
+}  // namespace supcomp
