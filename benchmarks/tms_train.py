@@ -37,8 +37,8 @@ def config(c):
     return ToyModelConfig(c["n"], c["m"], n_instances=c["I"], feature_probability=20 ** -torch.linspace(0, 1, c["I"]))
 
 
-def supcomp_step(cfg, B):
-    model = ToyModel(cfg)
+def supcomp_step(cfg, B, device="cpu"):
+    model = ToyModel(cfg, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     sampler = BatchSampler(cfg, B)
     state = {"step": 0}
@@ -51,17 +51,17 @@ def supcomp_step(cfg, B):
     return step
 
 
-def notebook_step(cfg, B, compile_it=False):
+def notebook_step(cfg, B, compile_it=False, device="cpu"):
     I, n, m = cfg.n_instances, cfg.n_features, cfg.n_hidden
-    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(I, n, m)))
-    b = torch.nn.Parameter(torch.zeros(I, n))
-    p = cfg.probabilities().float()  # [I, n]
-    imp = cfg.importances().float()
+    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(I, n, m, device=device)))
+    b = torch.nn.Parameter(torch.zeros(I, n, device=device))
+    p = cfg.probabilities().float().to(device)  # [I, n]
+    imp = cfg.importances().float().to(device)
     opt = torch.optim.AdamW([W, b], lr=1e-3, weight_decay=0.01)
 
     def loss_fn(W, b):
-        feat = torch.rand(B, I, n)
-        batch = torch.where(torch.rand(B, I, n) <= p, feat, torch.zeros(()))
+        feat = torch.rand(B, I, n, device=device)
+        batch = torch.where(torch.rand(B, I, n, device=device) <= p, feat, torch.zeros((), device=device))
         hidden = torch.einsum("bin,inm->bim", batch, W)
         out = torch.relu(torch.einsum("bim,inm->bin", hidden, W) + b)
         return (imp * (batch - out) ** 2).mean(0).mean(-1).sum()

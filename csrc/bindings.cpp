@@ -10,6 +10,16 @@ void register_tms(py::module_ &m);
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "supcomp C++ CPU kernels over raw buffers (numpy arrays / CPU tensors viewed as numpy).";
+  // Our argument errors -> Python exceptions, with the GIL held (see common.h).
+  py::register_local_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const supcomp::ArgIndexError &e) {
+      PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const supcomp::ArgValueError &e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
   supcomp::register_sparse_encode(m);
   supcomp::register_readout(m);
   supcomp::register_superpose(m);

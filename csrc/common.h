@@ -6,7 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
-#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,17 +21,37 @@ namespace supcomp {
 template <typename T>
 using carray = py::array_t<T, py::array::c_style>;  // no forcecast: a wrong dtype never silently copies
 
+// Argument errors are plain C++ exceptions: they are often thrown while the GIL
+// is released (inside py::gil_scoped_release), so throwing must not touch any
+// Python object. A module-local translator (bindings.cpp) turns them into
+// ValueError / IndexError with the GIL held. Local, because pybind11's global
+// translator list can be shared with other extensions (torch's, when their
+// pybind11 internals match ours), and handing our exceptions to their
+// translators crashed the interpreter on the GPU machine (torch 2.11, Python 3.12).
+struct ArgValueError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+struct ArgIndexError : std::out_of_range {
+  using std::out_of_range::out_of_range;
+};
+
 // Raise ValueError("<arg>: <what>") on the Python side.
 [[noreturn]] inline void fail(const std::string &arg, const std::string &what) {
-  throw py::value_error(arg + ": " + what);
+  throw ArgValueError(arg + ": " + what);
 }
 
+// Raise IndexError("<arg>: <what>") on the Python side.
+[[noreturn]] inline void fail_index(const std::string &arg, const std::string &what) {
+  throw ArgIndexError(arg + ": " + what);
+}
+
+// Messages are built with std::to_string, never iostreams: where the extension
+// ends up with its own static copy of libstdc++ (seen on the GPU image: Ubuntu's
+// g++ 13 with Python 3.12), std::ostringstream segfaulted on first use.
 inline std::string shape_str(const py::array &a) {
-  std::ostringstream s;
-  s << "[";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
-  s << "]";
-  return s.str();
+  std::string s = "[";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + "]";
 }
 
 // Check that `a` has exactly the given shape (entries < 0 are wildcards).
@@ -39,14 +59,12 @@ inline void check_shape(const py::array &a, const char *arg, std::vector<py::ssi
   bool ok = a.ndim() == (py::ssize_t)shape.size();
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
   if (!ok) {
-    std::ostringstream s;
-    s << "expected shape [";
+    std::string s = "expected shape [";
     for (size_t i = 0; i < shape.size(); ++i) {
-      s << (i ? ", " : "");
-      if (shape[i] < 0) s << "*"; else s << shape[i];
+      s += (i ? ", " : "");
+      s += shape[i] < 0 ? std::string("*") : std::to_string(shape[i]);
     }
-    s << "], got " << shape_str(a);
-    fail(arg, s.str());
+    fail(arg, s + "], got " + shape_str(a));
   }
 }
 
@@ -63,10 +81,8 @@ inline void check_indices(const int64_t *idx, int64_t count, int64_t n, const ch
     // Find the first one serially for a stable message.
     for (int64_t t = 0; t < count; ++t) {
       if (idx[t] < -1 || idx[t] >= n) {
-        std::ostringstream s;
-        s << "index " << idx[t] << " at flat position " << t << " is out of range: expected -1 (empty) or 0 <= index < "
-          << n;
-        throw py::index_error(std::string(arg) + ": " + s.str());
+        fail_index(arg, "index " + std::to_string(idx[t]) + " at flat position " + std::to_string(t) +
+                            " is out of range: expected -1 (empty) or 0 <= index < " + std::to_string(n));
       }
     }
   }

@@ -23,7 +23,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <type_traits>
 #include <vector>
 
@@ -385,9 +384,8 @@ void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const 
   check_offsets(off, I * B, nnz);
   for (int64_t t = 0; t < nnz; ++t)  // -1 padding is not allowed in CSR batches
     if (idx[t] < 0 || idx[t] >= n) {
-      std::ostringstream msg;
-      msg << "indices: index " << idx[t] << " at position " << t << " is out of range [0, " << n << ")";
-      throw py::index_error(msg.str());
+      fail_index("indices", "index " + std::to_string(idx[t]) + " at position " + std::to_string(t) +
+                                " is out of range [0, " + std::to_string(n) + ")");
     }
   const double scale = (B > 0 && n > 0) ? 1.0 / ((double)B * (double)n) : 0.0;
   const StepFlags fl{hidden_relu, output_relu, abs_target, tied};

@@ -56,7 +56,9 @@ def test_forward_backward(backend, dtype, case):
         amb = gaps < 1e-5 if dtype != torch.float64 else gaps < 1e-12
         clear[..., : amb.shape[-1]] &= ~amb
         clear[..., 1:] &= ~amb[..., : k - 1]
-    assert torch.equal(ids.cpu()[clear], i64[clear]), "selected feature ids differ from the reference"
+    assert ids.device == h.device, f"ids on {ids.device}, inputs on {h.device}"
+    clear = clear.cpu()
+    assert torch.equal(ids.cpu()[clear], i64.cpu()[clear]), "selected feature ids differ from the reference"
     g = torch.randn(vals.shape, dtype=torch.float64).to(dtype).to(device)
     vals.backward(g)
     v64.backward(g.double())

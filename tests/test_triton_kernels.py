@@ -258,16 +258,43 @@ def test_relu_readout_backward(shape, dtype):
     assert_close(gb, rb, dtype, "grad_b")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("gemm", ["fused", "cublas"])
+def test_relu_readout_gemm_strategies(gemm, dtype, monkeypatch):
+    """Both GEMM strategies of kernels/relu_readout.py (whatever "auto" picks on this machine)."""
+    import supcomp.kernels.relu_readout as RR
+
+    monkeypatch.setattr(RR, "GEMM", gemm)
+    for I in (1, 2):  # one instance takes addmm in the cublas strategy, several baddbmm
+        B, n, d = 37, 77, 24  # B not a multiple of the epilogue's 32-row blocks
+        g = gen(11)
+        h, W, b = make_readout(I, B, n, d, g)
+        gy = torch.randn(I, B, n, generator=g)
+        h_d, W_d, b_d, gy_d = to_dev(h, W, b, gy, dtype=dtype)
+        y = K.relu_readout_forward(h_d, W_d, b_d)
+        assert_close(y, naive.relu_readout_forward(f64(h_d), f64(W_d), f64(b_d)), dtype, "y")
+        y_d = naive.relu_readout_forward(f64(h_d), f64(W_d), f64(b_d)).to(DEVICE, dtype)
+        gh, gW, gb = K.relu_readout_backward(gy_d, y_d, h_d, W_d)
+        rh, rW, rb = naive.relu_readout_backward(f64(gy_d), f64(y_d), f64(h_d), f64(W_d))
+        assert_close(gh, rh, dtype, "grad_h")
+        assert_close(gW, rW, dtype, "grad_W")
+        assert_close(gb, rb, dtype, "grad_b")
+    monkeypatch.setattr(RR, "GEMM", "bogus")
+    with pytest.raises(ValueError, match="SUPCOMP_TRITON_GEMM"):
+        K.relu_readout_forward(h_d, W_d, b_d)
+
+
 # ----------------------------------------------------------------------------- relu_readout_topk
 
 
 def check_topk(v, i, h, W, b, k, dtype, exact):
     """v, i from the kernel; h, W, b the (rounded) inputs; exact: indices must equal naive's bit for bit."""
     rv, ri = naive.relu_readout_topk_forward(f64(h), f64(W), f64(b), k)
-    v, i = cpu(v), cpu(i)
     assert i.dtype == torch.int64 and v.dtype == dtype
     assert v.shape == rv.shape and i.shape == ri.shape
-    assert_close(v, rv, dtype, "topk values")
+    assert i.device.type == DEVICE.type, f"topk indices: on {i.device}"
+    assert_close(v, rv, dtype, "topk values")  # checks the device of v, then compares on the CPU
+    v, i = cpu(v), cpu(i)
     assert torch.equal(i == -1, v == 0), "fill rule: index -1 exactly where value 0"
     if exact:
         assert torch.equal(i, ri), "topk indices"
@@ -305,6 +332,28 @@ def test_relu_readout_topk_random(case, dtype):
     h_d, W_d, b_d = to_dev(h, W, b, dtype=dtype)
     v, i = K.relu_readout_topk_forward(h_d, W_d, b_d, k)
     check_topk(v, i, h_d, W_d, b_d, k, dtype, exact=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("gemm", ["fused", "cublas"])
+def test_relu_readout_topk_gemm_strategies(gemm, dtype, monkeypatch):
+    """Both strategies, with tiles small enough that rows and features span several tiles, and exact ties."""
+    import supcomp.kernels.relu_readout as RR
+    import supcomp.kernels.relu_readout_topk as RT
+
+    monkeypatch.setattr(RR, "GEMM", gemm)
+    monkeypatch.setattr(RT, "CUBLAS_TILE_ELEMENTS", 2 * 13 * 17)
+    for case, exact in ((TOPK_CASES[0], False), (TOPK_CASES[-1], False)):
+        I, B, n, d, k = case
+        h, W, b = make_readout(I, B, n, d, gen(12))
+        h_d, W_d, b_d = to_dev(h, W, b, dtype=dtype)
+        v, i = K.relu_readout_topk_forward(h_d, W_d, b_d, k)
+        check_topk(v, i, h_d, W_d, b_d, k, dtype, exact=exact)
+    I, B, n, d, k = 2, 9, 61, 5, 7
+    h, W, b = make_integer_readout(I, B, n, d, gen(13))
+    h_d, W_d, b_d = to_dev(h, W, b, dtype=dtype)
+    v, i = K.relu_readout_topk_forward(h_d, W_d, b_d, k)
+    check_topk(v, i, h_d, W_d, b_d, k, dtype, exact=True)
 
 
 def make_integer_readout(I, B, n, d, g, bias_shift=0):
