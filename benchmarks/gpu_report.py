@@ -163,7 +163,7 @@ def run_tms(quick: bool, log=print) -> list[dict]:
     for c in tms_train.CASES[:1] if quick else tms_train.CASES:
         cfg = tms_train.config(c)
         B = c["B"]
-        fns = {"supcomp (Triton ops + autograd)": tms_train.supcomp_step(cfg, B, device="cuda"),
+        fns = {"supcomp train() step (device sampler + dense step)": tms_train.supcomp_step(cfg, B, device="cuda"),
                "TMS notebook eager": tms_train.notebook_step(cfg, B, device="cuda")}
         if not quick:
             fns["torch.compile(notebook step)"] = tms_train.notebook_step(cfg, B, compile_it=True, device="cuda")
@@ -213,6 +213,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-tms", action="store_true")
+    ap.add_argument("--no-ops", action="store_true", help="only the toy-model trainer")
     ap.add_argument("--half", action="store_true", help="also fp16 and bf16 (no torch.sparse peers)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -226,7 +227,7 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name()
     ceilings = probe_ceilings()
     dtypes = [torch.float32] + ([torch.float16, torch.bfloat16] if args.half else [])
-    rows = run_ops(args.quick, ceilings, dtypes)
+    rows = [] if args.no_ops else run_ops(args.quick, ceilings, dtypes)
     tms_rows = [] if args.no_tms else run_tms(args.quick)
     text = (f"## GPU: {name}\n\n"
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, triton {triton.__version__}, "

@@ -591,8 +591,30 @@ def write_report(path: str, info: dict, rows: list[dict], mrows: list[dict], qui
     L.append("<!-- rows")
     L.append(json.dumps(dict(machine=info, probe=probe, rows=rows, memory=mrows), indent=None, default=str))
     L.append("-->")
+    tail = _kept_sections(path)
     with open(path, "w") as f:
-        f.write("\n".join(L) + "\n")
+        f.write("\n".join(L) + "\n" + tail)
+
+
+# Sections of RESULTS.md written by other scripts (GPU report, U-AND, circuits, sweeps, ...) live after
+# this report's raw-rows comment; a rerun keeps them. The toy-model section is dropped because
+# `make bench` appends a fresh one (benchmarks/tms_train.py --append).
+_REGENERATED = ("## Toy-model training steps (`python benchmarks/tms_train.py`)",)
+
+
+def _kept_sections(path: str) -> str:
+    if not os.path.exists(path):
+        return ""
+    text = open(path).read()
+    end = text.find("\n-->\n")
+    if end < 0:
+        return ""
+    rest = text[end + len("\n-->\n"):]
+    parts = rest.split("\n## ")
+    kept = [parts[0]] + ["## " + p for p in parts[1:]]
+    kept = [p for p in kept if not any(p.startswith(h) for h in _REGENERATED)]
+    out = "\n".join(p.rstrip("\n") + "\n" for p in kept if p.strip())
+    return ("\n" + out) if out else ""
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,8 @@ import torch
 from supcomp.tms import ToyModelConfig
 from supcomp.tms.data import BatchSampler
 from supcomp.tms.model import ToyModel
-from supcomp.tms.train import fused_loss_and_grad
+from supcomp.tms.device_sampler import DeviceBatchSampler
+from supcomp.tms.train import dense_loss_and_grad, fused_loss_and_grad
 
 CEILING_GFLOPS = 190.0
 CASES = [
@@ -38,10 +39,19 @@ def config(c):
 
 
 def supcomp_step(cfg, B, device="cpu"):
+    """One step of supcomp's trainer as ``train()`` runs it on ``device`` (off the CPU: device sampler + dense step)."""
     model = ToyModel(cfg, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    sampler = BatchSampler(cfg, B)
     state = {"step": 0}
+    if torch.device(device).type != "cpu":
+        dsampler = DeviceBatchSampler(cfg, B, device=device)
+
+        def gpu_step():
+            dense_loss_and_grad(model, dsampler.sample(state["step"]))
+            opt.step()
+            state["step"] += 1
+        return gpu_step
+    sampler = BatchSampler(cfg, B)
 
     def step():
         batch = sampler.sample(state["step"], copy=False)
