@@ -5,6 +5,7 @@
 // Layout (all C-contiguous): indices int64 [I, B, k], values T [I, B, k],
 // W T [I, n, d], h T [I, B, d]. T is float or double.
 #include "common.h"
+#include "csc.h"
 
 #include <algorithm>
 #include <cstring>
@@ -37,6 +38,120 @@ inline void gather_chunk(T *hr, const T *wi, const int64_t *ids, const T *vals, 
   for (int u = 0; u < CH; ++u) hr[c0 + u] = acc[u];
 }
 
+inline std::vector<Csc> build_all_csc(const int64_t *idx, int64_t I, int64_t slots, int64_t n, int nthreads) {
+  std::vector<Csc> c((size_t)I);
+  if (I >= nthreads) {  // one instance per thread
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+    for (int64_t i = 0; i < I; ++i) build_csc(idx + i * slots, slots, n, c[(size_t)i]);
+  } else {  // few instances: each sorted by all threads
+    for (int64_t i = 0; i < I; ++i) build_csc(idx + i * slots, slots, n, c[(size_t)i], nthreads);
+  }
+  return c;
+}
+
+// Feature-major forward (see csc.h). Work items are (instance, block of rows):
+// each item sorts its own slots by feature and walks W once in address order,
+// scattering into its rows of h, which no other item touches (no races, no
+// reduction). h[b] accumulates its slots in feature order (slot order within a
+// feature) whatever the blocking, so results are bitwise the same for every
+// thread count. Every row block streams W: with 2 blocks W is read twice, in
+// order, against 4x in random order for the row-major gathers at B*k = 4n.
+template <typename T>
+void forward_csc(const int64_t *idx, const T *val, const T *w, T *h, int64_t I, int64_t B, int64_t k, int64_t n,
+                 int64_t d, int nthreads) {
+  if (I <= 0 || B <= 0) return;
+  const int64_t blocks = I >= nthreads ? 1 : std::max<int64_t>(1, std::min<int64_t>(B, (nthreads + I - 1) / I));
+  const int64_t rb = (B + blocks - 1) / blocks;
+#pragma omp parallel num_threads(nthreads)
+  {
+    Csc c;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < I * blocks; ++it) {
+      const int64_t i = it / blocks, b0 = (it % blocks) * rb, b1 = std::min<int64_t>(B, b0 + rb);
+      if (b0 >= b1) continue;
+      const int64_t *ib = idx + (i * B + b0) * k;  // this block's slots, s = (b - b0) * k + j
+      const T *vb = val + (i * B + b0) * k;
+      T *hb = h + (i * B + b0) * d;
+      const T *wi = w + i * n * d;
+      build_csc(ib, (b1 - b0) * k, n, c);
+      const int64_t *st = c.start.data();
+      const int32_t *sl = c.slot.data();
+      const int64_t occ = st[n];
+      std::fill(hb, hb + (b1 - b0) * d, T(0));
+      for (int64_t f = 0; f < n; ++f) {
+        const int64_t a = st[f], e = st[f + 1];
+        if (a == e) continue;
+        const T *wr = wi + f * d;
+        for (int64_t q = a; q < e; ++q) {
+          if (q + kPrefetchDistance < occ) prefetch_row<1>(hb + (sl[q + kPrefetchDistance] / k) * d, d);
+          const int64_t sidx = sl[q];
+          const T v = vb[sidx];
+          T *hr = hb + (sidx / k) * d;
+#pragma omp simd
+          for (int64_t t = 0; t < d; ++t) hr[t] += v * wr[t];
+        }
+      }
+    }
+  }
+}
+
+// Feature-major backward: grad_values (gv, may be null) and grad_W (gw, may be
+// null) in one walk over W. Items are (instance, range of features): each
+// grad_W row is summed in slot order in a register-resident buffer and written
+// once (no separate zeroing pass, no read-modify-write of grad_W in DRAM).
+template <typename T>
+void backward_csc(const T *g, const int64_t *idx, const T *val, const T *w, T *gv, T *gw, int64_t I, int64_t B,
+                  int64_t k, int64_t n, int64_t d, int nthreads) {
+  const int64_t slots = B * k;
+  const std::vector<Csc> csc = build_all_csc(idx, I, slots, n, nthreads);
+  if (gv != nullptr) std::fill(gv, gv + I * slots, T(0));  // empty slots stay 0
+  constexpr int64_t kFeatures = 256;                        // features per work item
+  const int64_t chunks = (n + kFeatures - 1) / kFeatures;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> acc((size_t)d);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < I * chunks; ++it) {
+      const int64_t i = it / chunks, f0 = (it % chunks) * kFeatures, f1 = std::min<int64_t>(n, f0 + kFeatures);
+      const T *gi = g + i * B * d;
+      const T *wi = w != nullptr ? w + i * n * d : nullptr;
+      const T *vi = val != nullptr ? val + i * slots : nullptr;
+      T *gvi = gv != nullptr ? gv + i * slots : nullptr;
+      const int64_t *st = csc[(size_t)i].start.data();
+      const int32_t *sl = csc[(size_t)i].slot.data();
+      const int64_t occ = st[n];
+      for (int64_t f = f0; f < f1; ++f) {
+        const int64_t a = st[f], e = st[f + 1];
+        T *dst = gw != nullptr ? gw + (i * n + f) * d : nullptr;
+        if (a == e) {
+          if (dst != nullptr) std::fill(dst, dst + d, T(0));
+          continue;
+        }
+        const T *wr = wi != nullptr ? wi + f * d : nullptr;
+        T *ac = acc.data();
+        if (dst != nullptr) std::fill(ac, ac + d, T(0));
+        for (int64_t q = a; q < e; ++q) {
+          if (q + kPrefetchDistance < occ) prefetch_row(gi + (sl[q + kPrefetchDistance] / k) * d, d);
+          const int64_t sidx = sl[q];
+          const T *gr = gi + (sidx / k) * d;
+          if (gvi != nullptr) {
+            T dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t t = 0; t < d; ++t) dot += gr[t] * wr[t];
+            gvi[sidx] = dot;
+          }
+          if (dst != nullptr) {
+            const T v = vi[sidx];
+#pragma omp simd
+            for (int64_t t = 0; t < d; ++t) ac[t] += v * gr[t];
+          }
+        }
+        if (dst != nullptr) std::copy(ac, ac + d, dst);
+      }
+    }
+  }
+}
+
 template <typename T>
 void forward(const carray<int64_t> &indices, const carray<T> &values, const carray<T> &W, carray<T> &out,
              int nthreads) {
@@ -53,6 +168,7 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  if (use_csc(B, k, d, n, sizeof(T))) return forward_csc<T>(idx, val, w, h, I, B, k, n, d, nthreads);
   constexpr int CH = 256 / sizeof(T);  // 4 AVX-512 registers of running sums (a wider tile measured slower)
   const int64_t rows = I * B;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -99,6 +215,8 @@ void backward_values(const carray<T> &grad_h, const carray<int64_t> &indices, co
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  if (use_csc(B, k, d, n, sizeof(T)))
+    return backward_csc<T>(g, idx, nullptr, w, gv, nullptr, I, B, k, n, d, nthreads);
   const int64_t rows = I * B;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -127,7 +245,7 @@ void backward_values(const carray<T> &grad_h, const carray<int64_t> &indices, co
 // number of blocks per instance and the block width.
 inline void column_blocks(int64_t I, int64_t d, int nthreads, int64_t &blocks_per_inst, int64_t &cb) {
   blocks_per_inst = 1;
-  if (I < nthreads && d > 0) {
+  if (I > 0 && I < nthreads && d > 0) {  // I == 0: no items (and no division by zero)
     const int64_t want = (nthreads + I - 1) / I;
     blocks_per_inst = std::max<int64_t>(1, std::min<int64_t>(want, d / 16));
   }
@@ -157,6 +275,8 @@ void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, co
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  if (use_csc(B, k, d, n, sizeof(T)))
+    return backward_csc<T>(g, idx, val, nullptr, nullptr, gw, I, B, k, n, d, nthreads);
   int64_t blocks_per_inst, cb;
   column_blocks(I, d, nthreads, blocks_per_inst, cb);
   const int64_t items = I * blocks_per_inst;
@@ -212,6 +332,7 @@ void backward_both(const carray<T> &grad_h, const carray<int64_t> &indices, cons
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  if (use_csc(B, k, d, n, sizeof(T))) return backward_csc<T>(g, idx, val, w, gv, gw, I, B, k, n, d, nthreads);
   int64_t blocks_per_inst, cb;
   column_blocks(I, d, nthreads, blocks_per_inst, cb);
   const int64_t items = I * blocks_per_inst;
@@ -284,6 +405,14 @@ void register_dtype(py::module_ &m) {
 void register_sparse_encode(py::module_ &m) {
   register_dtype<float>(m);
   register_dtype<double>(m);
+  m.def(
+      "sparse_encode_strategy",
+      [](int s) {
+        if (s < 0 || s > 2) fail("strategy", "expected 0 (automatic), 1 (row-major) or 2 (feature-major)");
+        return csc_strategy().exchange(s);
+      },
+      py::arg("strategy"),
+      "Set the sparse_encode CPU strategy (0 automatic, 1 row-major gathers, 2 feature-major); returns the old one.");
 }
 
 }  // namespace supcomp

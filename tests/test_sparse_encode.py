@@ -100,3 +100,72 @@ def test_deterministic_across_threads():
         torch.set_num_threads(old)
     # The scatter sums every element in slot order whatever the thread count.
     assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+
+
+@pytest.fixture
+def cpp_strategy():
+    """Force the C++ strategy (1 row-major, 2 feature-major) for one test, then back to automatic."""
+    from supcomp import _C
+
+    def set_(s):
+        _C.sparse_encode_strategy(s)
+    yield set_
+    _C.sparse_encode_strategy(0)
+
+
+@pytest.mark.parametrize("strategy", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", CASES + [(None, (600,), 1000, 40, 9), (2, (300,), 301, 33, 16)],
+                         ids=lambda c: f"I{c[0]}-B{c[1]}-n{c[2]}-d{c[3]}-k{c[4]}")
+def test_cpp_strategies(case, dtype, strategy, cpp_strategy):
+    """Row-major gathers and the feature-major (CSC) kernels of csrc/sparse_encode.cpp, each forced."""
+    cpp_strategy(strategy)
+    idx, val, W = make(*case, dtype, "cpu")
+    val.requires_grad_(True)
+    W.requires_grad_(True)
+    with use_backend("cpp"):
+        h = sparse_encode(idx, val, W)
+        g = torch.randn(h.shape, dtype=torch.float64).to(dtype)
+        gv, gW = torch.autograd.grad(h, (val, W), g)
+        # each gradient alone (the single-gradient kernels)
+        gv_only = torch.autograd.grad(sparse_encode(idx, val, W.detach()), val, g)[0]
+        gW_only = torch.autograd.grad(sparse_encode(idx, val.detach(), W), W, g)[0]
+    v64 = val.detach().double().requires_grad_(True)
+    W64 = W.detach().double().requires_grad_(True)
+    h64 = reference(idx, v64, W64)
+    rv, rW = torch.autograd.grad(h64, (v64, W64), g.double())
+    assert_rel_close("h", h, h64, dtype)
+    for name, a, b in (("grad values", gv, rv), ("grad W", gW, rW), ("grad values alone", gv_only, rv),
+                       ("grad W alone", gW_only, rW)):
+        assert_rel_close(name, a, b, dtype)
+
+
+def test_feature_major_picked_and_deterministic_across_threads():
+    """At B*k >= 4096 the automatic strategy takes the feature-major kernels; h and both gradients are
+    then bitwise the same for 1 and 2 threads (every sum runs in (feature, slot) order)."""
+    from supcomp import _C
+
+    idx, val, W = make(None, (700,), 900, 48, 7, torch.float32, "cpu")  # 4900 slots
+    g = torch.randn(700, 48)
+    outs = []
+    old = torch.get_num_threads()
+    try:
+        for s in (0, 2, 1):
+            _C.sparse_encode_strategy(s)
+            per_thread = []
+            for nt in (1, 2):
+                torch.set_num_threads(nt)
+                v, w = val.clone().requires_grad_(), W.clone().requires_grad_()
+                h = sparse_encode(idx, v, w)
+                h.backward(g)
+                per_thread.append((h.detach(), v.grad, w.grad))
+            outs.append(per_thread)
+    finally:
+        torch.set_num_threads(old)
+        _C.sparse_encode_strategy(0)
+    auto, csc, row = outs
+    for a, b in zip(auto[0], csc[0]):
+        assert torch.equal(a, b), "automatic strategy did not take the feature-major path"
+    for a, b in zip(csc[0], csc[1]):
+        assert torch.equal(a, b), "feature-major results depend on the thread count"
+    assert not torch.equal(csc[0][0], row[0][0]), "row-major sums h in slot order: expected other rounding"

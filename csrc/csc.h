@@ -1,0 +1,92 @@
+// Feature-major order of padded sparse slots, for the sparse_encode kernels.
+//
+// Row-major sparse_encode gathers one W row per slot: at B*k = 262144 slots and
+// n = 65536 features every W row is read ~4 times, from DRAM, at random
+// addresses. Sorted by feature (a stable counting sort of the slots, CSC), the
+// kernels instead walk W once in address order (the hardware prefetcher streams
+// it) and scatter into / gather from the small per-row tensors (h, grad_h:
+// B*d, which stay in cache). Stable: within a feature the slots keep their
+// order, so every sum is taken in a fixed order whatever the thread count.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+namespace supcomp {
+
+struct Csc {
+  std::vector<int64_t> start;  // [n + 1]: slots of feature f are slot[start[f] .. start[f+1])
+  std::vector<int32_t> slot;   // [occupied slots]: flat slot index s = b * k + j within the block
+};
+
+// Slots [0, count) of one instance (idx already bounds-checked, -1 = empty).
+// Parallel stable counting sort: thread t histograms its contiguous part of the
+// slots; the prefix runs over (feature, thread), so thread t's slots of a
+// feature land after those of threads < t, and the order is the serial one.
+inline void build_csc(const int64_t *idx, int64_t count, int64_t n, Csc &c, int nthreads = 1) {
+  const int T = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, count / 16384));
+  std::vector<int64_t> cnt((size_t)T * (size_t)n, 0);  // [T, n]
+  const int64_t part = (count + T - 1) / T;
+#pragma omp parallel num_threads(T)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    int64_t *ct = cnt.data() + (size_t)t * n;
+    const int64_t s0 = t * part, s1 = std::min<int64_t>(count, s0 + part);
+    for (int64_t s = s0; s < s1; ++s)
+      if (idx[s] >= 0) ++ct[idx[s]];
+  }
+  c.start.assign((size_t)n + 1, 0);
+  int64_t run = 0;
+  for (int64_t f = 0; f < n; ++f) {  // cnt becomes each (thread, feature)'s first position
+    c.start[(size_t)f] = run;
+    for (int t = 0; t < T; ++t) {
+      const int64_t x = cnt[(size_t)t * n + f];
+      cnt[(size_t)t * n + f] = run;
+      run += x;
+    }
+  }
+  c.start[(size_t)n] = run;
+  c.slot.resize((size_t)run);
+#pragma omp parallel num_threads(T)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    int64_t *pos = cnt.data() + (size_t)t * n;
+    const int64_t s0 = t * part, s1 = std::min<int64_t>(count, s0 + part);
+    for (int64_t s = s0; s < s1; ++s)
+      if (idx[s] >= 0) c.slot[(size_t)pos[idx[s]]++] = (int32_t)s;
+  }
+}
+
+// Whether the feature-major kernels should run: enough slots to amortise the
+// sort and to reuse W rows, per-row tensors small enough to stay in cache
+// (B*d elements of h / grad_h within kCscRowBytes), slot ids fit int32.
+constexpr int64_t kCscMinSlots = 4096;
+constexpr int64_t kCscRowBytes = (int64_t)12 << 20;
+
+// Strategy override for tests and benchmarks (_C.sparse_encode_strategy):
+// 0 = automatic, 1 = always row-major, 2 = feature-major wherever it is valid.
+inline std::atomic<int> &csc_strategy() {
+  static std::atomic<int> s{0};
+  return s;
+}
+
+inline bool use_csc(int64_t B, int64_t k, int64_t d, int64_t n, int64_t elem_bytes) {
+  const int64_t slots = B * k;
+  const int forced = csc_strategy().load(std::memory_order_relaxed);
+  if (forced == 1) return false;
+  if (forced == 2) return slots > 0 && slots < ((int64_t)1 << 31);
+  return slots >= kCscMinSlots && slots < ((int64_t)1 << 31) && B * d * elem_bytes <= kCscRowBytes &&
+         4 * slots >= n && d >= 16;
+}
+
+}  // namespace supcomp
