@@ -6,7 +6,7 @@ large network (``SuperposedNetwork``) that runs any few of them at once;
 """
 from .assign import max_circuits
 from .circuitset import CircuitSet
-# from .interference import measure_interference
+from .interference import measure_interference
 from .network import SuperposedNetwork, compress
 
 __all__ = ["CircuitSet", "compress", "SuperposedNetwork", "measure_interference", "max_circuits"]

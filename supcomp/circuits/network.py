@@ -51,7 +51,7 @@ circuit t, input position n in ``A_in[t]`` and output position m in
 circuits (their states can be negative), 0 for ReLU circuits (their states
 are >= 0 and the large ReLU then *is* the circuit's ReLU: an active neuron
 gets ``W h + b`` and the gate ``+1 - 1 = 0``). The read-out of circuit t at
-layer l is ``mean over n in A_l[t] of a_l[state(n, :)] - c``.
+layer l is ``mean over n in A_l[t] of a_l[state(n, :)] - c ind_l(n)``.
 
 Read-in (``embed``) and read-out are sparse: a scatter of the z active inputs
 onto their ``z S`` hosting positions and a gather of them back, run on the
@@ -141,15 +141,22 @@ class SuperposedNetwork(torch.nn.Module):
 
     def read(self, a: torch.Tensor, active: torch.Tensor, layer: int) -> torch.Tensor:
         """Read the active circuits' states out of an activation (or pre-activation) vector of layer
-        ``layer``: a ``[B, width]`` -> ``[B, z, d]`` = mean over the S hosts - c (0 for padded slots)."""
+        ``layer``: a ``[B, width]`` -> ``[B, z, d]``, the mean over the S hosts of ``state - c * indicator``.
+
+        Subtracting the offset where the indicator is on (rather than always) makes a circuit whose
+        hosts are all silent read exactly 0; for an active circuit the indicator is 1 on every host,
+        so this is ``mean - c``. Padded slots read 0.
+        """
+        active = check_active(active, self.T, "active")
         B, z = active.shape
         M, d, S = self.M, self.d, self.S
         pos = self.positions(active, layer)
-        valid = (active >= 0).to(a.dtype)
-        vals = (valid / S).unsqueeze(-1).expand(B, z, S).contiguous()
-        states = a[:, 2 * M:(d + 2) * M].reshape(B, M, d).contiguous()
-        out = sparse_encode(pos, vals, states)  # [B, z, d]: instance axis = batch row
-        return out - self.offset * valid.unsqueeze(-1)
+        vals = ((active >= 0).to(a.dtype) / S).unsqueeze(-1).expand(B, z, S).contiguous()
+        states = a[:, 2 * M:(d + 2) * M].reshape(B, M, d)
+        if self.offset:
+            p = layer % 2
+            states = states - self.offset * a[:, p * M:(p + 1) * M].unsqueeze(-1)
+        return sparse_encode(pos, vals, states.contiguous())  # [B, z, d]: instance axis = batch row
 
     # --- dense layers --------------------------------------------------------------------------
     def layer(self, a: torch.Tensor, l: int) -> torch.Tensor:
@@ -180,6 +187,7 @@ class SuperposedNetwork(torch.nn.Module):
             network (0 in padded slots).
         """
         active = check_active(active, self.T, "active")
+        check_inputs(x, active, self.d, "x")
         a = self.embed(x, active, 0)
         for l in range(1, self.L + 1):
             a = self.layer(a, l)
