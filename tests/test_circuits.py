@@ -141,3 +141,13 @@ def test_invalid_arguments():
         CircuitSet.random(0, 2, 2)
     with pytest.raises(ValueError, match="z"):
         cs.sample(4, 21)
+
+
+def test_empty_batch_no_circuits_and_all_padding():
+    cs = CircuitSet.rotations(50, 2, seed=0)
+    net = compress(cs, 200, 3)
+    for B, z in [(0, 2), (3, 0), (0, 0)]:
+        out = net(torch.zeros(B, z, 2), torch.zeros(B, z, dtype=torch.long))
+        assert out.shape == (B, z, 2)
+    out = net(torch.randn(2, 3, 2), torch.full((2, 3), -1))
+    assert torch.equal(out, torch.zeros(2, 3, 2))

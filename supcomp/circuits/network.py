@@ -81,6 +81,10 @@ def scatter_rows(positions: torch.Tensor, rows: torch.Tensor, M: int) -> torch.T
     """
     B, z, S = positions.shape
     k = rows.shape[-1]
+    if B * z * S == 0:
+        # Nothing to scatter; also, the op's C++ weight-gradient kernel divides by the instance count
+        # when splitting columns, so an empty batch (I = 0) must not reach it.
+        return torch.zeros(B, M, k, dtype=rows.dtype, device=rows.device)
     ones = torch.ones(B, z, S, dtype=rows.dtype, device=rows.device)
     # The kernel reads only the shape / dtype / device of its W argument when need_values is False.
     shape_only = torch.empty(B, M, k, dtype=rows.dtype, device=rows.device)
@@ -181,6 +185,8 @@ class SuperposedNetwork(torch.nn.Module):
     def _read(self, a, active, layer):
         B, z = active.shape
         M, d, S = self.M, self.d, self.S
+        if B * z == 0:  # sparse_encode's instance axis cannot be empty
+            return a.new_zeros(B, z, d)
         pos = self.positions(active, layer)
         vals = ((active >= 0).to(a.dtype) / S).unsqueeze(-1).expand(B, z, S).contiguous()
         states = a[:, 2 * M:(d + 2) * M].reshape(B, M, d)
@@ -263,15 +269,15 @@ def compress(circuits: CircuitSet, width: int, neurons_per_unit: int = 5, assign
     c = 1.0 if circuits.activation == "linear" else 0.0
     W64 = circuits.weights.detach().double().cpu()
     b64 = circuits.biases.detach().double().cpu()
-    weight = torch.zeros(L, width, width, dtype=torch.float64)
+    dt, dev = circuits.weights.dtype, circuits.weights.device
+    weight = torch.empty(L, width, width, dtype=dt)  # built layer by layer in float64, stored in dt
     bias = torch.zeros(L, width, dtype=torch.float64)
     ar_M = torch.arange(M)
     state0 = 2 * M
-    t_idx = torch.arange(T)
     i_idx = torch.arange(d)
     for l in range(1, L + 1):
         A_in, A_out = (A0, A1)[(l - 1) % 2], (A0, A1)[l % 2]
-        Wl = weight[l - 1]
+        Wl = torch.zeros(width, width, dtype=torch.float64)
         Wl[ar_M, ar_M] = 1.0  # indicators copied
         Wl[M + ar_M, M + ar_M] = 1.0
         out_ind = (l % 2) * M + ar_M  # gate: +(c + 1) from the output assignment's indicator
@@ -295,7 +301,6 @@ def compress(circuits: CircuitSet, width: int, neurons_per_unit: int = 5, assign
         cols = (in_ind + A_in[:, None, :, None]).expand(T, S, S, d)
         vals = bvec[:, None, None, :].expand(T, S, S, d)
         Wl.index_put_((rows.reshape(-1), cols.reshape(-1)), vals.reshape(-1), accumulate=True)
-    del t_idx
-    dt, dev = circuits.weights.dtype, circuits.weights.device
-    return SuperposedNetwork(weight.to(dt).to(dev), bias.to(dt).to(dev), torch.stack([A0, A1]).to(dev), d, c,
+        weight[l - 1] = Wl
+    return SuperposedNetwork(weight.to(dev), bias.to(dt).to(dev), torch.stack([A0, A1]).to(dev), d, c,
                              assignment)
