@@ -32,7 +32,10 @@ counts ``P[t, u] = |A_l[t] & A_l[u]|`` (layer l's assignment, diagonal S) and
 * ``read_out = ((z-1) k1 E[h^2] + (z-1)(z-2) k2 E[h]^2) / S^2`` with ``k1`` the mean of
   ``P[t,u]^2`` and ``k2`` of ``P[t,u] P[t,u']`` over distinct t, u, u'. For overlap-1
   ``k1 ~ S^2 / M``: ``read_out ~ (z-1) E[h^2] / M`` -- the ``(z-1) const / (D/d)`` of the
-  2025 post, with ``M = D / (d + 2)`` (its D/d counts the indicator neurons in d).
+  2025 post, with ``M = D / (d + 2)`` (its D/d counts the indicator neurons in d). For the
+  random assignment the shared count is hypergeometric, ``k1 ~ S^2/M + S^4/M^2``:
+  ``read_out ~ (z-1) E[h^2] (1/M + S^2/M^2)`` -- science.md 2.3's ``(z-1) d sigma^2 / D`` plus the
+  multi-collision term that the overlap-1 construction removes.
 * ``read_in = (z-1) / S^4 [ S^2 k1 E[g^2] + (G - S^2 k1) sigma^2 ]``, ``G`` the mean over
   t != u of ``sum_v P[t,v]^2 Q[v,u]^2`` and ``sigma^2 = E_v[tr(W_v E[h h^T] W_v^T) + |b_v|^2] / d``
   (circuit v's weights applied to another circuit's state). Terms: v = u is the other
@@ -40,7 +43,8 @@ counts ``P[t, u] = |A_l[t] & A_l[u]|`` (layer l's assignment, diagonal S) and
   other circuit's value on shared input hosts, any other v (active or not) routes the other
   circuit's state from a shared input host to a shared output host. For overlap-1
   ``G ~ 2 S^4 / M + T S^4 / M^2``: ``read_in ~ (z-1) sigma^2 (2/M + T/M^2)``; the T / M^2 part,
-  which the (z-1)/M scaling leaves out, dominates once T > 2 M.
+  which the (z-1)/M scaling leaves out, dominates once T > 2 M (random assignment: the same with
+  each ``1/M`` factor raised by its multi-collision term, ``1/M + S^2/M^2``).
 * ``alone``: per layer ``eta = phi sigma^2 sum_t sum_{v != t} P[t,v]^2 Q[v,t]^2 / (T S^4)``
   (``phi`` the fraction of pre-activations ``g > 0``: the ReLU passes errors only there;
   1 for linear circuits), accumulated as ``alone_l = rho_l alone_{l-1} + eta_l`` with
