@@ -38,3 +38,12 @@ def test_run_tables_capacity_and_plots(tmp_path, monkeypatch, capsys):
     assert [r["z"] for r in res["throughput"]] == [1, 3]
     for r in res["throughput"]:
         assert r["superposed_ms"] > 0 and r["vs_dense"] > 0 and r["vs_one_by_one"] > 0
+
+
+def test_demo_section_table():
+    text = E.demo_section(progress=False)
+    rows = [line.split() for line in text.splitlines()[3:]]
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    total = [float(r[1]) for r in rows]
+    assert total[0] < total[1] < total[2]  # more active circuits, more error
+    assert float(rows[0][3]) == 0.0 and float(rows[1][3]) > 0  # read-in interference needs z > 1
