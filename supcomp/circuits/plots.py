@@ -18,10 +18,11 @@ def plot_sweeps(res, path):
         rows = res[var]
         xs = [r[var] for r in rows]
         for key, c in (("total", "C0"), ("alone", "C3"), ("read_in", "C1"), ("read_out", "C2")):
-            ys = [max(r[key], 1e-12) for r in rows]
-            ax.plot(xs, ys, "o", color=c, label=f"{key} measured")
-            ax.plot(xs, [max(r[key + "_pred"], 1e-12) for r in rows], "-", color=c, alpha=0.7,
-                    label=f"{key} predicted")
+            # exact zeros (read_in / read_out at z = 1) have no place on a log axis: left out
+            pts = [(x, r[key]) for x, r in zip(xs, rows) if r[key] > 1e-10]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color=c, label=f"{key} measured")
+            pts = [(x, r[key + "_pred"]) for x, r in zip(xs, rows) if r[key + "_pred"] > 1e-10]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=c, alpha=0.7, label=f"{key} predicted")
         ax.set_yscale("log")
         ax.set_xlabel(_LABEL[var])
         ax.grid(alpha=0.3)
