@@ -50,6 +50,10 @@ def test_interference_matches_formulas(which, request):
     assert _close(r["read_in"], r["read_in_se"], pred["read_in"], 0.05), (r["read_in"], pred["read_in"])
     assert _close(r["alone"][1], r["alone_se"][1], pred["alone"][1], 0.1)
     assert _close(r["total"][1], r["total_se"][1], pred["total"][1], 0.15), (r["total"], pred["total"])
+    # the closed forms ((z-1) const / M and the T / M^2 routing term) agree to the large-T approximation
+    for key in ("read_out", "read_in"):
+        closed, meas = pred[key + "_closed"][1:], r[key][1:]
+        assert bool(((closed - meas).abs() <= 0.25 * meas + 4 * r[key + "_se"][1:]).all()), (key, closed, meas)
     # the interference is real: more active circuits, more error
     assert float(r["read_out"].min()) > 0 and float(r["read_in"][1:].min()) > 0
     assert bool((r["total"] > r["alone"]).all())

@@ -45,6 +45,10 @@ counts ``P[t, u] = |A_l[t] & A_l[u]|`` (layer l's assignment, diagonal S) and
   ``G ~ 2 S^4 / M + T S^4 / M^2``: ``read_in ~ (z-1) sigma^2 (2/M + T/M^2)``; the T / M^2 part,
   which the (z-1)/M scaling leaves out, dominates once T > 2 M (random assignment: the same with
   each ``1/M`` factor raised by its multi-collision term, ``1/M + S^2/M^2``).
+* ``read_out_closed``, ``read_in_closed``: the same with the overlap counts replaced by their
+  large-T values, ``k1 / S^2 -> kappa`` = ``1/M`` (overlap-1) or ``1/M + S^2/M^2`` (random), ``k2 / S^2
+  -> kappa^2``, ``G / S^4 -> 2 kappa + T kappa^2``: ``read_out ~ (z-1) kappa E[h^2]``, ``read_in ~ (z-1)
+  (kappa E[g^2] + (kappa + T kappa^2) sigma^2)`` (plus ``(z-1)(z-2) kappa^2 E[h]^2`` in read_out).
 * ``alone``: per layer ``eta = phi sigma^2 sum_t sum_{v != t} P[t,v]^2 Q[v,t]^2 / (T S^4)``
   (``phi`` the fraction of pre-activations ``g > 0``: the ReLU passes errors only there;
   1 for linear circuits), accumulated as ``alone_l = rho_l alone_{l-1} + eta_l`` with
@@ -110,7 +114,8 @@ def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n
     Returns:
         dict of float64 tensors ``[L + 1]`` (index = layer, 0 = read-in): ``total``, ``read_out``,
         ``read_in``, ``alone`` (measured MSEs), ``*_se`` (their standard errors over samples), and
-        ``predicted``: a dict with the same four keys. Definitions in the module docstring.
+        ``predicted``: a dict with the same four keys plus ``read_out_closed`` / ``read_in_closed``
+        (closed-form scalings). Definitions in the module docstring.
     """
     if not isinstance(net, SuperposedNetwork):
         raise TypeError(f"net: expected a SuperposedNetwork, got {type(net).__name__}")
@@ -214,5 +219,13 @@ def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n
         pred["alone"][l] = alone
         pred["total"][l] = alone + cross
     pred["total"][0] = pred["read_out"][0]
+    # closed forms: overlap counts replaced by their large-T values, k1 / S^2 -> kappa
+    M = net.M
+    kappa = 1.0 / M if net.assignment == "overlap1" else 1.0 / M + S ** 2 / M ** 2
+    pred["read_out_closed"] = (z - 1) * kappa * m2 + (z - 1) * (z - 2) * kappa ** 2 * mu2
+    closed_in = torch.zeros(L + 1, dtype=torch.float64)
+    for l in range(1, L + 1):
+        closed_in[l] = (z - 1) * (kappa * Eg2[l - 1] + (kappa + circuits.T * kappa ** 2) * sigma2[l - 1])
+    pred["read_in_closed"] = closed_in
     out["predicted"] = pred
     return out
