@@ -7,12 +7,14 @@ run, interleaved rounds rotated every round, medians):
 * supcomp superposed   ``SuperposedNetwork.forward``: sparse read-in (scatter) and read-out (gather)
                        on the supcomp kernels, 8 dense D x D layers (``relu_readout``)
 * one by one           the z circuits run one at a time through the same large network (z forwards)
+* torch index ops      the same forward in plain torch: ``index_put_`` read-in, advanced-index
+                       read-out, ``relu(addmm)`` layers (no supcomp kernel)
 * dense torch          ``DenseNetwork``: the same large network with dense read-in
                        ([B, T(d+1)] x [T(d+1), D]) and read-out ([B, D] x [D, T d]) matmuls
 * small circuits       the z small circuits run directly (gathered weights, einsum): not a peer of
                        the same computation but the floor any embedding is measured against
 
-Outputs of the superposed and dense providers are checked to agree (relative error <= 1e-4) first.
+Outputs of the superposed, torch-index and dense providers are checked to agree (relative error <= 1e-4) first.
 FLOP count (the same for the three large-network providers): 2·B·L·D² for the dense layers (the
 sparse read-in / read-out add 2·B·z·S·(d+1) and are not counted); GFLOP/s and % of 190 GFLOP/s refer
 to the superposed provider's time.
@@ -31,7 +33,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from supcomp.circuits import CircuitSet, compress  # noqa: E402
-from supcomp.circuits.reference import DenseNetwork  # noqa: E402
+from supcomp.circuits.reference import DenseNetwork, torch_index_forward  # noqa: E402
 
 CEILING_GFLOPS = 190.0
 
@@ -52,12 +54,14 @@ def run(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, rounds=7):
             act, x = cs.sample(batch, z, seed=z)
             ref = dense(x, act)
             out = net(x, act)
-            err = ((out - ref).norm() / ref.norm()).item()
-            assert err <= 1e-4, f"superposed vs dense: relative error {err:.2e}"
+            for name, o in (("superposed", out), ("torch index ops", torch_index_forward(net, x, act))):
+                err = ((o - ref).norm() / ref.norm()).item()
+                assert err <= 1e-4, f"{name} vs dense: relative error {err:.2e}"
             singles = [(act[:, j:j + 1].contiguous(), x[:, j:j + 1].contiguous()) for j in range(z)]
             fns = {
                 "supcomp superposed": lambda: net(x, act),
                 "one by one (z forwards)": lambda: [net(xj, aj) for aj, xj in singles],
+                "torch index ops (same network)": lambda: torch_index_forward(net, x, act),
                 "dense torch (same network)": lambda: dense(x, act),
                 "small circuits directly": lambda: cs.run(x, act),
             }

@@ -7,7 +7,7 @@ import torch
 
 from supcomp.circuits import CircuitSet, compress, max_circuits
 from supcomp.circuits import assign
-from supcomp.circuits.reference import DenseNetwork, slow_forward, slow_weights
+from supcomp.circuits.reference import DenseNetwork, slow_forward, slow_weights, torch_index_forward
 from supcomp.ops import use_backend
 
 
@@ -55,6 +55,7 @@ def test_compress_matches_slow_reference(case):
             out = net(x, active)
         torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-10, msg=f"backend {backend}")
     torch.testing.assert_close(dense, ref, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(torch_index_forward(net, x, active), ref, rtol=1e-9, atol=1e-10)
     assert torch.equal(net(x, active)[4], torch.zeros_like(ref[4]))
 
 

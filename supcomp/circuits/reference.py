@@ -131,3 +131,33 @@ class DenseNetwork(torch.nn.Module):
             a = torch.relu(torch.addmm(self.bias[l], a, self.weight[l].T))
         y = (a @ self.readout).reshape(B, T, d)
         return torch.gather(y, 1, ids.unsqueeze(-1).expand(B, z, d)) * valid.unsqueeze(-1)
+
+
+def torch_index_forward(net: SuperposedNetwork, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """The superposed forward in plain torch: read-in with ``index_put_`` (accumulate), read-out with
+    advanced-index gathers, layers ``relu(addmm)`` -- the benchmark's peer for the sparse steps
+    (no supcomp kernel). x ``[B, z, d]``, active ``[B, z]`` (-1 padding) -> ``[B, z, d]``."""
+    B, z = active.shape
+    M, d, S, c = net.M, net.d, net.S, net.offset
+    valid = active >= 0
+    rows = torch.arange(B, device=x.device)[:, None, None].expand(B, z, S)
+    a = torch.zeros(B, net.width, dtype=net.weight.dtype, device=x.device)
+    one = valid.unsqueeze(-1).expand(B, z, S).to(a.dtype)
+    for p in (0, 1):
+        pos = net.assignments[p][active.clamp(min=0)]  # [B, z, S]
+        a.index_put_((rows, p * M + pos), one, accumulate=True)
+    a[:, :2 * M].clamp_(max=1.0)
+    pos = net.assignments[0][active.clamp(min=0)]
+    cols = 2 * M + pos[..., None] * d + torch.arange(d, device=x.device)  # [B, z, S, d]
+    vals = (x * valid.unsqueeze(-1)).unsqueeze(2).expand(B, z, S, d).to(a.dtype)
+    a.index_put_((rows[..., None].expand(B, z, S, d), cols), vals, accumulate=True)
+    a[:, 2 * M:(d + 2) * M] += c * a[:, :M].repeat_interleave(d, 1)
+    for l in range(net.L):
+        a = torch.relu(torch.addmm(net.bias[l], a, net.weight[l].T))
+    p = net.L % 2
+    pos = net.assignments[p][active.clamp(min=0)]  # [B, z, S]
+    b_idx = torch.arange(B, device=x.device)[:, None, None, None]
+    st = a[b_idx, 2 * M + pos[..., None] * d + torch.arange(d, device=x.device)]  # [B, z, S, d]
+    ind = a[b_idx[..., 0], p * M + pos]  # [B, z, S]
+    out = (st - c * ind.unsqueeze(-1)).mean(2)
+    return out * valid.unsqueeze(-1)
