@@ -25,6 +25,12 @@ def test_overlap1_shares_at_most_one(M, S):
         assign.overlap1(cap + 1, M, S)
 
 
+def test_overlap1_capacity_fits_the_2025_sizes():
+    # T=4000 circuits in D=2400 (M=600 positions per block) with S=5, as in Linsefors & Bushnaq's code
+    assert max_circuits(600, 5) >= 4000
+    assert max_circuits(4, 5) == 0
+
+
 def test_random_assignment_distinct():
     A = assign.random_assignment(200, 31, 6, torch.Generator().manual_seed(0))
     assert all(len(set(r)) == 6 for r in A.tolist()) and int(A.max()) < 31

@@ -216,7 +216,7 @@ class SuperposedNetwork(torch.nn.Module):
         """Run the active circuits in superposition.
 
         Args:
-            x: ``[B, z, d]`` inputs of the active circuits.
+            x: ``[B, z, d]`` inputs of the active circuits (cast to the network's dtype).
             active: ``[B, z]`` circuit ids, -1 for padding (rows may have fewer than z circuits).
 
         Returns:
