@@ -61,6 +61,7 @@ class CircuitSet:
         return f"CircuitSet(T={self.T}, L={self.L}, d={self.d}, activation={self.activation!r})"
 
     def to(self, *args, **kwargs) -> "CircuitSet":
+        """A copy with weights and biases moved / cast like ``Tensor.to``."""
         return CircuitSet(self.weights.to(*args, **kwargs), self.biases.to(*args, **kwargs), self.activation)
 
     @staticmethod

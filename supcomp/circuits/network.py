@@ -201,6 +201,7 @@ class SuperposedNetwork(torch.nn.Module):
         return relu_readout(a, self.weight[l - 1], self.bias[l - 1])
 
     def preactivation(self, a: torch.Tensor, l: int) -> torch.Tensor:
+        """Layer ``l``'s pre-activation ``a @ weight[l-1].T + bias[l-1]``: ``[B, width]`` -> ``[B, width]``."""
         return torch.addmm(self.bias[l - 1], a, self.weight[l - 1].T)
 
     def activations(self, x: torch.Tensor, active: torch.Tensor) -> list[torch.Tensor]:
