@@ -100,7 +100,8 @@ def markdown(rows, info, cmd, date, load0, load1, secs):
     ]
     for r in rows:
         g = f"{r['gflops']:.1f} ({100 * r['gflops'] / CEILING_GFLOPS:.0f}%)" if r["gflops"] else ""
-        lines.append(f"| {r['z']} | {r['provider']} | {r['ms']:.1f} | {r['runs_per_s']:.0f} | {r['ratio']:.2f}× | {g} |")
+        lines.append(f"| {r['z']} | {r['provider']} | {r['ms']:.1f} | {r['runs_per_s']:.0f} | {r['ratio']:.2f}× "
+                     f"| {g} |")
     return "\n".join(lines) + "\n"
 
 

@@ -66,7 +66,8 @@ class CircuitSet:
 
     @staticmethod
     def random(T: int, L: int, d: int, seed: int = 0, bias_scale: float = 0.1, dtype=torch.float32) -> "CircuitSet":
-        """T random ReLU MLPs: ``W ~ N(0, 2/d)`` (He scale, so ``|h|`` stays of order ``|x|``), ``b ~ N(0, bias_scale^2)``."""
+        """T random ReLU MLPs: ``W ~ N(0, 2/d)`` (He scale, so ``|h|`` stays of order ``|x|``),
+        ``b ~ N(0, bias_scale^2)``; weights ``[T, L, d, d]``, biases ``[T, L, d]``."""
         _check_sizes(T=T, L=L, d=d)
         g = torch.Generator().manual_seed(int(seed))
         W = torch.randn(T, L, d, d, generator=g, dtype=torch.float64) * math.sqrt(2.0 / d)

@@ -258,7 +258,8 @@ def compress(circuits: CircuitSet, width: int, neurons_per_unit: int = 5, assign
     S = neurons_per_unit
     M = width // (d + 2)
     if M < 1:
-        raise ValueError(f"width: must be at least d + 2 = {d + 2} (two indicator blocks and d state blocks), got {width}")
+        raise ValueError(f"width: must be at least d + 2 = {d + 2} (two indicator blocks and d state blocks), "
+                         f"got {width}")
     if S > M:
         raise ValueError(f"neurons_per_unit: S={S} exceeds the {M} positions per block of width {width}")
     g = torch.Generator().manual_seed(int(seed))
