@@ -21,6 +21,16 @@ def main(argv=None) -> int:
     tms.add_argument("--out", default="supcomp-report/tms", help="folder for the plots (default: %(default)s)")
     tms.add_argument("--quick", action="store_true", help="small sizes and few steps (seconds, not minutes)")
     tms.add_argument("--no-progress", action="store_true", help="no progress bars")
+    circ = sub.add_parser("circuits", help="circuits in superposition: error sweeps, capacity, throughput")
+    circ.add_argument("--circuits", choices=["rotations", "random"], default="rotations",
+                      help="which small circuits: 2-D rotations (Linsefors & Bushnaq 2025) or random ReLU MLPs, d=3")
+    circ.add_argument("--assignment", choices=["overlap1", "random"], default="overlap1",
+                      help="how small neurons are assigned to large ones (default: %(default)s)")
+    circ.add_argument("--seed", type=int, default=0, help="seed of circuits, assignment and samples (default: 0)")
+    circ.add_argument("--out", default="supcomp-report/circuits", help="folder for the plots (default: %(default)s)")
+    circ.add_argument("--quick", action="store_true", help="small sizes (about a minute, not many)")
+    circ.add_argument("--no-bench", action="store_true", help="skip the throughput comparison")
+    circ.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -31,6 +41,10 @@ def main(argv=None) -> int:
         from .tms.experiments import run as run_tms
         run_tms(args.name, steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
                 quick=args.quick)
+    elif args.command == "circuits":
+        from .circuits.experiments import run as run_circuits
+        run_circuits(out_dir=args.out, quick=args.quick, progress=not args.no_progress, kind=args.circuits,
+                     assignment=args.assignment, seed=args.seed, bench=not args.no_bench)
     elif args.command == "info":
         import torch
 
