@@ -21,6 +21,8 @@ def main(argv=None) -> int:
     tms.add_argument("--out", default="supcomp-report/tms", help="folder for the plots (default: %(default)s)")
     tms.add_argument("--quick", action="store_true", help="small sizes and few steps (seconds, not minutes)")
     tms.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .sweep.cli import add_parser as add_sweep_parser
+    add_sweep_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -31,6 +33,9 @@ def main(argv=None) -> int:
         from .tms.experiments import run as run_tms
         run_tms(args.name, steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
                 quick=args.quick)
+    elif args.command == "sweep":
+        from .sweep.cli import main as sweep_main
+        return sweep_main(args)
     elif args.command == "info":
         import torch
 
