@@ -44,7 +44,8 @@ def main(args) -> int:
         s = run_sweep(grid, out=args.out, workers=args.workers, ray=args.ray, threads=args.threads,
                       ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, retries=args.retries,
                       retry_failed=not args.skip_failed, progress=not args.no_progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # SweepInterrupted says what is saved; a bare one came before the sweep started
+        print(e if str(e) else "interrupted", flush=True)
         return 130
     print(f"{s.out}: {s.n_points} points, {s.n_skipped} already done, {s.n_run} run in {s.n_packs} packed runs "
           f"({s.n_failed} failed), {s.wall_s:.1f} s")

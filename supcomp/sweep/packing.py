@@ -25,7 +25,7 @@ def pack(points: list, per_instance, max_instances: int, min_packs: int = 1) -> 
     groups = list(groups.values())
     cuts = [math.ceil(len(g) / max_instances) for g in groups]
     # more runs for parallel workers: split the group whose runs are largest, one cut at a time
-    while sum(cuts) < min_packs:
+    while groups and sum(cuts) < min_packs:
         sizes = [len(g) / c if c < len(g) else 0 for g, c in zip(groups, cuts)]
         j = max(range(len(groups)), key=sizes.__getitem__)
         if sizes[j] == 0:

@@ -52,7 +52,8 @@ def plot_phase(rows, path):
     for (ri, di), r in best.items():
         grid[rel.index(ri), dens.index(di)] = _PHASES.index(r["phase"])
     from ..tms.experiments import _threads
-    F = 25  # the analytic grid (each point optimises the antipodal solution: ~5 s on one thread)
+    # the analytic grid (each point optimises the antipodal solution: seconds on one thread)
+    F = min(25, 4 * max(len(rel), len(dens)) + 1)
     fr = torch.logspace(float(np.log10(min(rel))) - 0.1, float(np.log10(max(rel))) + 0.1, F, dtype=torch.float64)
     fd = torch.logspace(float(np.log10(max(dens))) + 0.05, float(np.log10(min(dens))) - 0.1, F, dtype=torch.float64)
     with _threads(1):

@@ -28,6 +28,15 @@ class SweepSummary:
     interrupted: bool = False
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_sweep`; ``summary`` (a :class:`SweepSummary`) says what is in the table."""
+
+    def __init__(self, summary):
+        super().__init__(f"interrupted: {summary.n_skipped + summary.n_run} of {summary.n_points} points are in "
+                         f"{summary.out}; rerun the same command to finish")
+        self.summary = summary
+
+
 def default_out(grid: Grid) -> str:
     return os.path.join("sweep-results", grid.name + default_suffix())
 
@@ -62,7 +71,7 @@ def run_sweep(grid, out: str | None = None, workers: int = 1, ray: str | None = 
 
     Each finished point is in ``out`` when its pack completes (see :mod:`supcomp.sweep.table`); rerunning the
     same grid runs only the rest. On Ctrl-C the points in flight are lost, the table is brought up to
-    date and KeyboardInterrupt propagates.
+    date and :class:`SweepInterrupted` (a KeyboardInterrupt) is raised.
     """
     if not isinstance(grid, Grid):
         grid = load_grid(grid)
@@ -102,13 +111,13 @@ def run_sweep(grid, out: str | None = None, workers: int = 1, ray: str | None = 
                 bar.set_postfix(failed=n_failed)
     except KeyboardInterrupt:
         interrupted = True
-        raise
     finally:
         gen.close()
         bar.close()
         store.snapshot()
-        if interrupted and progress:
-            print(f"interrupted: {len(points) - n_todo + n_run} of {len(points)} points are in {out}; "
-                  "rerun the same command to finish", flush=True)
-    return SweepSummary(out=out, n_points=len(points), n_skipped=len(points) - n_todo, n_run=n_run,
-                        n_failed=n_failed, n_packs=len(packs), wall_s=time.perf_counter() - t0)
+    summary = SweepSummary(out=out, n_points=len(points), n_skipped=len(points) - n_todo, n_run=n_run,
+                           n_failed=n_failed, n_packs=len(packs), wall_s=time.perf_counter() - t0,
+                           interrupted=interrupted)
+    if interrupted:
+        raise SweepInterrupted(summary)
+    return summary

@@ -23,6 +23,8 @@ name, :func:`~supcomp.tms.experiments.classify_phase`).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .registry import Experiment
@@ -71,10 +73,13 @@ def run(points: list[dict]) -> list[dict]:
                       progress=False, instance_seeds=seeds)
     W = model.W.detach().double().cpu()
     b = model.b.detach().double().cpu()
-    loss = model.final_loss(100).double()
+    # mean of the last 100 logged losses, summed exactly (fsum): a batched reduction over [steps, I] would
+    # round differently for different I, and a point must not depend on its packmates
+    hist = model.loss_history[-100:].double()
+    loss = [math.fsum(hist[:, i].tolist()) / hist.shape[0] for i in range(I)]
     fro = W.square().sum((-2, -1))
     n_learned = (M.feature_norms(W) >= LEARNED).sum(-1)
-    rows = [dict(loss=float(loss[i]), frobenius_sq=float(fro[i]), dims_per_feature=float(m / fro[i]),
+    rows = [dict(loss=loss[i], frobenius_sq=float(fro[i]), dims_per_feature=float(m / fro[i]),
                  n_learned=int(n_learned[i])) for i in range(I)]
     if n == 2 and m == 1 and p0["kind"] == "relu_output":
         w = W[..., 0]
