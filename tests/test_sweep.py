@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sweep_utils import by_key, small_grid
-from supcomp.sweep import Grid, load_grid, plan, plot_results, read_results, run_sweep
+from supcomp.sweep import Experiment, Grid, load_grid, plan, read_results, register, run_sweep
 from supcomp.sweep.grid import expand_axis
 from supcomp.sweep.packing import pack
 from supcomp.tms import ToyModelConfig, train
@@ -162,8 +162,28 @@ def test_plot_from_table(tmp_path):
     run_sweep(g, out=out, progress=False)
     rows = read_results(out)
     assert all(r["phase"] in ("not learned", "dedicated", "superposition", "other") for r in rows)
-    paths = plot_results(out, str(tmp_path / "png"))
-    assert [os.path.basename(p) for p in paths] == ["tms_phase.png", "tms_dimensionality.png"]
+    from supcomp.cli import main
+    assert main(["sweep", "plot", out, "--out", str(tmp_path / "png")]) == 0
+    paths = [str(tmp_path / "png" / n) for n in ("tms_phase.png", "tms_dimensionality.png")]
     for p in paths:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_custom_experiment_registered_in_process(tmp_path):
+    """The adapter interface: an Experiment object registered here runs on the serial executor (and is
+    refused for worker processes, which could not import it); its rows unpack per point."""
+    calls = []
+
+    def run(points):
+        calls.append(len(points))
+        return [{"y": p["x"] * 10 + p["seed"]} for p in points]
+
+    register("toy_test", Experiment("toy_test", run, per_instance=frozenset({"seed"}), defaults={"seed": 0},
+                                    required=("x",)))
+    g = Grid("toy_test", axes={"x": [1, 2], "seed": [0, 1, 2]}, max_instances=2)
+    s = run_sweep(g, out=str(tmp_path / "t.jsonl"), progress=False)
+    assert (s.n_run, s.n_packs, calls) == (6, 4, [2, 1, 2, 1])
+    assert sorted(r["y"] for r in read_results(s.out)) == [10, 11, 12, 20, 21, 22]
+    with pytest.raises(ValueError, match="module:attr"):
+        run_sweep(g, out=str(tmp_path / "u.jsonl"), workers=2, progress=False)

@@ -35,7 +35,8 @@ from typing import Callable
 _BUILTIN = {
     "tms": "supcomp.sweep.tms:EXPERIMENT",
 }
-_REGISTRY: dict = {}
+_REGISTRY: dict = {}  # name -> Experiment or "module:attr", registered in this process
+_LOADED: dict = {}  # name -> Experiment imported from a path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,7 @@ def register(name: str, experiment) -> None:
     if not isinstance(experiment, (Experiment, str)):
         raise TypeError(f"experiment: expected an Experiment or a 'module:attr' path, got {type(experiment).__name__}")
     _REGISTRY[name] = experiment
+    _LOADED.pop(name, None)
 
 
 def names() -> list[str]:
@@ -75,11 +77,13 @@ def get(name: str) -> Experiment:
     if ref is None:
         raise ValueError(f"experiment: unknown {name!r}; registered: {', '.join(names())}")
     if isinstance(ref, str):
-        mod, _, attr = ref.partition(":")
-        ref = getattr(importlib.import_module(mod), attr)
-        if not isinstance(ref, Experiment):
-            raise TypeError(f"{name}: {mod}:{attr} is not an Experiment")
-        _REGISTRY[name] = ref
+        if name not in _LOADED:
+            mod, _, attr = ref.partition(":")
+            exp = getattr(importlib.import_module(mod), attr)
+            if not isinstance(exp, Experiment):
+                raise TypeError(f"{name}: {mod}:{attr} is not an Experiment")
+            _LOADED[name] = exp
+        ref = _LOADED[name]
     return ref
 
 
@@ -87,8 +91,4 @@ def path_of(name: str) -> str | None:
     """The import path of a registered adapter (what worker processes import), or None for an object
     registered in this process only."""
     ref = _REGISTRY.get(name, _BUILTIN.get(name))
-    if isinstance(ref, str):
-        return ref
-    if name in _BUILTIN and ref is not None:
-        return _BUILTIN[name]
-    return None
+    return ref if isinstance(ref, str) else None

@@ -31,7 +31,7 @@ def limit_threads(threads: int | None) -> None:
 
 def _experiment(name: str, path: str | None):
     from . import registry
-    if path is not None and name not in registry._REGISTRY:
+    if path is not None and registry.path_of(name) != path:
         registry.register(name, path)
     return registry.get(name)
 
