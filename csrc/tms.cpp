@@ -37,15 +37,21 @@ inline uint64_t splitmix64(uint64_t &s) {
   return z ^ (z >> 31);
 }
 
+// The part of a row's key that depends only on (seed, step, instance): computed once per instance
+// rather than once per row (the same numbers; for small n the per-row hashing is most of the sampler).
+inline uint64_t instance_base(uint64_t seed, uint64_t step, uint64_t inst) {
+  uint64_t s = seed;
+  uint64_t t = splitmix64(s) ^ (step * 0xD1B54A32D192ED03ULL);
+  s = t;
+  return splitmix64(s) ^ (inst * 0x8CB92BA72F3D8DD7ULL);
+}
+
 struct Rng {
   uint64_t s;
-  Rng(uint64_t seed, uint64_t step, uint64_t inst, uint64_t row) {
-    s = seed;
-    uint64_t t = splitmix64(s) ^ (step * 0xD1B54A32D192ED03ULL);
-    s = t;
-    t = splitmix64(s) ^ (inst * 0x8CB92BA72F3D8DD7ULL);
-    s = t;
-    t = splitmix64(s) ^ (row * 0xABC98388FB8FAC03ULL);
+  Rng(uint64_t seed, uint64_t step, uint64_t inst, uint64_t row) : Rng(instance_base(seed, step, inst), row) {}
+  Rng(uint64_t base, uint64_t row) {
+    s = base;
+    const uint64_t t = splitmix64(s) ^ (row * 0xABC98388FB8FAC03ULL);
     s = t;
   }
   // uniform on [0, 1)
@@ -84,13 +90,10 @@ inline uint32_t mix32(uint32_t x) {
 }
 
 // Row r's keys: one for which features are on, one for their values.
-// With per-instance seeds (keys non-empty), instance i is keyed by (keys[i], step, 0, row): the numbers that
-// instance 0 of a run with seed keys[i] gets, wherever i sits in the batch (so a sweep can pack points
-// into one run and get what each point gets alone).
-inline void row_keys(uint64_t seed, const std::vector<uint64_t> &keys, int64_t step, int64_t i, int64_t b,
-                     uint32_t &kon, uint32_t &kval, Rng &pairs) {
-  pairs = keys.empty() ? Rng(seed, (uint64_t)step, (uint64_t)i, (uint64_t)b)
-                       : Rng(keys[(size_t)i], (uint64_t)step, 0, (uint64_t)b);
+// bases [I]: instance_base of each instance (see instance_bases).
+inline void row_keys(const std::vector<uint64_t> &bases, int64_t i, int64_t b, uint32_t &kon, uint32_t &kval,
+                     Rng &pairs) {
+  pairs = Rng(bases[(size_t)i], (uint64_t)b);
   const uint64_t k = splitmix64(pairs.s);
   kon = (uint32_t)k;
   kval = (uint32_t)(k >> 32);
@@ -134,6 +137,18 @@ inline std::vector<uint64_t> instance_keys(const py::object &seeds, int64_t I) {
   return keys;
 }
 
+// Per-instance key bases. With per-instance seeds (keys non-empty), instance i is keyed by (keys[i], step,
+// 0, row): the numbers that instance 0 of a run with seed keys[i] gets, wherever i sits in the batch (so
+// a sweep can pack points into one run and get what each point gets alone).
+inline std::vector<uint64_t> instance_bases(uint64_t seed, const std::vector<uint64_t> &keys, int64_t step,
+                                            int64_t I) {
+  std::vector<uint64_t> bases((size_t)I);
+  for (int64_t i = 0; i < I; ++i)
+    bases[(size_t)i] = keys.empty() ? instance_base(seed, (uint64_t)step, (uint64_t)i)
+                                    : instance_base(keys[(size_t)i], (uint64_t)step, 0);
+  return bases;
+}
+
 inline SampleSpec make_spec(const carray<double> &p, int64_t batch,
                             int64_t corr, int64_t anti) {
   check_shape(p, "p", {-1, -1});
@@ -154,7 +169,7 @@ int64_t sample_count(uint64_t seed, int64_t step, const carray<double> &p,
                      int64_t batch, int64_t corr, int64_t anti, carray<int64_t> &offsets, int nthreads,
                      const py::object &instance_seeds) {
   const SampleSpec sp = make_spec(p, batch, corr, anti);
-  const std::vector<uint64_t> keys = instance_keys(instance_seeds, sp.I);
+  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, sp.I), step, sp.I);
   const int64_t rows = sp.I * batch;
   check_shape(offsets, "offsets", {rows + 1});
   int64_t *off = offsets.mutable_data();
@@ -168,7 +183,7 @@ int64_t sample_count(uint64_t seed, int64_t step, const carray<double> &p,
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       uint32_t kon, kval;
-      row_keys(seed, keys, step, r / batch, r % batch, kon, kval, pairs);
+      row_keys(bases, r / batch, r % batch, kon, kval, pairs);
       off[r + 1] = row_mask(sp, r / batch, kon, pairs, on.data());
     }
   }
@@ -182,7 +197,7 @@ void sample_fill(uint64_t seed, int64_t step, const carray<double> &p,
                  int64_t batch, int64_t corr, int64_t anti, bool signed_values, const carray<int64_t> &offsets,
                  carray<int64_t> &indices, carray<T> &values, int nthreads, const py::object &instance_seeds) {
   const SampleSpec sp = make_spec(p, batch, corr, anti);
-  const std::vector<uint64_t> keys = instance_keys(instance_seeds, sp.I);
+  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, sp.I), step, sp.I);
   const int64_t rows = sp.I * batch, n = sp.n;
   check_shape(offsets, "offsets", {rows + 1});
   const int64_t *off = offsets.data();
@@ -202,7 +217,7 @@ void sample_fill(uint64_t seed, int64_t step, const carray<double> &p,
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       uint32_t kon, kval;
-      row_keys(seed, keys, step, r / batch, r % batch, kon, kval, pairs);
+      row_keys(bases, r / batch, r % batch, kon, kval, pairs);
       row_mask(sp, r / batch, kon, pairs, on.data());
       // Compact branch-free into row scratch (one spare slot), then copy out.
       int64_t cnt = 0;

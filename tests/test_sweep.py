@@ -91,6 +91,13 @@ def test_instance_seeds_equal_lone_runs():
         train(ToyModelConfig(4, 2, 3), steps=1, progress=False, instance_seeds=[1, 2])
     with pytest.raises(ValueError, match="instance_seeds"):
         train(ToyModelConfig(4, 2, 2), steps=1, progress=False, instance_seeds=[1, -2])
+    import numpy as np
+
+    from supcomp import _C
+    p, off = np.full((2, 3), 0.5), np.empty(2 * 4 + 1, dtype=np.int64)
+    for bad in (np.array([1, 2], dtype=np.int64), np.array([1], dtype=np.uint64)):  # C++ checks too
+        with pytest.raises(ValueError, match="instance_seeds"):
+            _C.tms_sample_count(0, 0, p, 4, 0, 0, off, 1, instance_seeds=bad)
 
 
 def test_unpacked_rows_equal_points_run_alone(tmp_path):
