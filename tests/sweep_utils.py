@@ -15,3 +15,22 @@ def small_grid(name="t", max_instances=256, steps=40, **axes) -> Grid:
 
 def by_key(rows):
     return {r["key"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in rows}
+
+
+def _dying_run(points):
+    """A test adapter: the worker process dies (as if killed) while the marker file is absent, once per
+    marker; with ``always`` it dies every time."""
+    import os
+    p = points[0]
+    if p["always"] or not os.path.exists(p["marker"]):
+        open(p["marker"], "w").close()
+        os._exit(3)
+    return [{"y": q["x"] * 2} for q in points]
+
+
+def _dying():
+    from supcomp.sweep import Experiment
+    return Experiment("dying", _dying_run, per_instance=frozenset({"x"}), required=("x", "marker", "always"))
+
+
+DYING = _dying()

@@ -194,3 +194,18 @@ def test_custom_experiment_registered_in_process(tmp_path):
     assert sorted(r["y"] for r in read_results(s.out)) == [10, 11, 12, 20, 21, 22]
     with pytest.raises(ValueError, match="module:attr"):
         run_sweep(g, out=str(tmp_path / "u.jsonl"), workers=2, progress=False)
+
+
+def test_pool_worker_death_retried_then_recorded(tmp_path):
+    """A pool worker that dies mid-pack: the pool is rebuilt and the pack rerun (bounded); past the bound
+    the points are recorded as failed and the sweep still ends."""
+    register("dying", "sweep_utils:DYING")
+    g = Grid("dying", fixed={"marker": str(tmp_path / "m"), "always": False}, axes={"x": [1, 2, 3]})
+    s = run_sweep(g, out=str(tmp_path / "a.jsonl"), workers=2, retries=1, progress=False)
+    assert (s.n_run, s.n_failed) == (3, 0)
+    rows = read_results(s.out)
+    assert sorted(r["y"] for r in rows) == [2, 4, 6] and max(r["attempt"] for r in rows) == 2
+    g = Grid("dying", fixed={"marker": str(tmp_path / "m2"), "always": True}, axes={"x": [1, 2]})
+    s = run_sweep(g, out=str(tmp_path / "b.jsonl"), workers=2, retries=0, progress=False)
+    assert (s.n_run, s.n_failed) == (2, 2)
+    assert all("died 1 times" in r["error"] for r in read_results(s.out))

@@ -4,7 +4,8 @@
 * ``pool``: ``workers`` spawned processes (``concurrent.futures``), each limited to
   ``max(1, cpus // workers)`` threads. A worker that dies (killed, out of memory) breaks the pool: it is
   rebuilt and the unfinished packs resubmitted, at most ``retries`` times per pack; then they are
-  recorded as errors.
+  recorded as errors. (A dead worker breaks the whole ``concurrent.futures`` pool, so every pack in
+  flight then counts an attempt, not only the one that died.)
 * ``ray``: one Ray task per pack with ``num_cpus`` / ``num_gpus``; Ray retries a task whose worker or
   node died up to ``retries`` times; the driver takes results with ``ray.wait`` as they come.
 
