@@ -32,3 +32,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf build *.egg-info supcomp/_C*.so $(VENV)
+
+bench-sweep: $(STAMP)
+	$(PY) benchmarks/sweep_tms.py --append benchmarks/RESULTS.md

@@ -60,13 +60,14 @@ setup(
     # The Triton kernels live in the top-level kernels/ folder of the repository
     # and ship as supcomp.kernels (a top-level "kernels" module would collide
     # with an unrelated PyPI package).
-    packages=["supcomp", "supcomp.ops", "supcomp.tms", "supcomp.kernels", "supcomp.circuits"],
+    packages=["supcomp", "supcomp.ops", "supcomp.tms", "supcomp.kernels", "supcomp.circuits", "supcomp.sweep"],
     package_dir={"supcomp": "supcomp", "supcomp.kernels": "kernels"},
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     install_requires=["torch>=2.4", "numpy>=1.24", "tqdm>=4.60", "matplotlib>=3.6", "safetensors>=0.4"],
     extras_require={
         "triton": ["triton>=3.0"],
+        "ray": ["ray>=2.9", "pyarrow>=14"],
         "dev": ["pytest>=7", "pytest-benchmark>=4", "triton>=3.0"],
     },
     entry_points={"console_scripts": ["supcomp=supcomp.cli:main"]},

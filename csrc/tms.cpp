@@ -36,15 +36,21 @@ inline uint64_t splitmix64(uint64_t &s) {
   return z ^ (z >> 31);
 }
 
+// The part of a row's key that depends only on (seed, step, instance): computed once per instance
+// rather than once per row (the same numbers; for small n the per-row hashing is most of the sampler).
+inline uint64_t instance_base(uint64_t seed, uint64_t step, uint64_t inst) {
+  uint64_t s = seed;
+  uint64_t t = splitmix64(s) ^ (step * 0xD1B54A32D192ED03ULL);
+  s = t;
+  return splitmix64(s) ^ (inst * 0x8CB92BA72F3D8DD7ULL);
+}
+
 struct Rng {
   uint64_t s;
-  Rng(uint64_t seed, uint64_t step, uint64_t inst, uint64_t row) {
-    s = seed;
-    uint64_t t = splitmix64(s) ^ (step * 0xD1B54A32D192ED03ULL);
-    s = t;
-    t = splitmix64(s) ^ (inst * 0x8CB92BA72F3D8DD7ULL);
-    s = t;
-    t = splitmix64(s) ^ (row * 0xABC98388FB8FAC03ULL);
+  Rng(uint64_t seed, uint64_t step, uint64_t inst, uint64_t row) : Rng(instance_base(seed, step, inst), row) {}
+  Rng(uint64_t base, uint64_t row) {
+    s = base;
+    const uint64_t t = splitmix64(s) ^ (row * 0xABC98388FB8FAC03ULL);
     s = t;
   }
   // uniform on [0, 1)
@@ -83,8 +89,10 @@ inline uint32_t mix32(uint32_t x) {
 }
 
 // Row r's keys: one for which features are on, one for their values.
-inline void row_keys(uint64_t seed, int64_t step, int64_t i, int64_t b, uint32_t &kon, uint32_t &kval, Rng &pairs) {
-  pairs = Rng(seed, (uint64_t)step, (uint64_t)i, (uint64_t)b);
+// bases [I]: instance_base of each instance (see instance_bases).
+inline void row_keys(const std::vector<uint64_t> &bases, int64_t i, int64_t b, uint32_t &kon, uint32_t &kval,
+                     Rng &pairs) {
+  pairs = Rng(bases[(size_t)i], (uint64_t)b);
   const uint64_t k = splitmix64(pairs.s);
   kon = (uint32_t)k;
   kval = (uint32_t)(k >> 32);
@@ -117,6 +125,29 @@ inline int64_t row_mask(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pair
   return cnt;
 }
 
+// instance_seeds: None (instance i keyed by (seed, i)) or a uint64 array [I].
+inline std::vector<uint64_t> instance_keys(const py::object &seeds, int64_t I) {
+  std::vector<uint64_t> keys;
+  if (seeds.is_none()) return keys;
+  if (!py::isinstance<carray<uint64_t>>(seeds)) fail("instance_seeds", "expected None or a uint64 array [n_instances]");
+  const auto a = seeds.cast<carray<uint64_t>>();
+  check_shape(a, "instance_seeds", {I});
+  keys.assign(a.data(), a.data() + I);
+  return keys;
+}
+
+// Per-instance key bases. With per-instance seeds (keys non-empty), instance i is keyed by (keys[i], step,
+// 0, row): the numbers that instance 0 of a run with seed keys[i] gets, wherever i sits in the batch (so
+// a sweep can pack points into one run and get what each point gets alone).
+inline std::vector<uint64_t> instance_bases(uint64_t seed, const std::vector<uint64_t> &keys, int64_t step,
+                                            int64_t I) {
+  std::vector<uint64_t> bases((size_t)I);
+  for (int64_t i = 0; i < I; ++i)
+    bases[(size_t)i] = keys.empty() ? instance_base(seed, (uint64_t)step, (uint64_t)i)
+                                    : instance_base(keys[(size_t)i], (uint64_t)step, 0);
+  return bases;
+}
+
 inline SampleSpec make_spec(const carray<double> &p, int64_t batch,
                             int64_t corr, int64_t anti) {
   check_shape(p, "p", {-1, -1});
@@ -134,8 +165,10 @@ inline SampleSpec make_spec(const carray<double> &p, int64_t batch,
 
 // Pass 1: offsets [I*B + 1]. Returns nnz.
 int64_t sample_count(uint64_t seed, int64_t step, const carray<double> &p,
-                     int64_t batch, int64_t corr, int64_t anti, carray<int64_t> &offsets, int nthreads) {
+                     int64_t batch, int64_t corr, int64_t anti, carray<int64_t> &offsets, int nthreads,
+                     const py::object &instance_seeds) {
   const SampleSpec sp = make_spec(p, batch, corr, anti);
+  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, sp.I), step, sp.I);
   const int64_t rows = sp.I * batch;
   check_shape(offsets, "offsets", {rows + 1});
   int64_t *off = offsets.mutable_data();
@@ -149,7 +182,7 @@ int64_t sample_count(uint64_t seed, int64_t step, const carray<double> &p,
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       uint32_t kon, kval;
-      row_keys(seed, step, r / batch, r % batch, kon, kval, pairs);
+      row_keys(bases, r / batch, r % batch, kon, kval, pairs);
       off[r + 1] = row_mask(sp, r / batch, kon, pairs, on.data());
     }
   }
@@ -161,8 +194,9 @@ int64_t sample_count(uint64_t seed, int64_t step, const carray<double> &p,
 template <typename T>
 void sample_fill(uint64_t seed, int64_t step, const carray<double> &p,
                  int64_t batch, int64_t corr, int64_t anti, bool signed_values, const carray<int64_t> &offsets,
-                 carray<int64_t> &indices, carray<T> &values, int nthreads) {
+                 carray<int64_t> &indices, carray<T> &values, int nthreads, const py::object &instance_seeds) {
   const SampleSpec sp = make_spec(p, batch, corr, anti);
+  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, sp.I), step, sp.I);
   const int64_t rows = sp.I * batch, n = sp.n;
   check_shape(offsets, "offsets", {rows + 1});
   const int64_t *off = offsets.data();
@@ -182,7 +216,7 @@ void sample_fill(uint64_t seed, int64_t step, const carray<double> &p,
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       uint32_t kon, kval;
-      row_keys(seed, step, r / batch, r % batch, kon, kval, pairs);
+      row_keys(bases, r / batch, r % batch, kon, kval, pairs);
       row_mask(sp, r / batch, kon, pairs, on.data());
       // Compact branch-free into row scratch (one spare slot), then copy out.
       int64_t cnt = 0;
@@ -407,7 +441,8 @@ template <typename T>
 void register_dtype(py::module_ &m) {
   m.def("tms_sample_fill", &sample_fill<T>, py::arg("seed"), py::arg("step"), py::arg("p").noconvert(), py::arg("batch_size"), py::arg("correlated_pairs"),
         py::arg("anticorrelated_pairs"), py::arg("signed_values"), py::arg("offsets").noconvert(),
-        py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("nthreads") = 0);
+        py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("nthreads") = 0,
+        py::arg("instance_seeds") = py::none());
   m.def("tms_step", &step<T>, py::arg("offsets").noconvert(), py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("E").noconvert(),
         py::arg("D").noconvert(), py::arg("b").noconvert(), py::arg("importance").noconvert(),
         py::arg("gE").noconvert(), py::arg("gD").noconvert(), py::arg("gb").noconvert(), py::arg("loss").noconvert(),
@@ -418,7 +453,8 @@ void register_dtype(py::module_ &m) {
 
 void register_tms(py::module_ &m) {
   m.def("tms_sample_count", &sample_count, py::arg("seed"), py::arg("step"), py::arg("p").noconvert(), py::arg("batch_size"), py::arg("correlated_pairs"),
-        py::arg("anticorrelated_pairs"), py::arg("offsets").noconvert(), py::arg("nthreads") = 0);
+        py::arg("anticorrelated_pairs"), py::arg("offsets").noconvert(), py::arg("nthreads") = 0,
+        py::arg("instance_seeds") = py::none());
   register_dtype<float>(m);
   register_dtype<double>(m);
 }

@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     circ.add_argument("--quick", action="store_true", help="small sizes (about a minute, not many)")
     circ.add_argument("--no-bench", action="store_true", help="skip the throughput comparison")
     circ.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .sweep.cli import add_parser as add_sweep_parser
+    add_sweep_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -45,6 +47,9 @@ def main(argv=None) -> int:
         from .circuits.experiments import run as run_circuits
         run_circuits(out_dir=args.out, quick=args.quick, progress=not args.no_progress, kind=args.circuits,
                      assignment=args.assignment, seed=args.seed, bench=not args.no_bench)
+    elif args.command == "sweep":
+        from .sweep.cli import main as sweep_main
+        return sweep_main(args)
     elif args.command == "info":
         import torch
 

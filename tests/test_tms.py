@@ -144,6 +144,11 @@ def test_device_sampler_matches_cpp(kw):
             xa, xb = a.sample(step).to_dense(), b.sample(step)
             assert torch.equal(xa, xb), (step, max_elements)
     assert not torch.equal(DeviceBatchSampler(cfg, 37, seed=124).sample(0), a.sample(0).to_dense())
+    seeds = [5, 2 ** 62 + 11, 0, 7]  # per-instance seeds (sweeps)
+    a = BatchSampler(cfg, 37, seed=123, instance_seeds=seeds)
+    b = DeviceBatchSampler(cfg, 37, seed=123, instance_seeds=seeds)
+    for step in (0, 3):
+        assert torch.equal(a.sample(step).to_dense(), b.sample(step)), ("instance_seeds", step)
 
 
 def test_train_off_cpu_path_uses_device_sampler(monkeypatch):

@@ -71,16 +71,38 @@ class SparseBatch:
         return x.reshape(self.n_instances, self.batch_size, self.n_features)
 
 
-class BatchSampler:
-    """Draws the batches of one config and seed: ``sample(step) -> SparseBatch``."""
+def _instance_seeds(instance_seeds, n_instances) -> torch.Tensor | None:
+    """None, or a list / tensor of ``n_instances`` non-negative ints -> uint64 tensor ``[I]``."""
+    if instance_seeds is None:
+        return None
+    s = torch.as_tensor(instance_seeds)
+    if s.dim() != 1 or s.shape[0] != n_instances or s.dtype.is_floating_point or s.dtype == torch.bool:
+        raise ValueError(f"instance_seeds: expected {n_instances} ints (one per instance), got "
+                         f"shape {list(s.shape)} {s.dtype}")
+    if bool((s < 0).any()):
+        raise ValueError("instance_seeds: seeds must be >= 0")
+    return s.to(torch.int64)
 
-    def __init__(self, config: ToyModelConfig, batch_size: int, seed: int = 0, dtype=torch.float32):
+
+class BatchSampler:
+    """Draws the batches of one config and seed: ``sample(step) -> SparseBatch``.
+
+    ``instance_seeds`` (``[I]`` ints, optional): instance i's rows are drawn as those of instance 0 of a
+    run with ``seed = instance_seeds[i]``, wherever i sits in the batch; so a sweep can pack independent
+    points (each with its own seed) into one run and get exactly the data each gets alone. ``seed`` is
+    then unused."""
+
+    def __init__(self, config: ToyModelConfig, batch_size: int, seed: int = 0, dtype=torch.float32,
+                 instance_seeds=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
         self.config, self.batch_size, self.seed, self.dtype = config, batch_size, int(seed), dtype
         self.p = config.probabilities().contiguous()
+        seeds = _instance_seeds(instance_seeds, config.n_instances)
+        # the C++ sampler takes a uint64 numpy array (masked to 64 bits like ``seed``)
+        self._seeds = None if seeds is None else seeds.numpy().astype("uint64")
         self._offsets = torch.empty(config.n_instances * batch_size + 1, dtype=torch.int64)
         self._indices = torch.empty(0, dtype=torch.int64)
         self._values = torch.empty(0, dtype=dtype)
@@ -92,13 +114,13 @@ class BatchSampler:
         args = (self.seed & 0xFFFFFFFFFFFFFFFF, int(step), self.p.numpy(), self.batch_size,
                 c.correlated_pairs, c.anticorrelated_pairs)
         threads = torch.get_num_threads()
-        nnz = _C.tms_sample_count(*args, self._offsets.numpy(), threads)
+        nnz = _C.tms_sample_count(*args, self._offsets.numpy(), threads, instance_seeds=self._seeds)
         if self._indices.shape[0] < nnz:
             cap = int(nnz * 1.25) + 1024
             self._indices = torch.empty(cap, dtype=torch.int64)
             self._values = torch.empty(cap, dtype=self.dtype)
         _C.tms_sample_fill(*args, c.kind == "abs", self._offsets.numpy(), self._indices.numpy(),
-                           self._values.numpy(), threads)
+                           self._values.numpy(), threads, instance_seeds=self._seeds)
         off, idx, val = self._offsets, self._indices[:nnz], self._values[:nnz]
         if copy:
             off, idx, val = off.clone(), idx.clone(), val.clone()

@@ -20,27 +20,49 @@ class ToyModel(nn.Module):
     * ``b [I, n_features]``: the output bias.
 
     Initialisation: W (and W_out) normal with the Xavier scale ``sqrt(2 / (n + m))`` of one instance (so an
-    instance's start does not depend on how many instances are batched with it), ``b = 0``.
+    instance's start does not depend on how many instances are batched with it), ``b = 0``. With
+    ``instance_seeds`` (``[I]`` ints) each instance is drawn from its own seed (see ``_init_weights``).
     ``loss_history`` is ``[n_logged, I]`` (the importance-weighted MSE of each instance), logged at
     ``loss_steps``.
     """
 
-    def __init__(self, config: ToyModelConfig, seed: int = 0, device=None, dtype=torch.float32):
+    def __init__(self, config: ToyModelConfig, seed: int = 0, device=None, dtype=torch.float32,
+                 instance_seeds=None):
         super().__init__()
         self.config = config
         I, n, m = config.n_instances, config.n_features, config.n_hidden
-        g = torch.Generator().manual_seed(int(seed))
         std = math.sqrt(2.0 / (n + m))
-        self.W = nn.Parameter((torch.randn(I, n, m, generator=g, dtype=torch.float64) * std).to(dtype).to(device))
+        W, W_out = self._init_weights(config, seed, instance_seeds)
+        self.W = nn.Parameter((W * std).to(dtype).to(device))
         if config.kind == "abs":
-            self.W_out = nn.Parameter((torch.randn(I, n, m, generator=g, dtype=torch.float64) * std)
-                                      .to(dtype).to(device))
+            self.W_out = nn.Parameter((W_out * std).to(dtype).to(device))
         else:
             self.register_parameter("W_out", None)
         self.b = nn.Parameter(torch.zeros(I, n, dtype=dtype, device=device))
         self.register_buffer("importance", config.importances().to(dtype).to(device))
         self.loss_history = torch.zeros(0, I)
         self.loss_steps: list[int] = []
+
+    @staticmethod
+    def _init_weights(config, seed, instance_seeds):
+        """Standard-normal ``W`` (and ``W_out`` for ``abs``), ``[I, n, m]`` float64. With ``instance_seeds``
+        (``[I]`` ints) instance i gets what instance 0 of a run with ``seed = instance_seeds[i]`` gets
+        (packing-invariant: see ``BatchSampler``)."""
+        from .data import _instance_seeds
+
+        I, n, m = config.n_instances, config.n_features, config.n_hidden
+        k = 2 if config.kind == "abs" else 1
+        seeds = _instance_seeds(instance_seeds, I)
+        if seeds is None:
+            g = torch.Generator().manual_seed(int(seed))
+            draws = [torch.randn(I, n, m, generator=g, dtype=torch.float64) for _ in range(k)]
+        else:
+            per = []
+            for s in seeds.tolist():
+                g = torch.Generator().manual_seed(int(s))
+                per.append([torch.randn(n, m, generator=g, dtype=torch.float64) for _ in range(k)])
+            draws = [torch.stack([p[j] for p in per]) for j in range(k)]
+        return draws[0], (draws[1] if k == 2 else None)
 
     @property
     def decoder(self) -> torch.Tensor:

@@ -104,10 +104,15 @@ def _draws_on_device(device: torch.device) -> bool:
 
 def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0,
           device=None, progress: bool = True, backend: str = "fused", weight_decay: float = 0.01,
-          log_every: int = 1, dtype=torch.float32) -> ToyModel:
+          log_every: int = 1, dtype=torch.float32, instance_seeds=None) -> ToyModel:
     """Train ``config.n_instances`` toy models at once with AdamW (constant ``lr``, ``weight_decay`` 0.01:
     the TMS notebook's settings). Returns the ``ToyModel`` with ``loss_history`` logged every
-    ``log_every`` steps. ``seed`` fixes both the initial weights and every batch."""
+    ``log_every`` steps. ``seed`` fixes both the initial weights and every batch.
+
+    ``instance_seeds`` (``[I]`` ints, optional) replaces ``seed`` per instance: instance i then trains
+    exactly as a lone run (``n_instances=1``, its own probabilities and importances) with
+    ``seed=instance_seeds[i]`` would (same weights, same batches; every update is per instance), which
+    is what lets ``supcomp.sweep`` pack grid points into one run."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -117,10 +122,10 @@ def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, l
     if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
         raise ValueError(f"log_every: expected a positive int, got {log_every!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    model = ToyModel(config, seed=seed, device=device, dtype=dtype)
+    model = ToyModel(config, seed=seed, device=device, dtype=dtype, instance_seeds=instance_seeds)
     opt = torch.optim.AdamW([p for p in model.parameters()], lr=lr, weight_decay=weight_decay)
     if not _draws_on_device(device):
-        sampler = BatchSampler(config, batch_size, seed=seed, dtype=dtype)
+        sampler = BatchSampler(config, batch_size, seed=seed, dtype=dtype, instance_seeds=instance_seeds)
         fn = fused_loss_and_grad if backend == "fused" else reference_loss_and_grad
 
         def step_fn(model, step):
@@ -130,7 +135,8 @@ def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, l
         # (device_sampler.py), and the step is the dense einsum one for both backends: on an H100 at
         # TMS sizes the dense GEMMs beat the sparse Triton ops (superpose fwd+bwd 4.2 ms against
         # 1.1 ms for the einsum at I=100, n=400, m=30, B=1024), and drawing on the host cost ~340 ms/step.
-        dsampler = DeviceBatchSampler(config, batch_size, seed=seed, dtype=dtype, device=device)
+        dsampler = DeviceBatchSampler(config, batch_size, seed=seed, dtype=dtype, device=device,
+                                      instance_seeds=instance_seeds)
 
         def step_fn(model, step):
             return dense_loss_and_grad(model, dsampler.sample(step))

@@ -1,0 +1,130 @@
+"""The standard TMS figures from sweep rows: the n=2, m=1 phase diagram, and dimensions per feature
+against 1/density. One figure per setting (rows that agree on everything but importance, density, seed)."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+_SETTING = ("n_features", "n_hidden", "kind", "steps", "batch_size", "lr", "weight_decay", "backend",
+            "correlated_pairs", "anticorrelated_pairs", "grid")
+_PHASES = ("not learned", "dedicated", "superposition", "other")
+_COLORS = ("#d9d9d9", "#4c72b0", "#dd8452", "#8c8c8c")
+
+
+def _groups(rows, extra=()):
+    out = {}
+    for r in rows:
+        out.setdefault(tuple(r.get(k) for k in _SETTING + tuple(extra)), []).append(r)
+    return list(out.values())
+
+
+def _edges(v):
+    lv = np.log10(np.asarray(v, dtype=float))
+    d = np.diff(lv) if len(lv) > 1 else np.array([0.2])
+    return 10 ** np.concatenate([[lv[0] - d[0] / 2], lv[:-1] + d / 2, [lv[-1] + d[-1] / 2]])
+
+
+def _title(r):
+    return (f"n={r['n_features']}, m={r['n_hidden']}, {r['kind']}; {r['steps']} steps, batch {r['batch_size']}, "
+            f"lr {r['lr']:g} ({r.get('grid')})")
+
+
+def plot_phase(rows, path):
+    """Trained phase (lowest exact loss over the seeds of a cell) next to the analytic diagram."""
+    from matplotlib.colors import ListedColormap
+
+    from ..tms.experiments import phase_analytic
+
+    import torch
+    rel = sorted({r["importance"] * r["importance_decay"] for r in rows})
+    dens = sorted({r["density"] for r in rows}, reverse=True)
+    best = {}
+    for r in rows:
+        c = (r["importance"] * r["importance_decay"], r["density"])
+        if c not in best or r["exact_loss"] < best[c]["exact_loss"]:
+            best[c] = r
+    grid = np.full((len(rel), len(dens)), np.nan)
+    for (ri, di), r in best.items():
+        grid[rel.index(ri), dens.index(di)] = _PHASES.index(r["phase"])
+    from ..tms.experiments import _threads
+    # the analytic grid (each point optimises the antipodal solution: seconds on one thread)
+    F = min(25, 4 * max(len(rel), len(dens)) + 1)
+    fr = torch.logspace(float(np.log10(min(rel))) - 0.1, float(np.log10(max(rel))) + 0.1, F, dtype=torch.float64)
+    fd = torch.logspace(float(np.log10(max(dens))) + 0.05, float(np.log10(min(dens))) - 0.1, F, dtype=torch.float64)
+    with _threads(1):
+        fine, fc = phase_analytic(fr[:, None], fd[None, :])
+    margin = (torch.minimum(fc["[1,0]"], fc["[0,1]"]) - fc["[1,-1]"]).numpy()
+    cmap = ListedColormap(_COLORS)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    seeds = len({r["seed"] for r in rows})
+    for ax, (xs, ys, g, title) in zip(axes, ((dens, rel, grid, f"trained (lowest exact loss of {seeds} seed(s))"),
+                                             (fd.numpy(), fr.numpy(), fine.numpy(), "analytic"))):
+        ax.pcolormesh(_edges(xs), _edges(ys), np.ma.masked_invalid(g), cmap=cmap, vmin=-0.5, vmax=3.5, shading="flat")
+        ax.contour(fd.numpy(), fr.numpy(), margin, levels=[0.0], colors="k", linewidths=1.0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("feature density 1 - S")
+        ax.set_ylabel("relative importance of the extra feature")
+        ax.set_title(title, fontsize=9)
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=c, label=l) for c, l in zip(_COLORS, _PHASES)], loc="lower center", ncol=4,
+               fontsize=8)
+    fig.suptitle("TMS phase diagram: " + _title(rows[0]), fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_dimensionality(rows, path):
+    """Dimensions per feature m/‖W‖_F² against 1/(1-S): one line per importance profile (mean over seeds,
+    seeds as dots)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    profiles = sorted({(r["importance"], r["importance_decay"]) for r in rows})
+    for k, prof in enumerate(profiles):
+        rs = [r for r in rows if (r["importance"], r["importance_decay"]) == prof]
+        dens = sorted({r["density"] for r in rs}, reverse=True)
+        x = [1 / d for d in dens]
+        y = [np.mean([r["dims_per_feature"] for r in rs if r["density"] == d]) for d in dens]
+        lab = f"importance {prof[0]:g}, decay {prof[1]:g}" if len(profiles) > 1 else None
+        ax.plot(x, y, "o-", color=f"C{k % 10}", label=lab, ms=4)
+        ax.scatter([1 / r["density"] for r in rs], [r["dims_per_feature"] for r in rs], s=6, alpha=0.4,
+                   color=f"C{k % 10}", lw=0)
+    n, m = rows[0]["n_features"], rows[0]["n_hidden"]
+    ax.axhline(0.5, color="C3", ls="--", lw=1, label="1/2 (antipodal pairs)")
+    ax.axhline(m / n, color="0.6", ls="-.", lw=1, label=f"m/n = {m / n:.3f}")
+    ax.axhline(1, color="0.6", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("1 / (1 - S)   (inverse feature density)")
+    ax.set_ylabel("dimensions per feature  m / ||W||_F^2")
+    ax.set_title("TMS dimensionality: " + _title(rows[0]), fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_tms(rows, out_dir):
+    """Every figure the rows support: the phase diagram for n=2, m=1 ReLU-output settings with at least
+    two importances and two densities, and the dimensionality curve for settings with at least two
+    densities. Returns the PNG paths."""
+    paths = []
+    groups = _groups(rows)
+    for j, g in enumerate(groups):
+        tag = f"_{j}" if len(groups) > 1 else ""
+        r0 = g[0]
+        n_rel = len({r["importance"] * r["importance_decay"] for r in g})
+        n_den = len({r["density"] for r in g})
+        if "phase" in r0 and r0.get("phase") is not None and n_rel >= 2 and n_den >= 2:
+            paths.append(plot_phase(g, os.path.join(out_dir, f"tms_phase{tag}.png")))
+        if n_den >= 2:
+            paths.append(plot_dimensionality(g, os.path.join(out_dir, f"tms_dimensionality{tag}.png")))
+    return paths

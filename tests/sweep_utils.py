@@ -1,0 +1,36 @@
+"""Shared helpers of the sweep tests: a small TMS grid and table comparison."""
+from supcomp.sweep import Grid
+
+#: columns that legitimately differ between runs of the same point (timing, where and how it ran)
+VOLATILE = {"run_s", "pack_s", "pack_size", "finished_at", "executor", "machine", "attempt"}
+
+
+def small_grid(name="t", max_instances=256, steps=40, **axes) -> Grid:
+    """n=3, m=2 ReLU-output toy models, a few dozen steps: fast, but trained enough to differ by seed."""
+    axes = axes or dict(density={"logspace": [0, -1, 3]}, importance=[1.0, 3.0], seed=[0, 1])
+    fixed = dict(n_features=3, n_hidden=2, steps=steps, batch_size=32, lr=1e-2)
+    fixed = {k: v for k, v in fixed.items() if k not in axes}
+    return Grid("tms", fixed=fixed, axes=axes, name=name, max_instances=max_instances)
+
+
+def by_key(rows):
+    return {r["key"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in rows}
+
+
+def _dying_run(points):
+    """A test adapter: the worker process dies (as if killed) while the marker file is absent, once per
+    marker; with ``always`` it dies every time."""
+    import os
+    p = points[0]
+    if p["always"] or not os.path.exists(p["marker"]):
+        open(p["marker"], "w").close()
+        os._exit(3)
+    return [{"y": q["x"] * 2} for q in points]
+
+
+def _dying():
+    from supcomp.sweep import Experiment
+    return Experiment("dying", _dying_run, per_instance=frozenset({"x"}), required=("x", "marker", "always"))
+
+
+DYING = _dying()
