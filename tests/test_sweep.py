@@ -209,3 +209,21 @@ def test_pool_worker_death_retried_then_recorded(tmp_path):
     s = run_sweep(g, out=str(tmp_path / "b.jsonl"), workers=2, retries=0, progress=False)
     assert (s.n_run, s.n_failed) == (2, 2)
     assert all("died 1 times" in r["error"] for r in read_results(s.out))
+
+
+def test_circuits_adapter_matches_error_row_and_plots(tmp_path):
+    """The circuits adapter: one row per configuration, equal to error_row called directly."""
+    from supcomp.circuits.experiments import error_row
+    from supcomp.sweep.registry import get
+
+    g = Grid("circuits", fixed=dict(T=12, M=30, L=2, n_samples=16), axes=dict(z=[1, 3]), name="circ")
+    out = str(tmp_path / "circ.jsonl")
+    s = run_sweep(g, out=out, progress=False)
+    assert (s.n_points, s.n_failed) == (2, 0)
+    rows = sorted(read_results(out), key=lambda r: r["z"])
+    direct = error_row("rotations", 12, 30, 5, 2, 3, 16, seed=0)
+    assert rows[1]["total"] == pytest.approx(direct["total"], rel=1e-6)
+    assert rows[0]["read_in"] == 0.0 and rows[1]["read_in"] > 0
+    paths = get("circuits").plot(rows, str(tmp_path / "png"))
+    with open(paths[0], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

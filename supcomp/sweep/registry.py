@@ -29,11 +29,12 @@ import dataclasses
 import importlib
 from typing import Callable
 
-#: Built-in adapters, by import path (imported on first use). The U-AND, circuits and compressed-
+#: Built-in adapters, by import path (imported on first use). The U-AND and compressed-
 #: computation adapters are added here as their experiments land (supcomp.boolean, supcomp.circuits,
 #: supcomp.cc).
 _BUILTIN = {
     "tms": "supcomp.sweep.tms:EXPERIMENT",
+    "circuits": "supcomp.sweep.circuits:EXPERIMENT",
 }
 _REGISTRY: dict = {}  # name -> Experiment or "module:attr", registered in this process
 _LOADED: dict = {}  # name -> Experiment imported from a path
