@@ -1,0 +1,132 @@
+"""Training a batch of CC models: the fused trainer (supcomp ops) and the plain einsum reference.
+
+Both trainers draw identical batches (the TMS ``BatchSampler``, C++, counter-based: keyed by
+(seed, step, instance, row), values uniform on [-1, 1)), start from identical weights
+(``CCModel(config, seed)``) and step torch's AdamW; they differ only in how the loss is computed:
+
+* ``backend="fused"``: the folded form (``CCModel.folded``): ``A = W_E W_in`` and ``B = W_E W_out``
+  (two [n, d_embed] x [d_embed, m] batched matmuls per step, dense BLAS), the sparse read-in
+  ``pre = sparse_encode(x, A)`` (supcomp op: C++ on CPU, Triton on CUDA; its backward is a scatter into
+  the rows of A that occur), ``relu``, the read-out ``relu(pre) Bᵀ`` (batched matmul), and the label
+  mixing ``x Sᵀ = sparse_encode(x, Sᵀ)`` (no gradient). Torch autograd chains the gradients of A and B
+  back to W_in and W_out. Per sample this costs ~4·n·m FLOPs instead of the ~4·d_embed·(n + m) of the
+  literal residual stream.
+* ``backend="reference"``: ``CCModel.forward`` on the dense batch (the APD code's einsums through the
+  d_embed-wide residual stream), with torch autograd. Kept for tests and benchmarks.
+
+Loss: squared error meaned over batch and features, per instance (the APD "readoff" MSE), summed over
+instances for the backward, so each instance's gradient is that of its own mean loss.
+Schedule: AdamW (weight decay 0.01), lr ``lr * (1 + cos(π t / steps)) / 2`` at step t (cosine to 0,
+torch's ``CosineAnnealingLR``), as in both papers' code.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from ..ops import sparse_encode
+from ..sparse import padded_to_dense
+from ..tms.config import ToyModelConfig
+from ..tms.data import BatchSampler, SparseBatch
+from .config import CCConfig
+from .model import CCModel
+
+BACKENDS = ("fused", "reference")
+
+
+def make_sampler(config: CCConfig, batch_size: int, seed: int = 0, dtype=torch.float32) -> BatchSampler:
+    """The batches of a CC run: the TMS sampler with ``kind="abs"`` (values uniform on [-1, 1)),
+    independent features with each instance's probability."""
+    tms_cfg = ToyModelConfig(config.n_features, 1, n_instances=config.n_instances,
+                             feature_probability=config.probabilities(), kind="abs")
+    return BatchSampler(tms_cfg, batch_size, seed=seed, dtype=dtype)
+
+
+def fused_loss_and_grad(model: CCModel, batch: SparseBatch) -> torch.Tensor:
+    """Per-instance losses ``[I]`` of one batch; sets ``.grad`` of W_in and W_out (folded form + supcomp ops)."""
+    model.zero_grad(set_to_none=True)
+    dev = model.W_in.device
+    idx, val = (t.to(dev) for t in batch.to_padded())
+    A, B, S = model.folded()
+    with torch.no_grad():
+        target = padded_to_dense(idx, torch.relu(val), model.config.n_features)
+        target += sparse_encode(idx, val, S.transpose(1, 2).contiguous())
+    h = torch.relu(sparse_encode(idx, val, A))
+    y = torch.bmm(h, B.transpose(1, 2))
+    loss = ((y - target) ** 2).mean((1, 2))
+    loss.sum().backward()
+    return loss.detach()
+
+
+def reference_loss_and_grad(model: CCModel, batch: SparseBatch) -> torch.Tensor:
+    """The literal architecture (plain einsum) on the dense batch; per-instance losses ``[I]``, sets ``.grad``."""
+    model.zero_grad(set_to_none=True)
+    x = batch.to_dense().to(model.W_in.device)
+    loss = ((model(x) - model.labels(x)) ** 2).mean((1, 2))
+    loss.sum().backward()
+    return loss.detach()
+
+
+def _check_int(name, v, low):
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+
+
+def cosine_lr(lr: float, step: int, steps: int) -> float:
+    """The learning rate at ``step`` of ``steps``: cosine from ``lr`` to 0."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps)))
+
+
+def train(config: CCConfig, steps: int = 10_000, batch_size: int = 2048, seed: int = 0, progress: bool = True,
+          lr: float = 3e-3, weight_decay: float = 0.01, backend: str = "fused", device=None,
+          dtype=torch.float32, log_every: int = 1) -> CCModel:
+    """Train ``config.n_instances`` CC models at once (AdamW, cosine lr from 3e-3, weight decay 0.01, batch
+    2048: the APD paper's settings; 10,000 steps as in the Bhagat et al. code).
+
+    Args:
+        config: the models (see ``CCConfig``).
+        steps, batch_size: training steps and samples per step and instance.
+        seed: fixes each instance's fixed matrices, initial weights and batches (see ``CCConfig``).
+        progress: a tqdm bar.
+        backend: ``"fused"`` (supcomp ops, folded form) or ``"reference"`` (plain einsum); same result up to
+            float rounding.
+
+    Returns:
+        the trained ``CCModel``; ``loss_history [n_logged, I]`` holds the training-batch losses every
+        ``log_every`` steps (and the last step).
+    """
+    if not isinstance(config, CCConfig):
+        raise TypeError(f"config: expected a CCConfig, got {type(config).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    _check_int("steps", steps, 0)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("seed", seed, 0)
+    _check_int("log_every", log_every, 1)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr: expected a positive finite learning rate, got {lr!r}")
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay: expected a finite number >= 0, got {weight_decay!r}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    model = CCModel(config, seed=seed, device=device, dtype=dtype)
+    sampler = make_sampler(config, batch_size, seed=seed, dtype=dtype)
+    opt = torch.optim.AdamW([model.W_in, model.W_out], lr=lr, weight_decay=weight_decay)
+    step_fn = fused_loss_and_grad if backend == "fused" else reference_loss_and_grad
+    history, logged = [], []
+    bar = tqdm(range(steps), desc=f"cc {config.label()} I={config.n_instances}", disable=not progress,
+               mininterval=0.5)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(lr, step, steps)
+        loss = step_fn(model, sampler.sample(step, copy=False))
+        opt.step()
+        if step % log_every == 0 or step == steps - 1:
+            history.append(loss.float().cpu())
+            logged.append(step)
+            if progress and len(history) % 50 == 0:
+                bar.set_postfix(loss=f"{float(history[-1].mean()):.4g}")
+    model.loss_history = torch.stack(history) if history else torch.zeros(0, config.n_instances)
+    model.loss_steps = logged
+    return model
