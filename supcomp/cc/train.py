@@ -81,7 +81,7 @@ def cosine_lr(lr: float, step: int, steps: int) -> float:
 
 def train(config: CCConfig, steps: int = 10_000, batch_size: int = 2048, seed: int = 0, progress: bool = True,
           lr: float = 3e-3, weight_decay: float = 0.01, backend: str = "fused", device=None,
-          dtype=torch.float32, log_every: int = 1) -> CCModel:
+          dtype=torch.float32, log_every: int = 1, threads: int | None = None) -> CCModel:
     """Train ``config.n_instances`` CC models at once (AdamW, cosine lr from 3e-3, weight decay 0.01, batch
     2048: the APD paper's settings; 10,000 steps as in the Bhagat et al. code).
 
@@ -92,6 +92,9 @@ def train(config: CCConfig, steps: int = 10_000, batch_size: int = 2048, seed: i
         progress: a tqdm bar.
         backend: ``"fused"`` (supcomp ops, folded form) or ``"reference"`` (plain einsum); same result up to
             float rounding.
+        threads: torch / OpenMP threads for this call (None: leave ``torch.get_num_threads()``). The
+            default-size step is ~1 ms of small kernels, so on a shared 2-core machine one thread is often
+            faster (a busy second core stalls every parallel region; measured 10x slower under load 4).
 
     Returns:
         the trained ``CCModel``; ``loss_history [n_logged, I]`` holds the training-batch losses every
@@ -109,6 +112,15 @@ def train(config: CCConfig, steps: int = 10_000, batch_size: int = 2048, seed: i
         raise ValueError(f"lr: expected a positive finite learning rate, got {lr!r}")
     if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay: expected a finite number >= 0, got {weight_decay!r}")
+    if threads is not None:
+        _check_int("threads", threads, 1)
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return train(config, steps, batch_size, seed, progress, lr, weight_decay, backend, device, dtype,
+                         log_every, None)
+        finally:
+            torch.set_num_threads(old)
     device = torch.device(device) if device is not None else torch.device("cpu")
     model = CCModel(config, seed=seed, device=device, dtype=dtype)
     sampler = make_sampler(config, batch_size, seed=seed, dtype=dtype)
