@@ -21,6 +21,13 @@ def main(argv=None) -> int:
     tms.add_argument("--out", default="supcomp-report/tms", help="folder for the plots (default: %(default)s)")
     tms.add_argument("--quick", action="store_true", help="small sizes and few steps (seconds, not minutes)")
     tms.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cc = sub.add_parser("cc", help="compressed computation (Braun et al. 2025) vs. its mixing-matrix controls")
+    cc.add_argument("--steps", type=int, default=None, help="training steps (default: 10000; 2000 with --quick)")
+    cc.add_argument("--seed", type=int, default=0, help="seed of the fixed matrices, weights and batches")
+    cc.add_argument("--samples", type=int, default=None, help="non-empty samples per L/p evaluation")
+    cc.add_argument("--out", default="supcomp-report/cc", help="folder for the plots (default: %(default)s)")
+    cc.add_argument("--quick", action="store_true", help="fewer steps, samples and σ values (about a minute)")
+    cc.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -31,6 +38,15 @@ def main(argv=None) -> int:
         from .tms.experiments import run as run_tms
         run_tms(args.name, steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
                 quick=args.quick)
+    elif args.command == "cc":
+        for flag, v in (("--steps", args.steps), ("--samples", args.samples)):
+            if v is not None and v < 1:
+                parser.error(f"{flag}: expected a positive number, got {v}")
+        if args.seed < 0:
+            parser.error(f"--seed: expected a non-negative seed, got {args.seed}")
+        from .cc.experiments import run as run_cc
+        run_cc(steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress, quick=args.quick,
+               n_samples=args.samples)
     elif args.command == "info":
         import torch
 
