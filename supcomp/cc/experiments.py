@@ -142,7 +142,7 @@ def run(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, n_s
     return res
 
 
-def demo_section(progress=True, steps=600, n_samples=20_000) -> str:
+def demo_section(progress=True, steps=500, n_samples=10_000) -> str:
     """A small table for ``supcomp demo`` (~10 s): the five models at reduced size (n = 50 features,
     d_mlp = 25, d_embed = 500, trained at p = 0.02 for ``steps`` steps with lr 1e-2) and L/p at the
     training p and at p = 1, against the naive 1/12."""
