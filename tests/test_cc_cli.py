@@ -35,7 +35,8 @@ def _check(res, tmp_path):
 
 
 @pytest.mark.parametrize("args, msg", [(["--steps", "0"], "--steps"), (["--samples", "-1"], "--samples"),
-                                       (["--seed", "-2"], "--seed")])
+                                       (["--seed", "-2"], "--seed"),
+                                       (["--sigmas", "a,b"], "--sigmas"), (["--sigmas", "-0.1"], "--sigmas")])
 def test_cc_cli_rejects(args, msg, capsys):
     with pytest.raises(SystemExit) as e:
         main(["cc", *args])
