@@ -246,3 +246,12 @@ def test_training_beats_naive_only_with_a_mixing_matrix():
     assert ratio[0] > 0.97, ratio
     assert (ratio[1:] < 0.93).all(), ratio
     assert model.loss_history[-50:].mean(0)[0] < model.loss_history[:50].mean(0)[0]  # it did train
+
+
+def test_all_empty_batch():
+    cfg = CCConfig(model="mlp", feature_probability=1e-9, **SMALL)
+    model = CCModel(cfg, dtype=torch.float64)
+    batch = make_sampler(cfg, 4, dtype=torch.float64).sample(0)
+    assert batch.indices.numel() == 0
+    assert fused_loss_and_grad(model, batch).item() == 0.0 and model.W_in.grad.abs().max().item() == 0.0
+    assert reference_loss_and_grad(model, batch).item() == 0.0

@@ -55,7 +55,9 @@ def fused_loss_and_grad(model: CCModel, batch: SparseBatch) -> torch.Tensor:
     (g B) ⊙ [pre > 0])`` (a scatter into the rows of A that occur); residual model:
     ``dW_in = W_Eᵀ dA``, ``dW_out = W_Eᵀ dB``."""
     dev = model.W_in.device
-    idx, val = (t.to(dev) for t in batch.to_padded())
+    # At least one slot: an all-empty batch would give k = 0, which the ops' reshape cannot take.
+    k = max(1, int(batch.counts().max())) if batch.indices.numel() else 1
+    idx, val = (t.to(dev) for t in batch.to_padded(k))
     I, Bsz, n = idx.shape[0], idx.shape[1], model.config.n_features
     with torch.no_grad():
         A, B, S = model.folded()
