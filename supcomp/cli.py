@@ -33,6 +33,14 @@ def main(argv=None) -> int:
     circ.add_argument("--no-progress", action="store_true", help="no progress bars")
     from .sweep.cli import add_parser as add_sweep_parser
     add_sweep_parser(sub)
+    cc = sub.add_parser("cc", help="compressed computation (Braun et al. 2025) vs. its mixing-matrix controls")
+    cc.add_argument("--steps", type=int, default=None, help="training steps (default: 10000; 2000 with --quick)")
+    cc.add_argument("--seed", type=int, default=0, help="seed of the fixed matrices, weights and batches")
+    cc.add_argument("--samples", type=int, default=None, help="non-empty samples per L/p evaluation")
+    cc.add_argument("--sigmas", default=None, help="comma-separated σ values of the sweeps (default: 0,0.01,...,0.1)")
+    cc.add_argument("--out", default="supcomp-report/cc", help="folder for the plots (default: %(default)s)")
+    cc.add_argument("--quick", action="store_true", help="2000 steps, fewer samples and σ values (~3 min on 2 busy cores)")
+    cc.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -50,6 +58,23 @@ def main(argv=None) -> int:
     elif args.command == "sweep":
         from .sweep.cli import main as sweep_main
         return sweep_main(args)
+    elif args.command == "cc":
+        for flag, v in (("--steps", args.steps), ("--samples", args.samples)):
+            if v is not None and v < 1:
+                parser.error(f"{flag}: expected a positive number, got {v}")
+        if args.seed < 0:
+            parser.error(f"--seed: expected a non-negative seed, got {args.seed}")
+        sigmas = None
+        if args.sigmas is not None:
+            try:
+                sigmas = [float(v) for v in args.sigmas.split(",") if v.strip()]
+            except ValueError:
+                parser.error(f"--sigmas: expected comma-separated numbers, got {args.sigmas!r}")
+            if not sigmas or any(not (v >= 0) for v in sigmas):
+                parser.error(f"--sigmas: expected non-negative numbers, got {args.sigmas!r}")
+        from .cc.experiments import run as run_cc
+        run_cc(steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress, quick=args.quick,
+               n_samples=args.samples, sigmas=sigmas)
     elif args.command == "info":
         import torch
 

@@ -121,11 +121,14 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     from .tms.experiments import demo_section
     text = demo_section(out_dir=os.path.join(out_dir, "tms"), progress=progress)
     print(text.replace("== Toy Models", "Toy Models", 1))
-    print("\n== 2b. ", end="")
+    print("\n== 3. ", end="")
     from .circuits.experiments import demo_section as circuits_section
     print(circuits_section(progress=progress))
+    print("\n== 4. Compressed computation (Braun et al. 2025) and its mixing-matrix controls (Bhagat et al. 2025) ==")
+    from .cc.experiments import demo_section as cc_section
+    print(cc_section(progress=progress))
     if bench:
-        print("\n== 3. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
+        print("\n== 9. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
         with tqdm(total=4, desc="benchmarks", disable=not progress) as bar:
             print(format_ratios(quick_ratios(progress=bar)))
         print("Full suite with GB/s, GFLOP/s and peak memory: `make bench` -> benchmarks/RESULTS.md")
