@@ -227,3 +227,24 @@ def test_circuits_adapter_matches_error_row_and_plots(tmp_path):
     paths = get("circuits").plot(rows, str(tmp_path / "png"))
     with open(paths[0], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cc_adapter_rows_and_plot(tmp_path):
+    """The cc adapter on a tiny config: one row per sigma, L/p finite and compared with the naive baseline."""
+    from supcomp.sweep.registry import get
+
+    g = Grid("cc", fixed=dict(model="mlp", mixing="symmetric", n_features=12, d_mlp=4, d_embed=30,
+                              feature_probability=0.1, steps=20, batch_size=64, n_samples=2000),
+             axes=dict(sigma=[0.0, 0.05]), name="cc")
+    out = str(tmp_path / "cc.jsonl")
+    s = run_sweep(g, out=out, progress=False)
+    assert (s.n_points, s.n_failed) == (2, 0), read_results(out)
+    rows = read_results(out)
+    for r in rows:
+        assert r["loss_per_feature"] > 0 and r["naive"] == pytest.approx((12 - 4) / (6 * 12))
+        assert r["ratio_to_naive"] == pytest.approx(r["loss_per_feature"] / r["naive"])
+    again = run_sweep(g, out=str(tmp_path / "cc2.jsonl"), progress=False)
+    assert sorted(r["loss_per_feature"] for r in read_results(again.out)) == sorted(r["loss_per_feature"] for r in rows)
+    paths = get("cc").plot(rows, str(tmp_path / "png"))
+    with open(paths[0], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -29,12 +29,11 @@ import dataclasses
 import importlib
 from typing import Callable
 
-#: Built-in adapters, by import path (imported on first use). The U-AND and compressed-
-#: computation adapters are added here as their experiments land (supcomp.boolean, supcomp.circuits,
-#: supcomp.cc).
+#: Built-in adapters, by import path (imported on first use).
 _BUILTIN = {
     "tms": "supcomp.sweep.tms:EXPERIMENT",
     "circuits": "supcomp.sweep.circuits:EXPERIMENT",
+    "cc": "supcomp.sweep.cc:EXPERIMENT",
 }
 _REGISTRY: dict = {}  # name -> Experiment or "module:attr", registered in this process
 _LOADED: dict = {}  # name -> Experiment imported from a path

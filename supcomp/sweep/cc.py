@@ -1,0 +1,70 @@
+"""The ``cc`` sweep adapter: compressed computation (Braun et al. 2025) and its controls, one model per point.
+
+Parameters (none required): ``model`` (``"residual"``), ``mixing`` (``"embedding"``), ``sigma`` (None; for
+the symmetric / asymmetric Gaussian mixing), ``n_features`` (100), ``d_embed`` (1000), ``d_mlp`` (50),
+``feature_probability`` (training density, 0.01), ``steps`` (10,000), ``batch_size`` (2048), ``lr`` (3e-3),
+``seed`` (0), ``eval_p`` (density at which L/p is evaluated; default: the training density),
+``n_samples`` (non-empty samples of the evaluation, 100,000).
+
+Nothing is packed (``per_instance`` is empty): in :mod:`supcomp.cc` an instance's random numbers depend on
+its position in the batch, so a point always trains as instance 0 of its own run, and a rerun gives the
+same row. Metrics: ``loss_per_feature`` (L/p at ``eval_p``), ``naive`` (the naive baseline's L/p, 1/12 at
+the defaults) and ``ratio_to_naive``.
+"""
+from __future__ import annotations
+
+from .registry import Experiment
+
+DEFAULTS = dict(model="residual", mixing="embedding", sigma=None, n_features=100, d_embed=1000, d_mlp=50,
+                feature_probability=0.01, steps=10_000, batch_size=2048, lr=3e-3, seed=0, eval_p=None,
+                n_samples=100_000)
+
+
+def run(points: list[dict]) -> list[dict]:
+    from ..cc import CCConfig, loss_per_feature, naive_loss_per_feature, train
+
+    out = []
+    for p in points:
+        cfg = CCConfig(model=p["model"], mixing=p["mixing"], sigma=p["sigma"], n_features=int(p["n_features"]),
+                       d_embed=int(p["d_embed"]), d_mlp=int(p["d_mlp"]),
+                       feature_probability=float(p["feature_probability"]), n_instances=1)
+        m = train(cfg, steps=int(p["steps"]), batch_size=int(p["batch_size"]), lr=float(p["lr"]), seed=int(p["seed"]),
+                  progress=False)
+        ep = float(p["feature_probability"] if p["eval_p"] is None else p["eval_p"])
+        lp = float(loss_per_feature(m, ep, n_samples=int(p["n_samples"]))[0])
+        naive = float(naive_loss_per_feature(int(p["n_features"]), int(p["d_mlp"])))
+        out.append(dict(loss_per_feature=lp, naive=naive, ratio_to_naive=lp / naive))
+    return out
+
+
+def plot(rows: list[dict], out_dir: str) -> list[str]:
+    """L/p against sigma (one line per model/mixing), the naive baseline drawn in."""
+    import os
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.get("loss_per_feature") is not None]
+    if not ok:
+        return []
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    groups = sorted({(r["model"], r["mixing"]) for r in ok})
+    for g in groups:
+        sel = sorted((r for r in ok if (r["model"], r["mixing"]) == g), key=lambda r: r["sigma"] or 0.0)
+        ax.plot([r["sigma"] or 0.0 for r in sel], [r["loss_per_feature"] for r in sel], "o-", ms=3, label=f"{g[0]} / {g[1]}")
+    ax.axhline(ok[0]["naive"], color="k", ls="--", lw=1, label="naive")
+    ax.set_xlabel("σ of the mixing matrix (0: none / embedding)")
+    ax.set_ylabel("L / p")
+    ax.set_title("compressed computation: L/p")
+    ax.legend(fontsize=8)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "cc_loss_per_feature.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+EXPERIMENT = Experiment(name="cc", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=(), plot=plot,
+                        doc=__doc__)
