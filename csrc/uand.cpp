@@ -107,31 +107,39 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
 }
 
 // ---------------------------------------------------------------- gate intersections
-// Size of the intersection of k sorted lists (cnt_only) or write it to dst.
-// Walk the shortest list and advance a cursor in each other list (all sorted).
-inline int64_t intersect_lists(const int64_t *cp, const int64_t *ci, const int64_t *gate, int64_t k, int64_t *dst,
-                               int64_t *cur) {
-  int64_t best = 0;
-  for (int64_t q = 1; q < k; ++q)
-    if (cp[gate[q] + 1] - cp[gate[q]] < cp[gate[best] + 1] - cp[gate[best]]) best = q;
-  for (int64_t q = 0; q < k; ++q) cur[q] = cp[gate[q]];
-  int64_t count = 0;
-  const int64_t g0 = gate[best];
-  for (int64_t t = cp[g0]; t < cp[g0 + 1]; ++t) {
-    const int64_t n = ci[t];
-    bool all = true;
-    for (int64_t q = 0; q < k && all; ++q) {
-      if (q == best) continue;
-      const int64_t end = cp[gate[q] + 1];
-      while (cur[q] < end && ci[cur[q]] < n) ++cur[q];
-      all = cur[q] < end && ci[cur[q]] == n;
-    }
-    if (all) {
-      if (dst) dst[count] = n;
-      ++count;
-    }
+// Branchless merge of two sorted lists into dst (may alias neither); returns the size.
+inline int64_t merge2(const int64_t *a, const int64_t *ae, const int64_t *b, const int64_t *be, int64_t *dst) {
+  int64_t c = 0;
+  while (a < ae && b < be) {
+    const int64_t va = *a, vb = *b;
+    dst[c] = va;
+    c += va == vb;
+    a += va <= vb;
+    b += vb <= va;
   }
-  return count;
+  return c;
+}
+
+// Intersection of the k sorted lists of a gate into tmp (capacity >= the shortest list):
+// the two shortest first, then the (small) result against each other list.
+inline int64_t intersect_lists(const int64_t *cp, const int64_t *ci, const int64_t *gate, int64_t k,
+                               std::vector<int64_t> &tmp, std::vector<int64_t> &tmp2) {
+  auto len = [&](int64_t q) { return cp[gate[q] + 1] - cp[gate[q]]; };
+  int64_t q0 = 0, q1 = 1;
+  if (len(q1) < len(q0)) std::swap(q0, q1);
+  for (int64_t q = 2; q < k; ++q) {
+    if (len(q) < len(q0)) { q1 = q0; q0 = q; }
+    else if (len(q) < len(q1)) q1 = q;
+  }
+  tmp.resize((size_t)len(q0) + 1);
+  tmp2.resize((size_t)len(q0) + 1);
+  int64_t c = merge2(ci + cp[gate[q0]], ci + cp[gate[q0] + 1], ci + cp[gate[q1]], ci + cp[gate[q1] + 1], tmp.data());
+  for (int64_t q = 0; q < k && c > 0; ++q) {
+    if (q == q0 || q == q1) continue;
+    c = merge2(tmp.data(), tmp.data() + c, ci + cp[gate[q]], ci + cp[gate[q] + 1], tmp2.data());
+    tmp.swap(tmp2);
+  }
+  return c;
 }
 
 void check_gates(const int64_t *g, int64_t count, int64_t m) {
@@ -158,9 +166,9 @@ void intersect_count(const carray<int64_t> &gates, const carray<int64_t> &col_pt
   check_ptr(cp, m, col_idx.shape(0), "col_ptr");
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<int64_t> cur((size_t)std::max<int64_t>(k, 1));
-#pragma omp for schedule(dynamic, 64)
-    for (int64_t g = 0; g < G; ++g) cnt[g] = k ? intersect_lists(cp, ci, gp + g * k, k, nullptr, cur.data()) : 0;
+    std::vector<int64_t> tmp, tmp2;
+#pragma omp for schedule(dynamic, 256)
+    for (int64_t g = 0; g < G; ++g) cnt[g] = k >= 2 ? intersect_lists(cp, ci, gp + g * k, k, tmp, tmp2) : 0;
   }
 }
 
@@ -182,17 +190,17 @@ void intersect_fill(const carray<int64_t> &gates, const carray<int64_t> &col_ptr
   std::atomic<bool> bad{false};
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<int64_t> cur((size_t)std::max<int64_t>(k, 1));
-#pragma omp for schedule(dynamic, 64)
+    std::vector<int64_t> tmp, tmp2;
+#pragma omp for schedule(dynamic, 256)
     for (int64_t g = 0; g < G; ++g) {
-      if (!k) continue;
-      // Count first: row_ptr must leave exactly this much room (never write past it).
-      const int64_t c = intersect_lists(cp, ci, gp + g * k, k, nullptr, cur.data());
+      if (k < 2) continue;
+      // row_ptr must leave exactly this much room (never write past it).
+      const int64_t c = intersect_lists(cp, ci, gp + g * k, k, tmp, tmp2);
       if (c != rp[g + 1] - rp[g]) {
         bad.store(true);
         continue;
       }
-      intersect_lists(cp, ci, gp + g * k, k, o + rp[g], cur.data());
+      std::copy(tmp.begin(), tmp.begin() + c, o + rp[g]);
     }
   }
   if (bad.load()) fail("row_ptr", "does not match the intersection sizes of the gates");
@@ -319,6 +327,7 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
     std::vector<T> ent_v;                // ... and a[b, n]
     std::vector<int64_t> ent_end;        // ... and the end of L_n
     std::vector<int64_t> pos;
+    std::vector<T> buf((size_t)m, T(0));  // one output row's sums, zero between rows
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t b = it / nchunks, c = it % nchunks;
@@ -361,15 +370,22 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
         const int64_t off = pair_off(i, m);
         T *seg = ob + off - (i + 1);  // seg[j] for j > i
         const int64_t e0 = head[i - r0], e1 = head[i - r0 + 1];
-        std::fill(seg + i + 1, seg + m, T(0));
-        if (e0 == e1) continue;  // no active neuron in S_i: the whole row is 0
+        if (e0 == e1) {  // no active neuron in S_i: the whole row is 0
+          std::fill(seg + i + 1, seg + m, T(0));
+          continue;
+        }
+        // Sum into the L1-resident row buffer (kept all-zero between rows), then one
+        // streaming pass writes the output scaled by 1 / |S_i ∩ S_j| and clears the buffer.
         for (int64_t e = e0; e < e1; ++e) {
           const T v = ent_v[e];
-          for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) seg[ni[t]] += v;
+          for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) buf[ni[t]] += v;
         }
         const T *ivr = iv + off - (i + 1);
 #pragma omp simd
-        for (int64_t j = i + 1; j < m; ++j) seg[j] *= ivr[j];
+        for (int64_t j = i + 1; j < m; ++j) {
+          seg[j] = buf[j] * ivr[j];
+          buf[j] = T(0);
+        }
       }
     }
   }
