@@ -7,9 +7,12 @@
 // Kernels (T = float or double, all arrays C-contiguous):
 //   uand_forward     a[b, n] = relu(bias + sum_j values[b, j] * C[n, indices[b, j]])     (indices -1: empty)
 //   uand_intersect   CSR of the gate read-out sets  R_g = S_{g0} ∩ ... ∩ S_{g,k-1}
-//   uand_readout     outT[g, :] = scale[g] * sum_{n in R_g} aT[n, :]                     (aT = a transposed)
+//   uand_readout     outT[g, :] = sum_{n in R_g} aT[n, :] / |R_g|   (0 for an empty R_g; aT = a transposed)
 //   uand_pair_counts counts[pair(i, j)] = |S_i ∩ S_j| for all i < j
-//   uand_all_pairs   est[b, pair(i, j)] = inv[pair] * sum_{n in S_i ∩ S_j} a[b, n] for the pairs of rows i0 <= i < i1
+//   uand_all_pairs   est[b, pair(i, j)] = sum_{n in S_i ∩ S_j} a[b, n] / |S_i ∩ S_j| for the pairs of rows i0 <= i < i1
+//
+// The mean divides by the set size (not a multiply by 1/size), so c active neurons of
+// activation 1 read exactly 1.
 //
 // Pairs are numbered row-major over the upper triangle:
 //   pair(i, j) = off(i) + (j - i - 1),  off(i) = i (2m - i - 1) / 2,  0 <= i < j < m.
@@ -207,19 +210,18 @@ void intersect_fill(const carray<int64_t> &gates, const carray<int64_t> &col_ptr
 }
 
 // ---------------------------------------------------------------- readout over gates
-// outT [G, B] = diag(scale) R aT, R the 0/1 CSR (row_ptr, nidx) over d neurons.
+// outT [G, B] = mean of the rows aT[n] over each read-out set (CSR row_ptr, nidx over d neurons).
 template <typename T>
-void readout(const carray<T> &aT, const carray<int64_t> &row_ptr, const carray<int64_t> &nidx, const carray<T> &scale,
-             carray<T> &outT, int nthreads) {
+void readout(const carray<T> &aT, const carray<int64_t> &row_ptr, const carray<int64_t> &nidx, carray<T> &outT,
+             int nthreads) {
   check_shape(aT, "aT", {-1, -1});
   const py::ssize_t d = aT.shape(0), B = aT.shape(1);
   check_shape(row_ptr, "row_ptr", {-1});
   const int64_t G = row_ptr.shape(0) - 1;
   if (G < 0) fail("row_ptr", "expected at least one entry");
-  check_shape(scale, "scale", {G});
   check_shape(outT, "outT", {G, B});
   check_shape(nidx, "nidx", {-1});
-  const T *ap = aT.data(), *sc = scale.data();
+  const T *ap = aT.data();
   const int64_t *rp = row_ptr.data(), *ni = nidx.data();
   T *o = outT.mutable_data();
   nthreads = set_threads(nthreads);
@@ -236,9 +238,11 @@ void readout(const carray<T> &aT, const carray<int64_t> &row_ptr, const carray<i
 #pragma omp simd
       for (int64_t b = 0; b < B; ++b) og[b] += ar[b];
     }
-    const T s = sc[g];
+    const T c = (T)(rp[g + 1] - rp[g]);
+    if (c > T(0)) {
 #pragma omp simd
-    for (int64_t b = 0; b < B; ++b) og[b] *= s;
+      for (int64_t b = 0; b < B; ++b) og[b] /= c;
+    }
   }
 }
 
@@ -282,16 +286,17 @@ void pair_counts(const carray<int64_t> &col_ptr, const carray<int64_t> &col_idx,
 // of |L_n|^2 / 2 adds, against nnz(R) * B for a sparse-times-dense read-out.
 template <typename T>
 void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<int64_t> &nrn_idx,
-               const carray<T> &inv, int64_t m, int64_t i0, int64_t i1, carray<T> &out, int nthreads) {
+               const carray<int32_t> &counts, int64_t m, int64_t i0, int64_t i1, carray<T> &out, int nthreads) {
   check_shape(a, "a", {-1, -1});
   const py::ssize_t B = a.shape(0), d = a.shape(1);
   check_shape(nrn_ptr, "nrn_ptr", {d + 1});
   check_shape(nrn_idx, "nrn_idx", {-1});
   if (m < 0 || i0 < 0 || i1 < i0 || i1 > m) fail("i0, i1", "expected 0 <= i0 <= i1 <= n_inputs");
   const int64_t P = pair_off(m, m), W = pair_off(i1, m) - pair_off(i0, m);
-  check_shape(inv, "inv", {P});
+  check_shape(counts, "counts", {P});
   check_shape(out, "out", {B, W});
-  const T *ap = a.data(), *iv = inv.data();
+  const T *ap = a.data();
+  const int32_t *cn = counts.data();
   const int64_t *np_ = nrn_ptr.data(), *ni = nrn_idx.data();
   T *o = out.mutable_data();
   nthreads = set_threads(nthreads);
@@ -375,15 +380,16 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
           continue;
         }
         // Sum into the L1-resident row buffer (kept all-zero between rows), then one
-        // streaming pass writes the output scaled by 1 / |S_i ∩ S_j| and clears the buffer.
+        // streaming pass writes the output divided by |S_i ∩ S_j| (0 if empty) and clears the buffer.
         for (int64_t e = e0; e < e1; ++e) {
           const T v = ent_v[e];
           for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) buf[ni[t]] += v;
         }
-        const T *ivr = iv + off - (i + 1);
+        const int32_t *cr = cn + off - (i + 1);
 #pragma omp simd
         for (int64_t j = i + 1; j < m; ++j) {
-          seg[j] = buf[j] * ivr[j];
+          const T c = (T)cr[j];
+          seg[j] = c > T(0) ? buf[j] / c : T(0);
           buf[j] = T(0);
         }
       }
@@ -397,10 +403,10 @@ void register_dtype(py::module_ &m) {
         py::arg("col_ptr").noconvert(), py::arg("col_idx").noconvert(), py::arg("bias"), py::arg("out").noconvert(),
         py::arg("nthreads") = 0);
   m.def("uand_readout", &readout<T>, py::arg("aT").noconvert(), py::arg("row_ptr").noconvert(),
-        py::arg("nidx").noconvert(), py::arg("scale").noconvert(), py::arg("outT").noconvert(),
+        py::arg("nidx").noconvert(), py::arg("outT").noconvert(),
         py::arg("nthreads") = 0);
   m.def("uand_all_pairs", &all_pairs<T>, py::arg("a").noconvert(), py::arg("nrn_ptr").noconvert(),
-        py::arg("nrn_idx").noconvert(), py::arg("inv").noconvert(), py::arg("m"), py::arg("i0"), py::arg("i1"),
+        py::arg("nrn_idx").noconvert(), py::arg("counts").noconvert(), py::arg("m"), py::arg("i0"), py::arg("i1"),
         py::arg("out").noconvert(), py::arg("nthreads") = 0);
 }
 

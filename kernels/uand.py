@@ -40,7 +40,7 @@ def _uand_forward_kernel(idx_ptr, val_ptr, col_ptr, col_idx, pre_ptr, s, d, BLOC
 
 
 @triton.jit
-def _uand_readout_kernel(aT_ptr, row_ptr, nidx_ptr, scale_ptr, out_ptr, B, G,
+def _uand_readout_kernel(aT_ptr, row_ptr, nidx_ptr, out_ptr, B, G,
                          BLOCK_B: tl.constexpr, ACC: tl.constexpr):
     g = tl.program_id(0).to(tl.int64)
     offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -51,8 +51,8 @@ def _uand_readout_kernel(aT_ptr, row_ptr, nidx_ptr, scale_ptr, out_ptr, B, G,
     for t in range(rs, re):
         n = tl.load(nidx_ptr + t)
         acc += tl.load(aT_ptr + n * B + offs_b, mask=mask_b, other=0.0).to(ACC)
-    sc = tl.load(scale_ptr + g).to(ACC)
-    tl.store(out_ptr + offs_b.to(tl.int64) * G + g, (acc * sc).to(out_ptr.dtype.element_ty), mask=mask_b)
+    size = tl.maximum(re - rs, 1).to(ACC)  # an empty set reads 0
+    tl.store(out_ptr + offs_b.to(tl.int64) * G + g, (acc / size).to(out_ptr.dtype.element_ty), mask=mask_b)
 
 
 @on_tensor_device
@@ -66,8 +66,8 @@ def uand_forward(indices, values, col_ptr, col_idx, bias: float, d: int):
 
 
 @on_tensor_device
-def uand_readout(a, row_ptr, nidx, scale):
-    """a [B, d], read-out sets (row_ptr [G + 1], nidx), scale [G] -> est [B, G]."""
+def uand_readout(a, row_ptr, nidx):
+    """a [B, d], read-out sets (row_ptr [G + 1], nidx) -> est [B, G], the mean over each set (0 if empty)."""
     B = a.shape[0]
     G = row_ptr.numel() - 1
     out = torch.empty(B, G, dtype=a.dtype, device=a.device)
@@ -76,7 +76,7 @@ def uand_readout(a, row_ptr, nidx, scale):
     aT = a.T.contiguous()  # neuron-major: a set entry reads one contiguous run of samples
     BLOCK_B = clamp_pow2(B, 16, 256)
     grid = (G, triton.cdiv(B, BLOCK_B))
-    _uand_readout_kernel[grid](aT, row_ptr, nidx, scale.to(a.dtype).contiguous(), out, B, G,
+    _uand_readout_kernel[grid](aT, row_ptr, nidx, out, B, G,
                                BLOCK_B=BLOCK_B, ACC=acc_dtype(a.dtype), num_warps=4)
     return out
 
@@ -85,6 +85,6 @@ uand_intersect = naive.uand_intersect
 uand_pair_counts = naive.uand_pair_counts
 
 
-def uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, inv, m: int, i0: int, i1: int):
+def uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, counts, m: int, i0: int, i1: int):
     """est [B, W] for the pairs of rows i0 <= i < i1: torch-built pair sets, Triton read-out."""
-    return naive.uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, inv, m, i0, i1, readout=uand_readout)
+    return naive.uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, counts, m, i0, i1, readout=uand_readout)

@@ -36,11 +36,11 @@ def uand_intersect(gates, col_ptr, col_idx, d: int):
     return row_ptr, nidx
 
 
-def uand_readout(a, row_ptr, nidx, scale):
+def uand_readout(a, row_ptr, nidx):
     # Neuron-major activations: every read-out set entry is one contiguous [B] row.
     aT = a.T.contiguous()
     outT = torch.empty(row_ptr.numel() - 1, a.shape[0], dtype=a.dtype)
-    _C.uand_readout(_np(aT), _np(row_ptr), _np(nidx), _np(scale.to(a.dtype).contiguous()), _np(outT), _threads())
+    _C.uand_readout(_np(aT), _np(row_ptr), _np(nidx), _np(outT), _threads())
     return outT.T
 
 
@@ -50,9 +50,9 @@ def uand_pair_counts(col_ptr, col_idx, nrn_ptr, nrn_idx, m: int):
     return counts
 
 
-def uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, inv, m: int, i0: int, i1: int, out=None):
+def uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, counts, m: int, i0: int, i1: int, out=None):
     W = pair_offset(i1, m) - pair_offset(i0, m)
     if out is None:
         out = torch.empty(a.shape[0], W, dtype=a.dtype)
-    _C.uand_all_pairs(_np(a), _np(nrn_ptr), _np(nrn_idx), _np(inv), m, i0, i1, _np(out), _threads())
+    _C.uand_all_pairs(_np(a), _np(nrn_ptr), _np(nrn_idx), _np(counts), m, i0, i1, _np(out), _threads())
     return out

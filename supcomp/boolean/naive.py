@@ -64,13 +64,14 @@ def uand_intersect(gates, col_ptr, col_idx, d: int):
     return row_ptr, keep - g * d
 
 
-def uand_readout(a, row_ptr, nidx, scale):
-    """est [B, G] = a R^T with R[g, n] = scale[g] for n in R_g (a transposed view of a [G, B] result)."""
+def uand_readout(a, row_ptr, nidx):
+    """est [B, G]: mean of a over each read-out set (0 for an empty set); a transposed view of a [G, B] result."""
     G = row_ptr.numel() - 1
-    owner = torch.repeat_interleave(torch.arange(G, device=a.device), row_ptr[1:] - row_ptr[:-1])
+    sizes = row_ptr[1:] - row_ptr[:-1]
+    owner = torch.repeat_interleave(torch.arange(G, device=a.device), sizes)
     outT = torch.zeros(G, a.shape[0], dtype=a.dtype, device=a.device)
     outT.index_add_(0, owner, a.T[nidx])
-    return (outT * scale.to(a.dtype)[:, None]).T
+    return (outT / sizes.clamp(min=1).to(a.dtype)[:, None]).T
 
 
 def pair_gates(m: int, i0: int, i1: int, device="cpu"):
@@ -89,9 +90,9 @@ def uand_pair_counts(col_ptr, col_idx, nrn_ptr, nrn_idx, m: int):
     return (row_ptr[1:] - row_ptr[:-1]).to(torch.int32)
 
 
-def uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, inv, m: int, i0: int, i1: int, readout=None):
-    """est [B, W]: every pair of rows i0 <= i < i1 read out with scale ``inv`` (1 / |S_i ∩ S_j|, 0 if empty)."""
+def uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, counts, m: int, i0: int, i1: int, readout=None):
+    """est [B, W]: every pair of rows i0 <= i < i1 read out (``counts``, the cached pair sizes, unused here)."""
     readout = readout or uand_readout
     gates = pair_gates(m, i0, i1, a.device)
     row_ptr, nidx = uand_intersect(gates, col_ptr, col_idx, a.shape[1])
-    return readout(a, row_ptr, nidx, inv[pair_offset(i0, m): pair_offset(i1, m)])
+    return readout(a, row_ptr, nidx)

@@ -278,10 +278,9 @@ class UAnd:
         row_ptr, nidx = self.intersections(gates)
         sizes = row_ptr[1:] - row_ptr[:-1]
         readable = _empty_check(sizes, on_empty, "gates")
-        scale = torch.where(readable, 1.0 / sizes.clamp(min=1).to(torch.float64), 0.0).to(a.dtype)
         batch = a.shape[:-1]
         flat = a.reshape(-1, self.d).contiguous()
-        est = backends.for_tensor(flat).uand_readout(flat, row_ptr, nidx, scale).reshape(*batch, -1)
+        est = backends.for_tensor(flat).uand_readout(flat, row_ptr, nidx).reshape(*batch, sizes.numel())
         return (est, readable) if on_empty == "mask" else est
 
     def read_xor(self, a: torch.Tensor, gates, indices: torch.Tensor, on_empty: str = "raise"):
@@ -318,10 +317,6 @@ class UAnd:
             fn = getattr(be, "uand_pair_counts", None) or backends.get("reference").uand_pair_counts
             self._pair_counts = fn(self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, self.m)
         return self._pair_counts
-
-    def _inv_pairs(self, dtype):
-        c = self.pair_counts()
-        return torch.where(c > 0, 1.0 / c.clamp(min=1).to(torch.float64), 0.0).to(dtype)
 
     def read_all_pairs(self, a: torch.Tensor, on_empty: str = "raise", out: torch.Tensor | None = None):
         """AND estimates of every pair i < j: a [B, d] -> est [B, m (m - 1) / 2] (``pair_index`` order).
@@ -369,12 +364,12 @@ class UAnd:
 
     def _pairs_block(self, a, i0, i1, out):
         name = backends.name_for(a.device, a.dtype)
-        inv = self._inv_pairs(a.dtype)
+        counts = self.pair_counts()
         be = backends.get(name)
         if name == "cpp":
-            return be.uand_all_pairs(a, self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, inv, self.m, i0, i1,
+            return be.uand_all_pairs(a, self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, counts, self.m, i0, i1,
                                      out=out)
-        est = be.uand_all_pairs(a, self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, inv, self.m, i0, i1)
+        est = be.uand_all_pairs(a, self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, counts, self.m, i0, i1)
         if out is not None:
             out.copy_(est)
             return out
