@@ -121,6 +121,9 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     from .tms.experiments import demo_section
     text = demo_section(out_dir=os.path.join(out_dir, "tms"), progress=progress)
     print(text.replace("== Toy Models", "Toy Models", 1))
+    print("\n== 2b. ", end="")
+    from .boolean.experiments import demo_section as uand_section
+    print(uand_section(progress=progress))
     if bench:
         print("\n== 3. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
         with tqdm(total=4, desc="benchmarks", disable=not progress) as bar:
