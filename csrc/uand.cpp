@@ -379,18 +379,31 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
           std::fill(seg + i + 1, seg + m, T(0));
           continue;
         }
-        // Sum into the L1-resident row buffer (kept all-zero between rows), then one
-        // streaming pass writes the output divided by |S_i ∩ S_j| (0 if empty) and clears the buffer.
+        // Sum into the L1-resident row buffer (kept all-zero between rows).
+        int64_t adds = 0;
         for (int64_t e = e0; e < e1; ++e) {
           const T v = ent_v[e];
+          adds += ent_end[e] - ent_start[e];
           for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) buf[ni[t]] += v;
         }
         const int32_t *cr = cn + off - (i + 1);
+        if (4 * adds < m - i - 1) {
+          // Few touched pairs: zero the row, then divide just those (a repeat writes the same value).
+          std::fill(seg + i + 1, seg + m, T(0));
+          for (int64_t e = e0; e < e1; ++e)
+            for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) {
+              const int64_t j = ni[t];
+              seg[j] = buf[j] / (T)cr[j];  // cr[j] >= 1: neuron n is in S_i ∩ S_j
+            }
+          for (int64_t e = e0; e < e1; ++e)
+            for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) buf[ni[t]] = T(0);
+        } else {
+          // Dense pass: divide the whole row by |S_i ∩ S_j| (max 1: an empty set has sum 0) and clear.
 #pragma omp simd
-        for (int64_t j = i + 1; j < m; ++j) {
-          const T c = (T)cr[j];
-          seg[j] = c > T(0) ? buf[j] / c : T(0);
-          buf[j] = T(0);
+          for (int64_t j = i + 1; j < m; ++j) {
+            seg[j] = buf[j] / (T)(cr[j] > 1 ? cr[j] : 1);
+            buf[j] = T(0);
+          }
         }
       }
     }
