@@ -168,7 +168,8 @@ def plot_errors(rows, path):
             ax.plot(s, [r[name + "_theory"] for r in rs], "-", color=f"C{c}", label=f"{name} on: theory")
             ax.plot(s, [r[name + "_max"] for r in rs], "x:", color=f"C{c}", label=f"{name} on: max")
         ax.axhline(0.5, color="k", lw=0.6, ls="--")
-        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_yscale("symlog", linthresh=1e-3)  # errors are >= 0; s = 2 both-on reads exactly 0
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("active inputs s")
         ax.set_ylabel("AND estimate error")
         ax.set_title(f"U-AND m={m}, d={d}, p={p}")
