@@ -292,6 +292,8 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
   check_shape(nrn_ptr, "nrn_ptr", {d + 1});
   check_shape(nrn_idx, "nrn_idx", {-1});
   if (m < 0 || i0 < 0 || i1 < i0 || i1 > m) fail("i0, i1", "expected 0 <= i0 <= i1 <= n_inputs");
+  if (m >= (int64_t(1) << 31) || nrn_idx.shape(0) >= (int64_t(1) << 31))
+    fail("m", "all pairs needs n_inputs and the number of connections below 2^31 (int32 work lists)");
   const int64_t P = pair_off(m, m), W = pair_off(i1, m) - pair_off(i0, m);
   check_shape(counts, "counts", {P});
   check_shape(out, "out", {B, W});
@@ -325,13 +327,14 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
   const int64_t items = B * nchunks;
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<int64_t> act_n;          // active neurons of the sample
-    std::vector<T> act_v;                // and their activations
-    std::vector<int64_t> head;           // bucket row pointer over the chunk's rows
-    std::vector<int64_t> ent_start;      // bucket entries: start of the tail of L_n after i
+    std::vector<int32_t> loc;            // compact int32 copy of the active neurons' lists, inputs >= r0
+    std::vector<int64_t> loc_ptr;        // ... one CSR row per active neuron
+    std::vector<T> act_v;                // activations of the active neurons
+    std::vector<int32_t> head;           // bucket row pointer over the chunk's rows
+    std::vector<int32_t> ent_start;      // bucket entries: the tail of the list after i, in loc
+    std::vector<int32_t> ent_end;
     std::vector<T> ent_v;                // ... and a[b, n]
-    std::vector<int64_t> ent_end;        // ... and the end of L_n
-    std::vector<int64_t> pos;
+    std::vector<int32_t> pos;
     std::vector<T> buf((size_t)m, T(0));  // one output row's sums, zero between rows
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
@@ -339,37 +342,40 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
       const int64_t r0 = bounds[c], r1 = bounds[c + 1];
       if (r0 >= r1) continue;
       const T *ar = ap + b * d;
-      act_n.clear();
+      // The active neurons' lists, cut to inputs >= r0 and copied as int32: the adds below read
+      // them about |L_n| / 2 times each, and the copy (a few hundred KB at most at benchmark
+      // sizes) stays in L2 where the global lists (nnz int64) would not.
+      loc.clear();
+      loc_ptr.assign(1, 0);
       act_v.clear();
       for (int64_t n = 0; n < d; ++n)
         if (ar[n] != T(0)) {  // NaN counts as active: it propagates as in a dense read-out
-          act_n.push_back(n);
+          const int64_t *beg = ni + np_[n], *end = ni + np_[n + 1];
+          const int64_t *p = std::lower_bound(beg, end, r0);
+          if (end - p < 2) continue;  // feeds no pair inside the chunk's rows
+          for (; p < end; ++p) loc.push_back((int32_t)*p);
+          loc_ptr.push_back((int64_t)loc.size());
           act_v.push_back(ar[n]);
         }
-      // Counting sort of (active neuron, row i in [r0, r1) of L_n) by row.
-      const int64_t nr = r1 - r0;
+      // Counting sort of (active neuron, row i in [r0, r1) of its list) by row.
+      const int64_t nr = r1 - r0, na = (int64_t)act_v.size();
       head.assign((size_t)nr + 1, 0);
-      for (size_t q = 0; q < act_n.size(); ++q) {
-        const int64_t *beg = ni + np_[act_n[q]], *end = ni + np_[act_n[q] + 1];
-        for (const int64_t *p = std::lower_bound(beg, end, r0); p < end && *p < r1; ++p) ++head[*p - r0 + 1];
-      }
+      for (int64_t q = 0; q < na; ++q)
+        for (int64_t t = loc_ptr[q]; t < loc_ptr[q + 1] && loc[t] < r1; ++t) ++head[loc[t] - r0 + 1];
       for (int64_t r = 0; r < nr; ++r) head[r + 1] += head[r];
       const int64_t total = head[nr];
       ent_start.resize((size_t)total);
       ent_end.resize((size_t)total);
       ent_v.resize((size_t)total);
-      {
-        pos.assign(head.begin(), head.end() - 1);  // fill cursors, one per row
-        for (size_t q = 0; q < act_n.size(); ++q) {
-          const int64_t *beg = ni + np_[act_n[q]], *end = ni + np_[act_n[q] + 1];
-          for (const int64_t *p = std::lower_bound(beg, end, r0); p < end && *p < r1; ++p) {
-            const int64_t e = pos[*p - r0]++;
-            ent_start[e] = (p + 1) - ni;
-            ent_end[e] = end - ni;
-            ent_v[e] = act_v[q];
-          }
+      pos.assign(head.begin(), head.end() - 1);  // fill cursors, one per row
+      for (int64_t q = 0; q < na; ++q)
+        for (int64_t t = loc_ptr[q]; t < loc_ptr[q + 1] && loc[t] < r1; ++t) {
+          const int32_t e = pos[loc[t] - r0]++;
+          ent_start[e] = (int32_t)(t + 1);
+          ent_end[e] = (int32_t)loc_ptr[q + 1];
+          ent_v[e] = act_v[q];
         }
-      }
+      const int32_t *lp = loc.data();
       T *ob = o + b * W - pair_off(i0, m);
       for (int64_t i = r0; i < r1; ++i) {
         const int64_t off = pair_off(i, m);
@@ -383,20 +389,21 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
         int64_t adds = 0;
         for (int64_t e = e0; e < e1; ++e) {
           const T v = ent_v[e];
-          adds += ent_end[e] - ent_start[e];
-          for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) buf[ni[t]] += v;
+          const int32_t t1 = ent_end[e];
+          adds += t1 - ent_start[e];
+          for (int32_t t = ent_start[e]; t < t1; ++t) buf[lp[t]] += v;
         }
         const int32_t *cr = cn + off - (i + 1);
         if (4 * adds < m - i - 1) {
           // Few touched pairs: zero the row, then divide just those (a repeat writes the same value).
           std::fill(seg + i + 1, seg + m, T(0));
           for (int64_t e = e0; e < e1; ++e)
-            for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) {
-              const int64_t j = ni[t];
+            for (int32_t t = ent_start[e]; t < ent_end[e]; ++t) {
+              const int32_t j = lp[t];
               seg[j] = buf[j] / (T)cr[j];  // cr[j] >= 1: neuron n is in S_i ∩ S_j
             }
           for (int64_t e = e0; e < e1; ++e)
-            for (int64_t t = ent_start[e]; t < ent_end[e]; ++t) buf[ni[t]] = T(0);
+            for (int32_t t = ent_start[e]; t < ent_end[e]; ++t) buf[lp[t]] = T(0);
         } else {
           // Dense pass: divide the whole row by |S_i ∩ S_j| (max 1: an empty set has sum 0) and clear.
 #pragma omp simd
