@@ -426,8 +426,9 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
           for (int32_t t = ent_start[e]; t < t1; ++t) buf[lp[t]] += v;
         }
         const int32_t *cr = cn + off - (i + 1);
-        if (4 * adds < m - i - 1) {
-          // Few touched pairs: divide just those (once each: mark them), stream the row out, clear them.
+        if (16 * adds < m - i - 1) {
+          // Very few touched pairs (the vector divide of the dense pass measured cheaper above 1/16):
+          // divide just those (once each: mark them), stream the row out, clear them.
           touched.clear();
           for (int64_t e = e0; e < e1; ++e)
             for (int32_t t = ent_start[e]; t < ent_end[e]; ++t) {
