@@ -60,7 +60,7 @@ setup(
     # The Triton kernels live in the top-level kernels/ folder of the repository
     # and ship as supcomp.kernels (a top-level "kernels" module would collide
     # with an unrelated PyPI package).
-    packages=["supcomp", "supcomp.ops", "supcomp.tms", "supcomp.kernels", "supcomp.circuits", "supcomp.sweep", "supcomp.cc"],
+    packages=["supcomp", "supcomp.ops", "supcomp.tms", "supcomp.kernels", "supcomp.circuits", "supcomp.sweep", "supcomp.cc", "supcomp.boolean"],
     package_dir={"supcomp": "supcomp", "supcomp.kernels": "kernels"},
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},

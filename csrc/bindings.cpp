@@ -6,6 +6,7 @@ void register_sparse_encode(py::module_ &m);
 void register_readout(py::module_ &m);
 void register_superpose(py::module_ &m);
 void register_tms(py::module_ &m);
+void register_uand(py::module_ &m);
 }  // namespace supcomp
 
 PYBIND11_MODULE(_C, m) {
@@ -24,6 +25,7 @@ PYBIND11_MODULE(_C, m) {
   supcomp::register_readout(m);
   supcomp::register_superpose(m);
   supcomp::register_tms(m);
+  supcomp::register_uand(m);
 #ifdef _OPENMP
   m.attr("has_openmp") = true;
   m.def("max_threads", []() { return omp_get_max_threads(); });

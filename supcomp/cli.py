@@ -41,6 +41,13 @@ def main(argv=None) -> int:
     cc.add_argument("--out", default="supcomp-report/cc", help="folder for the plots (default: %(default)s)")
     cc.add_argument("--quick", action="store_true", help="2000 steps, fewer samples and σ values (~3 min on 2 busy cores)")
     cc.add_argument("--no-progress", action="store_true", help="no progress bars")
+    uand = sub.add_parser("uand", help="U-AND (Vaintrob, Mendel & Hänni): error tables vs theory, capacity, plots")
+    uand.add_argument("--out", default="supcomp-report/uand", help="folder for the plots (default: %(default)s)")
+    uand.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
+    uand.add_argument("--batch", type=int, default=None, help="samples read at all pairs per s (default: by size)")
+    uand.add_argument("--seed", type=int, default=0, help="seed of C and the inputs (default: 0)")
+    uand.add_argument("--no-capacity", action="store_true", help="skip the capacity sweep")
+    uand.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -75,6 +82,12 @@ def main(argv=None) -> int:
         from .cc.experiments import run as run_cc
         run_cc(steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress, quick=args.quick,
                n_samples=args.samples, sigmas=sigmas)
+    elif args.command == "uand":
+        if args.batch is not None and args.batch < 1:
+            parser.error(f"--batch: expected a positive number of samples, got {args.batch}")
+        from .boolean.experiments import run as run_uand
+        run_uand(out_dir=args.out, quick=args.quick, batch=args.batch, seed=args.seed, progress=not args.no_progress,
+                 capacity_sweep=not args.no_capacity)
     elif args.command == "info":
         import torch
 

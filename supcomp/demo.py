@@ -127,6 +127,9 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     print("\n== 4. Compressed computation (Braun et al. 2025) and its mixing-matrix controls (Bhagat et al. 2025) ==")
     from .cc.experiments import demo_section as cc_section
     print(cc_section(progress=progress))
+    print("\n== 5. ", end="")
+    from .boolean.experiments import demo_section as uand_section
+    print(uand_section(progress=progress))
     if bench:
         print("\n== 9. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
         with tqdm(total=4, desc="benchmarks", disable=not progress) as bar:
