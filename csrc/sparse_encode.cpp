@@ -168,7 +168,7 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  if (use_csc(B, k, d, n, sizeof(T))) return forward_csc<T>(idx, val, w, h, I, B, k, n, d, nthreads);
+  if (use_csc(B, k, d, n, sizeof(T), /*forward=*/true)) return forward_csc<T>(idx, val, w, h, I, B, k, n, d, nthreads);
   constexpr int CH = 256 / sizeof(T);  // 4 AVX-512 registers of running sums (a wider tile measured slower)
   const int64_t rows = I * B;
 #pragma omp parallel for num_threads(nthreads) schedule(static)

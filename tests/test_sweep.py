@@ -248,3 +248,21 @@ def test_cc_adapter_rows_and_plot(tmp_path):
     paths = get("cc").plot(rows, str(tmp_path / "png"))
     with open(paths[0], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_uand_adapter_matches_error_table_and_plots(tmp_path):
+    """The uand adapter: one row per s, equal to error_table called directly, mean errors near theory."""
+    from supcomp.boolean.experiments import error_table
+    from supcomp.sweep.registry import get
+
+    g = Grid("uand", fixed=dict(m=60, d=300, p=0.2, batch=8, extra_samples=64), axes=dict(s=[2, 4]), name="u")
+    out = str(tmp_path / "u.jsonl")
+    s = run_sweep(g, out=out, progress=False)
+    assert (s.n_points, s.n_failed) == (2, 0), read_results(out)
+    rows = sorted(read_results(out), key=lambda r: r["s"])
+    direct = error_table(60, 300, 0.2, s_values=[4], batch=8, seed=0, progress=False, extra_samples=64)[0]
+    assert rows[1]["one_mean"] == pytest.approx(direct["one_mean"], rel=1e-9)
+    assert rows[0]["both_mean"] == pytest.approx(0.0, abs=1e-6)  # s = 2, both on: exact
+    paths = get("uand").plot(rows, str(tmp_path / "png"))
+    with open(paths[0], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

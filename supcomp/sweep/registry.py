@@ -34,6 +34,7 @@ _BUILTIN = {
     "tms": "supcomp.sweep.tms:EXPERIMENT",
     "circuits": "supcomp.sweep.circuits:EXPERIMENT",
     "cc": "supcomp.sweep.cc:EXPERIMENT",
+    "uand": "supcomp.sweep.uand:EXPERIMENT",
 }
 _REGISTRY: dict = {}  # name -> Experiment or "module:attr", registered in this process
 _LOADED: dict = {}  # name -> Experiment imported from a path
