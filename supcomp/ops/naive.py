@@ -21,7 +21,9 @@ import torch
 
 def _gather_rows(W: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """W [I, n, d], indices [I, B, k] (-1 allowed) -> rows [I, B, k, d] (zero rows for -1)."""
-    I = W.shape[0]
+    I, n, d = W.shape
+    if n == 0:  # every slot is empty (-1); there is no row 0 to gather from
+        return W.new_zeros(*indices.shape, d)
     # Advanced indexing W[i, idx] with an instance index broadcast over [B, k].
     rows = W[torch.arange(I, device=W.device)[:, None, None], indices.clamp(min=0)]
     # where, not multiply: an inf/NaN in row 0 must not leak into empty slots.
@@ -43,6 +45,8 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
         grad_values = torch.einsum("ibd,ibkd->ibk", grad_h, rows).to(values.dtype)
     if need_W:
         I, n, d = W.shape
+        if n == 0:
+            return grad_values, W.new_zeros(W.shape)
         contrib = (values * valid).unsqueeze(-1).to(grad_h.dtype) * grad_h.unsqueeze(2)  # [I, B, k, d]
         flat = (indices.clamp(min=0) + torch.arange(I, device=W.device)[:, None, None] * n).reshape(-1)
         grad_W = torch.zeros(I * n, d, dtype=grad_h.dtype, device=W.device)
