@@ -32,3 +32,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf build *.egg-info supcomp/_C*.so $(VENV)
+
+# C++ kernels under AddressSanitizer + UndefinedBehaviorSanitizer (separate build in build/sanitize/,
+# the normal build is untouched); runs the C++-touching tests there. `make test` runs it too.
+.PHONY: sanitize test-unit
+sanitize: $(STAMP)
+	$(PY) tools/sanitize.py
+# Added prerequisite (no recipe change): CI's `make test` also runs the sanitizer pass.
+test: sanitize

@@ -51,9 +51,9 @@ def _sparse_encode_forward_kernel(
     acc = tl.zeros([BLOCK_B, BLOCK_D], dtype=ACC)
     for j in range(0, k):
         idx = tl.load(idx_ptr + rows * k + j, mask=mask_b, other=-1)
-        v = tl.load(val_ptr + rows * k + j, mask=mask_b, other=0.0).to(ACC)
-        # Empty slots (-1) load nothing: a masked load, not a multiply by 0,
-        # so an inf/NaN in W row 0 cannot leak into them (as in naive.py).
+        # Empty slots (-1) load nothing, neither the W row nor the value: masked loads, not a
+        # multiply by 0, so an inf/NaN in W row 0 or in the slot's value cannot leak (as in naive.py).
+        v = tl.load(val_ptr + rows * k + j, mask=mask_b & (idx >= 0), other=0.0).to(ACC)
         wmask = (idx >= 0)[:, None] & mask_d[None, :]
         w = tl.load(W_inst + idx[:, None] * d + offs_d[None, :], mask=wmask, other=0.0).to(ACC)
         acc += v[:, None] * w
@@ -107,7 +107,7 @@ def _sparse_encode_backward_kernel(
         idx = tl.load(idx_ptr + slot_off, mask=slot_mask, other=-1)
         valid = idx >= 0
         if NEED_W:
-            v = tl.load(val_ptr + slot_off, mask=slot_mask, other=0.0).to(ACC)
+            v = tl.load(val_ptr + slot_off, mask=slot_mask & valid, other=0.0).to(ACC)  # empty slot: value unread
         gv = tl.zeros([BLOCK_B, BLOCK_K], dtype=ACC)
         for d0 in range(0, d, BLOCK_D):
             offs_d = d0 + tl.arange(0, BLOCK_D)

@@ -45,3 +45,13 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             "fuzz examples run: " + ", ".join(f"{c}/{b}={v}" for (c, b), v in sorted(counts.items()))
             + f"; total {total}")
+
+
+def pytest_sessionstart(session):
+    """Under ``make sanitize`` (tools/sanitize.py): make sure the sanitized supcomp._C is the one imported."""
+    want = os.environ.get("SUPCOMP_SANITIZED_C")
+    if want:
+        from supcomp import _C
+
+        if os.path.realpath(_C.__file__) != os.path.realpath(want):
+            raise RuntimeError(f"sanitize: imported {_C.__file__}, expected the sanitized build {want}")

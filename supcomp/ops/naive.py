@@ -33,7 +33,9 @@ def _gather_rows(W: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 def sparse_encode_forward(indices, values, W):
     """h[i, b] = sum_j values[i, b, j] * W[i, indices[i, b, j]] -> [I, B, d]."""
     rows = _gather_rows(W, indices)
-    return torch.einsum("ibk,ibkd->ibd", values.to(W.dtype), rows)
+    # An empty slot contributes nothing, whatever its value (a NaN/inf there must not give NaN via 0 * inf).
+    v = torch.where(indices >= 0, values.to(W.dtype), torch.zeros((), dtype=W.dtype, device=W.device))
+    return torch.einsum("ibk,ibkd->ibd", v, rows)
 
 
 def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=True):
@@ -47,7 +49,7 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
         I, n, d = W.shape
         if n == 0:
             return grad_values, W.new_zeros(W.shape)
-        contrib = (values * valid).unsqueeze(-1).to(grad_h.dtype) * grad_h.unsqueeze(2)  # [I, B, k, d]
+        contrib = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device)).unsqueeze(-1).to(grad_h.dtype) * grad_h.unsqueeze(2)  # [I, B, k, d]
         flat = (indices.clamp(min=0) + torch.arange(I, device=W.device)[:, None, None] * n).reshape(-1)
         grad_W = torch.zeros(I * n, d, dtype=grad_h.dtype, device=W.device)
         grad_W.index_add_(0, flat, contrib.reshape(flat.shape[0], d))  # explicit: d may be 0
