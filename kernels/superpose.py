@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._utils import acc_dtype, dot_dtype, dot_precision, gemm_blocks, num_warps_for, on_tensor_device, tl_dtype
+from ._utils import acc_dtype, check_sizes, dot_dtype, dot_precision, gemm_blocks, num_warps_for, on_tensor_device, tl_dtype
 
 
 @triton.jit
@@ -95,6 +95,7 @@ def superpose_forward(indices: torch.Tensor, values: torch.Tensor, W: torch.Tens
     BLOCK_M, BLOCK_N, BLOCK_K = gemm_blocks(B, n, d)
     n_m_blocks, n_n_blocks = triton.cdiv(B, BLOCK_M), triton.cdiv(n, BLOCK_N)
     grid = (I * n_m_blocks * n_n_blocks,)
+    check_sizes("superpose", grid, I=I, B=B, n=n, d=d, k=k)
     _superpose_forward_kernel[grid](
         indices, values, W, b, y, B, n, d, k, n_m_blocks, n_n_blocks,
         BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,

@@ -29,6 +29,8 @@ try:
                               suppress_health_check=_quiet, print_blob=True)
     settings.register_profile("long", max_examples=2000, deadline=None, database=None,
                               suppress_health_check=_quiet, print_blob=True)
+    settings.register_profile("sanitize", max_examples=30, derandomize=True, deadline=None, database=None,
+                              suppress_health_check=_quiet, print_blob=True)  # tools/sanitize.py
     settings.load_profile(os.environ.get("SUPCOMP_HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # hypothesis is a dev requirement; without it the fuzz modules fail at import
     pass

@@ -62,6 +62,8 @@ def _sync_python():
     pkg = os.path.join(OUT, "supcomp")
     shutil.rmtree(pkg, ignore_errors=True)
     shutil.rmtree(os.path.join(OUT, "tests"), ignore_errors=True)
+    shutil.rmtree(os.path.join(OUT, "csrc"), ignore_errors=True)
+    shutil.copytree(os.path.join(ROOT, "csrc"), os.path.join(OUT, "csrc"))  # read by a test (GIL release)
     ignore = shutil.ignore_patterns("_C*.so", "__pycache__")
     shutil.copytree(os.path.join(ROOT, "supcomp"), pkg, ignore=ignore)
     shutil.copytree(os.path.join(ROOT, "kernels"), os.path.join(pkg, "kernels"), ignore=ignore)
@@ -82,7 +84,14 @@ def build() -> str:
     built = os.path.join(ext_dir, "_C" + suffix)
     sources = sorted(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))
     headers = glob.glob(os.path.join(ROOT, "csrc", "*.h"))
-    dep_time = max(os.path.getmtime(p) for p in headers + [__file__])
+    # Rebuild everything when the flags change (recorded next to the objects), else per source.
+    stamp = os.path.join(ext_dir, "flags.txt")
+    if not os.path.exists(stamp) or open(stamp).read() != " ".join(FLAGS):
+        for o in glob.glob(os.path.join(ext_dir, "*.o")):
+            os.remove(o)
+        with open(stamp, "w") as f:
+            f.write(" ".join(FLAGS))
+    dep_time = max(os.path.getmtime(p) for p in headers + [stamp])
     inc = ["-march=native", f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}",
            f"-I{os.path.join(ROOT, 'csrc')}"]
     t0 = time.time()
@@ -119,14 +128,30 @@ def _wait(proc):
 def run(extra: list[str]) -> int:
     target = build()
     env = dict(os.environ)
-    env["LD_PRELOAD"] = " ".join(p for p in (_gcc_lib("libasan.so"), env.get("LD_PRELOAD", "")) if p)
-    env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:halt_on_error=1:allocator_may_return_null=1"
-    env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1"
-    env["SUPCOMP_SANITIZED_C"] = target  # tests/conftest.py checks that this is the _C it imported
+    # libasan first (Python is not instrumented), then libstdc++: ASan's __cxa_throw interceptor
+    # needs the real symbol resolvable at start-up, or the first C++ exception aborts in ASan.
+    env["LD_PRELOAD"] = " ".join(p for p in (_gcc_lib("libasan.so"), _gcc_lib("libstdc++.so"),
+                                             env.get("LD_PRELOAD", "")) if p)
+    # Reports go to files as well as stderr: pytest captures fd 2, and a halting sanitizer ends the
+    # process before pytest could show what it captured.
+    logs = os.path.join(OUT, "logs")
+    shutil.rmtree(logs, ignore_errors=True)
+    os.makedirs(logs)
+    env["ASAN_OPTIONS"] = f"detect_leaks=0:halt_on_error=1:allocator_may_return_null=1:log_path={logs}/asan"
+    env["UBSAN_OPTIONS"] = f"halt_on_error=1:print_stacktrace=1:log_path={logs}/ubsan"
+    env["SUPCOMP_SANITIZED_C"] = target
+    env.setdefault("SUPCOMP_HYPOTHESIS_PROFILE", "sanitize")  # fewer fuzz examples: instrumented code is slower  # tests/conftest.py checks that this is the _C it imported
     tests = [t for t in TESTS if os.path.exists(os.path.join(OUT, t.split("::")[0]))]
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DESELECT, *tests, *extra]
     print("sanitize:", " ".join(cmd[1:]), flush=True)
-    return subprocess.run(cmd, cwd=OUT, env=env).returncode
+    rc = subprocess.run(cmd, cwd=OUT, env=env).returncode
+    reports = sorted(glob.glob(os.path.join(logs, "*")))
+    for r in reports:
+        print(f"sanitize: report {os.path.relpath(r, ROOT)}:\n" + open(r, errors="replace").read(), flush=True)
+    if reports and rc == 0:
+        rc = 1
+    print("sanitize:", "clean" if rc == 0 else f"FAILED (exit status {rc})", flush=True)
+    return rc
 
 
 if __name__ == "__main__":
