@@ -243,11 +243,11 @@ MEM_SCRIPT = textwrap.dedent("""
 def test_topk_at_2_20_features_and_sparse_backward_bounded_memory():
     """relu_readout_topk on n = 2^20 features: peak RSS grows by far less than the dense [B, n] output.
 
-    B=256, d=16: the dense y would be 1 GiB; W is 64 MiB. Documented bound (README): the forward adds
+    B=128, d=16: the dense y would be 512 MiB; W is 64 MiB. Documented bound (README): the forward adds
     at most one GEMM tile (cpu.TOPK_TILE_ELEMENTS = 16 MiB) plus O(B*k); the backward at most the
     [n, d] weight gradient plus O(B*k*d) -- checked here with a generous 160 MiB margin per phase.
     """
-    B, n, d, k = 256, 1 << 20, 16, 8
+    B, n, d, k = 128, 1 << 20, 16, 8
     dense_mib = B * n * 4 / 2**20
     w_mib = n * d * 4 / 2**20
     env = dict(os.environ, OMP_NUM_THREADS="2")
@@ -290,7 +290,7 @@ PLOT_LOOP = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.21, 0.37])
+@pytest.mark.parametrize("delay", [0.05, 0.3])
 def test_sigint_during_checkpoint_leaves_no_half_written_file(tmp_path, delay):
     from supcomp.tms import ToyModel
 
