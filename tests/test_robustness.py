@@ -323,3 +323,18 @@ def test_sigint_during_plot_leaves_no_half_written_png(tmp_path):
     from PIL import Image
 
     Image.open(path).verify()  # a complete PNG
+
+
+# ------------------------------------------------------------------ NaN policy of the top-k, every backend
+@pytest.mark.parametrize("backend,dtype", [("reference", torch.float32), ("reference", torch.float16),
+                                           ("cpp", torch.float32), ("triton", torch.float32)])
+def test_topk_nan_scores_never_selected(backend, dtype):
+    h = torch.ones(2, 3, dtype=dtype)
+    W = torch.eye(5, 3, dtype=dtype)
+    W[3] = 0.5
+    b = torch.tensor([float("nan"), 0.0, 1.0, float("inf"), -1.0], dtype=dtype)
+    with use_backend(backend):
+        vals, ids = relu_readout_topk(h, W, b, 3)
+    # scores: [nan, 1, 2, inf, 0] -> inf (3), 2 (2), 1 (1); the NaN feature 0 is skipped, not a (0, -1) slot
+    assert ids.tolist() == [[3, 2, 1]] * 2, ids
+    assert vals[0].tolist() == [float("inf"), 2.0, 1.0]

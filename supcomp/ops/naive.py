@@ -77,6 +77,9 @@ def relu_readout_topk_forward(h, W, b, k: int):
     lower feature index.
     """
     y = relu_readout_forward(h, W, b)
+    # NaN scores are never selected (as in the kernels): a sort would put them first and, filled
+    # as (0, -1), they would push real positive entries out of the top k.
+    y = torch.where(torch.isnan(y), torch.zeros((), dtype=y.dtype, device=y.device), y)
     # Stable descending sort puts the lower index first among equal values.
     vals, idx = torch.sort(y, dim=-1, descending=True, stable=True)
     vals, idx = vals[..., :k], idx[..., :k]
