@@ -96,7 +96,7 @@ class ReLUReadout(nn.Module):
     def reset_parameters(self):
         with torch.no_grad():
             if self.W is not None:
-                bound = 1 / math.sqrt(self.d)
+                bound = 1 / math.sqrt(max(1, self.d))  # d = 0 is a valid (empty) layer
                 self.W.uniform_(-bound, bound)
             self.b.fill_(self.bias_init)
 
@@ -127,7 +127,7 @@ class TiedSuperposition(nn.Module):
 
     def reset_parameters(self):
         with torch.no_grad():
-            std = math.sqrt(2.0 / (self.n_features + self.d))
+            std = math.sqrt(2.0 / max(1, self.n_features + self.d))
             self.W.normal_(0.0, std)
             self.b.zero_()
 

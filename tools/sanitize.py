@@ -42,6 +42,7 @@ TESTS = [
     "tests/test_fuzz_ops.py::test_fuzz[relu_readout-cpp]",
     "tests/test_fuzz_ops.py::test_fuzz[relu_readout_topk-cpp]",
     "tests/test_fuzz_ops.py::test_fuzz[superpose-cpp]",
+    "tests/test_fuzz_modules.py::test_tms_sampler_valid_csr_and_fused_step_finite",
     # determinism and concurrent threads (the subprocess memory / SIGINT tests add nothing here)
     "tests/test_robustness.py::test_same_seed_bitwise_identical_and_threads_agree",
     "tests/test_robustness.py::test_concurrent_threads_match_serial",
