@@ -47,6 +47,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             "fuzz examples run: " + ", ".join(f"{c}/{b}={v}" for (c, b), v in sorted(counts.items()))
             + f"; total {total}")
+        skipped = getattr(mod, "GRAD_SKIPPED", {})
+        terminalreporter.write_line(f"fuzz gradient checks skipped at the ReLU kink: {sum(skipped.values())} "
+                                    f"{dict(sorted(skipped.items())) if skipped else ''}")
 
 
 def pytest_sessionstart(session):
