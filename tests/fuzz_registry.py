@@ -112,7 +112,9 @@ def draw_common(data, dtype, small=False, *, want_idx=True, want_h=False, nonfin
     # scaled: keep products of three factors inside the dtype's range (no overflow to inf)
     emax = {torch.float16: 1, torch.bfloat16: 30, torch.float32: 30, torch.float64: 250}[dtype]
     exps = [data.draw(st.integers(-emax, emax), label="scale exponent") if mode == "scaled" else 0 for _ in range(3)]
-    nonfinite = nonfinite_ok and data.draw(st.sampled_from([False, False, False, True]), label="inject NaN/inf")
+    # Not with subnormals: a product that underflows to 0 in the kernel's dtype (but not in float64)
+    # times inf is NaN in the kernel and +-inf in the reference -- float semantics, not a bug.
+    nonfinite = nonfinite_ok and mode != "denormal" and data.draw(st.sampled_from([False, False, False, True]), label="inject NaN/inf")
     gen = torch.Generator().manual_seed(seed)
     out = {"I": I, "batch": batch, "n": n, "d": d, "mode": mode, "nonfinite": nonfinite}
     out["W"] = fill(gen, (*_lead(I), n, d), mode, dtype, exps[0])
