@@ -35,3 +35,11 @@ clean:
 
 bench-sweep: $(STAMP)
 	$(PY) benchmarks/sweep_tms.py --append benchmarks/RESULTS.md
+
+# C++ kernels under AddressSanitizer + UndefinedBehaviorSanitizer (separate build in build/sanitize/,
+# the normal build is untouched); runs the C++-touching tests there. `make test` runs it too.
+.PHONY: sanitize
+sanitize: $(STAMP)
+	$(PY) tools/sanitize.py
+# Added prerequisite (no recipe change): CI's `make test` also runs the sanitizer pass.
+test: sanitize

@@ -121,3 +121,25 @@ def on_tensor_device(fn):
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+# ---- 32-bit index arithmetic -------------------------------------------------------------------
+# Triton's program ids and the in-block offsets ``pid * BLOCK + tl.arange(0, BLOCK)`` are int32.
+# Every kernel here widens to int64 before multiplying by a stride (the ``.to(tl.int64)`` casts),
+# so pointer offsets cannot wrap, but an offset along one axis must itself fit in int32 and a grid
+# axis has a hardware limit (axis 0: 2^31 - 1 programs, axes 1/2: 65535). Larger sizes are
+# rejected here, before launch, instead of wrapping silently.
+MAX_DIM = 2**31 - 2**16  # room for one block past the end
+MAX_GRID = (2**31 - 1, 65535, 65535)
+
+
+def check_sizes(op: str, grid=(), **sizes) -> None:
+    """Raise ValueError if a size or the launch grid is too large for 32-bit Triton offsets."""
+    for name, v in sizes.items():
+        if int(v) > MAX_DIM:
+            raise ValueError(f"{op}: {name} = {int(v)} exceeds {MAX_DIM}, the largest size the Triton kernels "
+                             "index with 32-bit offsets; split the call into smaller pieces")
+    for axis, (g, lim) in enumerate(zip(grid, MAX_GRID)):
+        if int(g) > lim:
+            raise ValueError(f"{op}: the launch needs {int(g)} programs along grid axis {axis} (limit {lim}); "
+                             "split the call into smaller pieces")

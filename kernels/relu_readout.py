@@ -34,7 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._utils import acc_dtype, dot_dtype, dot_precision, gemm_blocks, num_warps_for, on_tensor_device
+from ._utils import acc_dtype, check_sizes, dot_dtype, dot_precision, gemm_blocks, num_warps_for, on_tensor_device
 
 
 @triton.jit
@@ -269,6 +269,7 @@ def _cublas_backward(grad_y, y, h, W):
     BLOCK_B, BLOCK_N = 32, 128
     n_b_blocks = triton.cdiv(B, BLOCK_B)
     acc_t = torch.float64 if y.dtype == torch.float64 else torch.float32
+    check_sizes("relu_readout backward (epilogue)", (I, n_b_blocks, triton.cdiv(n, BLOCK_N)), I=I, B=B, n=n)
     part = torch.empty((I, n_b_blocks, n), dtype=acc_t, device=y.device)
     _relu_grad_kernel[(I, n_b_blocks, triton.cdiv(n, BLOCK_N))](
         grad_y, y, g, part, B, n, n_b_blocks, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N, ACC=acc_dtype(y.dtype))
@@ -284,6 +285,7 @@ def _launch_forward(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, y: torch.
     BLOCK_M, BLOCK_N, BLOCK_K = gemm_blocks(B, n, d)
     n_m_blocks, n_n_blocks = triton.cdiv(B, BLOCK_M), triton.cdiv(n, BLOCK_N)
     grid = (I * n_m_blocks * n_n_blocks,)
+    check_sizes("relu_readout", grid, I=I, B=B, n=n, d=d)
     _relu_readout_forward_kernel[grid](
         h, W, b, y, B, n, d, n_m_blocks, n_n_blocks,
         BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
@@ -319,6 +321,8 @@ def relu_readout_backward(grad_y: torch.Tensor, y: torch.Tensor, h: torch.Tensor
         return grad_h.zero_(), grad_W.zero_(), grad_b.zero_()  # empty sums: all zero
     if _gemm_strategy(h) == "cublas":
         return _cublas_backward(grad_y, y, h, W)
+    check_sizes("relu_readout backward", (I * triton.cdiv(max(B, n), 16) * triton.cdiv(max(d, 1), 16),),
+                I=I, B=B, n=n, d=d)
     # From here every element of the three outputs is written by a kernel.
     common = dict(DOT_DTYPE=dot_dtype(dt), PREC=dot_precision(dt), ACC=acc_dtype(dt))
 

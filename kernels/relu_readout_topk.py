@@ -53,7 +53,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._utils import acc_dtype, acc_torch_dtype, clamp_pow2, dot_dtype, dot_precision, is_interpreting, next_pow2, on_tensor_device
+from ._utils import acc_dtype, acc_torch_dtype, check_sizes, clamp_pow2, dot_dtype, dot_precision, is_interpreting, next_pow2, on_tensor_device
 from . import relu_readout as _rr
 from .relu_readout import relu_readout_forward
 
@@ -301,6 +301,7 @@ def relu_readout_topk_forward(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
     cand_v = torch.empty((I, B, n_chunks, k), dtype=acc_t, device=h.device)
     cand_i = torch.empty((I, B, n_chunks, k), dtype=torch.int64, device=h.device)
     grid = (I * n_m_blocks * n_chunks,)
+    check_sizes("relu_readout_topk", grid, I=I, B=B, n=n, d=d, k=k)
     _relu_readout_topk_forward_kernel[grid](
         h, W, b, cand_v, cand_i, B, n, d, k, chunk, n_chunks, n_m_blocks,
         BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_TOPK=BLOCK_TOPK,

@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._utils import acc_dtype, acc_torch_dtype, clamp_pow2, gather_blocks, next_pow2, num_warps_for, on_tensor_device
+from ._utils import acc_dtype, acc_torch_dtype, check_sizes, clamp_pow2, gather_blocks, next_pow2, num_warps_for, on_tensor_device
 
 
 @triton.jit
@@ -51,9 +51,9 @@ def _sparse_encode_forward_kernel(
     acc = tl.zeros([BLOCK_B, BLOCK_D], dtype=ACC)
     for j in range(0, k):
         idx = tl.load(idx_ptr + rows * k + j, mask=mask_b, other=-1)
-        v = tl.load(val_ptr + rows * k + j, mask=mask_b, other=0.0).to(ACC)
-        # Empty slots (-1) load nothing: a masked load, not a multiply by 0,
-        # so an inf/NaN in W row 0 cannot leak into them (as in naive.py).
+        # Empty slots (-1) load nothing, neither the W row nor the value: masked loads, not a
+        # multiply by 0, so an inf/NaN in W row 0 or in the slot's value cannot leak (as in naive.py).
+        v = tl.load(val_ptr + rows * k + j, mask=mask_b & (idx >= 0), other=0.0).to(ACC)
         wmask = (idx >= 0)[:, None] & mask_d[None, :]
         w = tl.load(W_inst + idx[:, None] * d + offs_d[None, :], mask=wmask, other=0.0).to(ACC)
         acc += v[:, None] * w
@@ -107,7 +107,7 @@ def _sparse_encode_backward_kernel(
         idx = tl.load(idx_ptr + slot_off, mask=slot_mask, other=-1)
         valid = idx >= 0
         if NEED_W:
-            v = tl.load(val_ptr + slot_off, mask=slot_mask, other=0.0).to(ACC)
+            v = tl.load(val_ptr + slot_off, mask=slot_mask & valid, other=0.0).to(ACC)  # empty slot: value unread
         gv = tl.zeros([BLOCK_B, BLOCK_K], dtype=ACC)
         for d0 in range(0, d, BLOCK_D):
             offs_d = d0 + tl.arange(0, BLOCK_D)
@@ -143,6 +143,7 @@ def sparse_encode_forward(indices: torch.Tensor, values: torch.Tensor, W: torch.
     BLOCK_B, BLOCK_D = _forward_blocks(B, d)
     n_row_blocks = triton.cdiv(B, BLOCK_B)
     grid = (I * n_row_blocks, triton.cdiv(d, BLOCK_D))
+    check_sizes("sparse_encode", grid, I=I, B=B, n=n, d=d, k=k)
     _sparse_encode_forward_kernel[grid](
         indices, values, W, h, B, n, d, k, n_row_blocks,
         BLOCK_B=BLOCK_B, BLOCK_D=BLOCK_D, ACC=acc_dtype(W.dtype),
@@ -156,7 +157,12 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
     """Gradients of sparse_encode: (grad_values [I, B, k] | None, grad_W [I, n, d] | None).
 
     grad_W is accumulated with atomics in fp32 (fp64 for fp64 inputs) and cast
-    to W's dtype at the end, so it is not bitwise deterministic run to run.
+    to W's dtype at the end, so it is not bitwise deterministic run to run: the
+    order in which programs add into one row of grad_W depends on scheduling.
+    With ``torch.use_deterministic_algorithms(True)`` the kernel computes only
+    grad_values and grad_W takes an atomic-free path instead
+    (``_grad_W_deterministic``: a sorted, sequential index_put_ accumulation in
+    row chunks), slower but bitwise reproducible.
     """
     I, B, k = indices.shape
     n, d = W.shape[1], W.shape[2]
@@ -174,6 +180,12 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
     BLOCK_B = min(BLOCK_B, next_pow2(B))
     n_row_blocks = triton.cdiv(B, BLOCK_B)
     grid = (I * n_row_blocks,)
+    check_sizes("sparse_encode backward", grid, I=I, B=B, n=n, d=d, k=k)
+    deterministic_W = need_W and torch.are_deterministic_algorithms_enabled()
+    if deterministic_W:
+        need_W = False  # the kernel skips its atomics; grad_W is filled below
+        if not need_values:
+            return None, _grad_W_deterministic(grad_h, indices, values, grad_W).to(W.dtype)
     # Unused outputs get a valid dummy pointer; the constexpr flags compile their code out.
     gv_arg = grad_values if need_values else grad_h
     gW_arg = grad_W if need_W else grad_h
@@ -183,6 +195,36 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
         NEED_VALUES=bool(need_values), NEED_W=bool(need_W), ACC=acc_dtype(W.dtype),
         num_warps=num_warps_for(BLOCK_B * BLOCK_K * BLOCK_D),
     )
+    if deterministic_W:
+        _grad_W_deterministic(grad_h, indices, values, grad_W)
     if grad_W is not None:
         grad_W = grad_W.to(W.dtype)
     return grad_values, grad_W
+
+
+# Slots per chunk of the deterministic grad_W path: bounds its [chunk, d] contribution buffer.
+DETERMINISTIC_CHUNK_ELEMS = 1 << 24
+
+
+def _grad_W_deterministic(grad_h, indices, values, grad_W):
+    """grad_W[i, f] += sum over slots with id f of values * grad_h, without atomics (in place, returned).
+
+    index_put_(accumulate=True) is one of torch's deterministic algorithms (on CUDA it sorts the
+    ids and sums each run in order), and the row chunks are processed one after the other, so
+    the result does not depend on scheduling. Memory: one [chunk rows * k, d] buffer, never [B, n].
+    """
+    I, B, k = indices.shape
+    n, d = grad_W.shape[1], grad_W.shape[2]
+    acc = grad_W.dtype
+    rows = max(1, DETERMINISTIC_CHUNK_ELEMS // max(1, k * d))
+    flat = grad_W.view(I * n, d)
+    inst = torch.arange(I, device=indices.device).view(I, 1, 1) * n
+    for b0 in range(0, B, rows):
+        idx = indices[:, b0:b0 + rows]
+        valid = idx >= 0
+        contrib = values[:, b0:b0 + rows].to(acc).unsqueeze(-1) * grad_h[:, b0:b0 + rows].to(acc).unsqueeze(2)
+        # where, not a multiply by 0: an empty slot adds exactly 0 even next to an inf gradient
+        contrib = torch.where(valid.unsqueeze(-1), contrib, torch.zeros((), dtype=acc, device=idx.device))
+        target = torch.where(valid, idx + inst, torch.zeros_like(idx))  # empty slots add 0 to row 0
+        flat.index_put_((target.reshape(-1),), contrib.reshape(-1, d), accumulate=True)
+    return grad_W

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._utils import acc_dtype, dot_dtype, dot_precision, gemm_blocks, num_warps_for, on_tensor_device, tl_dtype
+from ._utils import acc_dtype, check_sizes, dot_dtype, dot_precision, gemm_blocks, num_warps_for, on_tensor_device, tl_dtype
 
 
 @triton.jit
@@ -65,11 +65,13 @@ def _superpose_forward_kernel(
         hacc = tl.zeros([BLOCK_M, BLOCK_K], dtype=ACC)
         for j in range(0, k):
             idx = tl.load(idx_ptr + rows * k + j, mask=mask_m, other=-1)
-            v = tl.load(val_ptr + rows * k + j, mask=mask_m, other=0.0).to(ACC)
+            v = tl.load(val_ptr + rows * k + j, mask=mask_m & (idx >= 0), other=0.0).to(ACC)  # empty: unread
             w = tl.load(W_base + idx[:, None] * d + offs_k[None, :],
                         mask=(idx >= 0)[:, None] & mask_k[None, :], other=0.0).to(ACC)
             hacc += v[:, None] * w
-        a = hacc.to(IN_DTYPE)
+        # Columns past d hold v * 0, which is NaN for an infinite value: zero them, or the dot
+        # against W^T's zero padding would turn a valid inf into NaN (found by the fuzz tests).
+        a = tl.where(mask_k[None, :], hacc, 0.0).to(IN_DTYPE)
         wt = tl.load(W_base + rows_n[None, :] * d + offs_k[:, None],
                      mask=mask_n[None, :] & mask_k[:, None], other=0.0)  # [BLOCK_K, BLOCK_N]
         acc += tl.dot(a.to(DOT_DTYPE), wt.to(DOT_DTYPE), input_precision=PREC).to(ACC)
@@ -93,6 +95,7 @@ def superpose_forward(indices: torch.Tensor, values: torch.Tensor, W: torch.Tens
     BLOCK_M, BLOCK_N, BLOCK_K = gemm_blocks(B, n, d)
     n_m_blocks, n_n_blocks = triton.cdiv(B, BLOCK_M), triton.cdiv(n, BLOCK_N)
     grid = (I * n_m_blocks * n_n_blocks,)
+    check_sizes("superpose", grid, I=I, B=B, n=n, d=d, k=k)
     _superpose_forward_kernel[grid](
         indices, values, W, b, y, B, n, d, k, n_m_blocks, n_n_blocks,
         BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from ._atomic import save_figure
 from .bench import format_ratios, quick_ratios
 from .ops import backends, relu_readout, relu_readout_topk, sparse_encode
 from .sparse import padded_to_dense, random_sparse
@@ -101,7 +102,7 @@ def plot(rows, path):
     a2.set_ylabel("mean (W_j . h)^2 over inactive j")
     a2.set_title("interference vs. random-direction prediction")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)  # temp file + rename (supcomp/_atomic.py)
     plt.close(fig)
 
 

@@ -13,7 +13,18 @@ from torch import nn
 from .ops import relu_readout, relu_readout_topk, sparse_encode, superpose
 
 
+def _check_sizes(n_features, d, n_instances):
+    """Sizes are checked here so that a bad one names its argument (torch.empty's error would not)."""
+    for name, v in (("n_features", n_features), ("d", d)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
+    if n_instances is not None and (isinstance(n_instances, bool) or not isinstance(n_instances, int)
+                                    or n_instances < 0):
+        raise ValueError(f"n_instances: expected None or a non-negative int, got {n_instances!r}")
+
+
 def _weight_shape(n_features, d, n_instances):
+    _check_sizes(n_features, d, n_instances)
     return (n_features, d) if n_instances is None else (n_instances, n_features, d)
 
 
@@ -65,6 +76,9 @@ class ReLUReadout(nn.Module):
             dtype, device = tied_to.W.dtype, tied_to.W.device
         if n_features is None or d is None:
             raise ValueError("n_features, d: give both, or tied_to=an encoder")
+        _check_sizes(n_features, d, n_instances)
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n_features):
+            raise ValueError(f"k: expected None or an int with 0 <= k <= n_features = {n_features}, got {k!r}")
         self.n_features, self.d, self.n_instances, self.k = n_features, d, n_instances, k
         self.bias_init = bias_init
         self.tied_to = tied_to
@@ -82,7 +96,7 @@ class ReLUReadout(nn.Module):
     def reset_parameters(self):
         with torch.no_grad():
             if self.W is not None:
-                bound = 1 / math.sqrt(self.d)
+                bound = 1 / math.sqrt(max(1, self.d))  # d = 0 is a valid (empty) layer
                 self.W.uniform_(-bound, bound)
             self.b.fill_(self.bias_init)
 
@@ -113,7 +127,7 @@ class TiedSuperposition(nn.Module):
 
     def reset_parameters(self):
         with torch.no_grad():
-            std = math.sqrt(2.0 / (self.n_features + self.d))
+            std = math.sqrt(2.0 / max(1, self.n_features + self.d))
             self.W.normal_(0.0, std)
             self.b.zero_()
 

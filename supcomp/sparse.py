@@ -77,6 +77,9 @@ def random_sparse(batch_shape, n_features: int, p, *, k: int | None = None, gene
     if isinstance(batch_shape, int):
         batch_shape = (batch_shape,)
     p = torch.as_tensor(p, dtype=torch.float32, device=device)
+    if not bool(((p >= 0) & (p <= 1)).all()):  # NaN fails too
+        shown = p.tolist() if p.numel() <= 8 else "a tensor with entries outside"
+        raise ValueError(f"p: expected probabilities in [0, 1] (no NaN), got {shown}")
     on = torch.rand(*batch_shape, n_features, generator=generator, device=device) < p
     x = torch.rand(*batch_shape, n_features, generator=generator, device=device).to(dtype) * on
     return dense_to_padded(x, k)

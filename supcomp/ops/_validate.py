@@ -9,6 +9,8 @@ checked by the kernels themselves (the C++ code before it touches memory) or by
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -37,6 +39,12 @@ def check_same_dtype(x: torch.Tensor, name: str, ref: torch.Tensor, ref_name: st
 def check_same_device(x: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str):
     if x.device != ref.device:
         raise ValueError(f"{name}: on device {x.device} but {ref_name} is on {ref.device}; move them to one device")
+
+
+def n_inst(I) -> int:
+    """Canonical instance count: 1 without an instance axis (I is None), else I -- which may be 0,
+    so never write ``I or 1``."""
+    return 1 if I is None else I
 
 
 def check_weight(W: torch.Tensor, name: str = "W"):
@@ -73,21 +81,26 @@ def split_instance(x: torch.Tensor, name: str, I, trailing: int, what: str):
 
 
 def canon(x: torch.Tensor, I, tail) -> torch.Tensor:
-    """Reshape to [I, B, *tail] (I = 1 without an instance axis), contiguous."""
-    return x.reshape(I or 1, -1, *tail).contiguous()
+    """Reshape to [I, B, *tail] (I = 1 without an instance axis), contiguous.
+
+    B is the product of the batch axes, computed explicitly: ``reshape(..., -1, ...)`` is
+    ambiguous (an error) when the tensor is empty because of a zero-sized tail (k = 0 or d = 0)."""
+    start = 1 if I is not None else 0
+    B = math.prod(x.shape[start: x.dim() - len(tail)])
+    return x.reshape(n_inst(I), B, *tail).contiguous()
 
 
 def check_bias(b, W: torch.Tensor, I, n: int, name: str = "b") -> torch.Tensor:
     """b [n] / [I, n] (or None = zeros) -> canonical [I, n]."""
     if b is None:
-        return torch.zeros(I or 1, n, dtype=W.dtype, device=W.device)
+        return torch.zeros(n_inst(I), n, dtype=W.dtype, device=W.device)
     check_float(b, name)
     check_same_dtype(b, name, W, "W")
     check_same_device(b, name, W, "W")
     want = (n,) if I is None else (I, n)
     if tuple(b.shape) != want:
         raise ValueError(f"{name}: expected shape {list(want)} to match W, got {shape_str(b)}")
-    return b.reshape(I or 1, n).contiguous()
+    return b.reshape(n_inst(I), n).contiguous()
 
 
 def check_index_range(indices: torch.Tensor, n: int, name: str = "indices"):

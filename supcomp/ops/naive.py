@@ -21,7 +21,9 @@ import torch
 
 def _gather_rows(W: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """W [I, n, d], indices [I, B, k] (-1 allowed) -> rows [I, B, k, d] (zero rows for -1)."""
-    I = W.shape[0]
+    I, n, d = W.shape
+    if n == 0:  # every slot is empty (-1); there is no row 0 to gather from
+        return W.new_zeros(*indices.shape, d)
     # Advanced indexing W[i, idx] with an instance index broadcast over [B, k].
     rows = W[torch.arange(I, device=W.device)[:, None, None], indices.clamp(min=0)]
     # where, not multiply: an inf/NaN in row 0 must not leak into empty slots.
@@ -31,7 +33,9 @@ def _gather_rows(W: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 def sparse_encode_forward(indices, values, W):
     """h[i, b] = sum_j values[i, b, j] * W[i, indices[i, b, j]] -> [I, B, d]."""
     rows = _gather_rows(W, indices)
-    return torch.einsum("ibk,ibkd->ibd", values.to(W.dtype), rows)
+    # An empty slot contributes nothing, whatever its value (a NaN/inf there must not give NaN via 0 * inf).
+    v = torch.where(indices >= 0, values.to(W.dtype), torch.zeros((), dtype=W.dtype, device=W.device))
+    return torch.einsum("ibk,ibkd->ibd", v, rows)
 
 
 def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=True):
@@ -43,7 +47,9 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
         grad_values = torch.einsum("ibd,ibkd->ibk", grad_h, rows).to(values.dtype)
     if need_W:
         I, n, d = W.shape
-        contrib = (values * valid).unsqueeze(-1).to(grad_h.dtype) * grad_h.unsqueeze(2)  # [I, B, k, d]
+        if n == 0:
+            return grad_values, W.new_zeros(W.shape)
+        contrib = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device)).unsqueeze(-1).to(grad_h.dtype) * grad_h.unsqueeze(2)  # [I, B, k, d]
         flat = (indices.clamp(min=0) + torch.arange(I, device=W.device)[:, None, None] * n).reshape(-1)
         grad_W = torch.zeros(I * n, d, dtype=grad_h.dtype, device=W.device)
         grad_W.index_add_(0, flat, contrib.reshape(flat.shape[0], d))  # explicit: d may be 0
@@ -71,6 +77,9 @@ def relu_readout_topk_forward(h, W, b, k: int):
     lower feature index.
     """
     y = relu_readout_forward(h, W, b)
+    # NaN scores are never selected (as in the kernels): a sort would put them first and, filled
+    # as (0, -1), they would push real positive entries out of the top k.
+    y = torch.where(torch.isnan(y), torch.zeros((), dtype=y.dtype, device=y.device), y)
     # Stable descending sort puts the lower index first among equal values.
     vals, idx = torch.sort(y, dim=-1, descending=True, stable=True)
     vals, idx = vals[..., :k], idx[..., :k]

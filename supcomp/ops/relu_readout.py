@@ -61,7 +61,7 @@ def check_readout_args(h, W, b):
     if h.shape[-1] != d:
         raise ValueError(f"h: last dimension {h.shape[-1]} does not match W's d = {d} (W is {V.shape_str(W)})")
     bc = V.check_bias(b, W, I, n)
-    return I, n, d, batch, V.canon(h, I, (d,)), W.reshape(I or 1, n, d).contiguous(), bc
+    return I, n, d, batch, V.canon(h, I, (d,)), W.reshape(V.n_inst(I), n, d).contiguous(), bc
 
 
 def relu_readout(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:

@@ -53,9 +53,9 @@ def _backward(ctx, grad_vals, grad_idx):
     grad_b = None
     if need[2]:
         I, n = W.shape[0], W.shape[1]
-        flat = idx.reshape(I, -1)
+        flat, gf = idx.flatten(1), g.flatten(1)  # not reshape(I, -1): ambiguous when I == 0
         grad_b = torch.zeros(I, n, dtype=g.dtype, device=g.device).scatter_add_(
-            1, flat.clamp(min=0), torch.where(flat >= 0, g.reshape(I, -1), torch.zeros_like(g.reshape(I, -1))))
+            1, flat.clamp(min=0), torch.where(flat >= 0, gf, torch.zeros_like(gf)))
     return grad_h, grad_W, grad_b, None
 
 

@@ -90,5 +90,5 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
         raise ValueError(f"values: shape {V.shape_str(values)} does not match indices {V.shape_str(indices)}")
     batch = V.split_instance(indices, "indices", I, 1, "k")
     k = indices.shape[-1]
-    h = sparse_encode_op(V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(I or 1, n, d).contiguous())
+    h = sparse_encode_op(V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(V.n_inst(I), n, d).contiguous())
     return h.reshape(*((I,) if I is not None else ()), *batch, d)

@@ -74,5 +74,5 @@ def superpose(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor, b: t
     batch = V.split_instance(indices, "indices", I, 1, "k")
     bc = V.check_bias(b, W, I, n)
     k = indices.shape[-1]
-    y = superpose_op(V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(I or 1, n, d).contiguous(), bc)
+    y = superpose_op(V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(V.n_inst(I), n, d).contiguous(), bc)
     return y.reshape(*((I,) if I is not None else ()), *batch, n)

@@ -89,17 +89,19 @@ class ToyModel(nn.Module):
         renamed, so an interrupted save never leaves a half-written file)."""
         from safetensors.torch import save_file
 
+        from .._atomic import atomic_path
+
         os.makedirs(path, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         tensors["loss_history"] = self.loss_history.contiguous()
         tensors["loss_steps"] = torch.tensor(self.loss_steps, dtype=torch.int64)
-        tmp = os.path.join(path, ".model.safetensors.tmp")
-        save_file(tensors, tmp)
-        os.replace(tmp, os.path.join(path, "model.safetensors"))
-        tmp = os.path.join(path, ".config.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump({"config": self.config.to_dict(), "format": "supcomp.tms.ToyModel/1"}, f, indent=1)
-        os.replace(tmp, os.path.join(path, "config.json"))
+        # Each file through a temporary file that is renamed when complete (and removed if the
+        # save is interrupted): a reader sees the old file or the new one, never half of one.
+        with atomic_path(os.path.join(path, "model.safetensors")) as tmp:
+            save_file(tensors, tmp)
+        with atomic_path(os.path.join(path, "config.json")) as tmp:
+            with open(tmp, "w") as f:
+                json.dump({"config": self.config.to_dict(), "format": "supcomp.tms.ToyModel/1"}, f, indent=1)
 
     @classmethod
     def load(cls, path: str, device=None) -> "ToyModel":

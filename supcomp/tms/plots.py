@@ -21,8 +21,12 @@ _PHASE_COLORS = ("#bdbdbd", "#4575b4", "#d73027", "#fee090")  # not learned, ded
 
 
 def _save(fig, path):
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    from .._atomic import save_figure  # temp file + rename: Ctrl-C never leaves a half-written PNG
+
+    try:
+        save_figure(fig, str(path), dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return str(path)
 
 

@@ -1,0 +1,35 @@
+"""Atomic file writes: write to a temporary file in the same folder, then rename over the target.
+
+A run stopped with Ctrl-C (or killed) mid-write therefore leaves either the old file or the new
+one, never a half-written one, and the temporary file is removed on the way out of an exception
+(KeyboardInterrupt included). ``os.replace`` is atomic on POSIX and Windows within one file system.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, else delete it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def save_figure(fig, path: str, **kwargs):
+    """``fig.savefig(path, **kwargs)`` through a temporary file (format taken from ``path``)."""
+    fmt = kwargs.pop("format", None) or os.path.splitext(path)[1].lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
+    return path

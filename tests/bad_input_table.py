@@ -1,0 +1,167 @@
+"""The bad-input table: for each public function, what invalid input gets.
+
+One row per (function, invalid input): ``Bad(function, what, call, exception, fragment)``.
+``tests/test_bad_input.py`` checks every row on every backend (the exception type, the message
+fragment, and that the message is the same whichever backend would have run) and that the README
+block between the ``bad-input-table`` markers equals ``render()`` -- regenerate it with
+
+    .venv/bin/python tools/update_bad_input_table.py
+
+Adding a module (e.g. ``supcomp.boolean``): append rows to ``ROWS`` (or build them in a
+function and extend ``ROWS``); the README block and its check follow automatically.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+import supcomp.metrics as M
+from supcomp.nn import ReLUReadout, SparseEncoder, TiedSuperposition
+from supcomp.ops import relu_readout, relu_readout_topk, sparse_encode, superpose
+from supcomp.sparse import dense_to_padded, padded_to_dense, random_sparse
+from supcomp.tms import ToyModelConfig, train
+from supcomp.tms.data import BatchSampler
+
+
+@dataclasses.dataclass
+class Bad:
+    function: str        # public name, as a user calls it
+    what: str            # the invalid input, in words
+    call: Callable       # () -> raises
+    exc: type            # expected exception type
+    fragment: str        # text the message must contain (names the argument)
+    ops: bool = False    # a supcomp op: checked on every backend (reference, cpp, triton)
+
+
+n, d = 10, 4
+W = torch.randn(n, d)
+b = torch.zeros(n)
+idx = torch.tensor([[0, 3, -1]])
+val = torch.ones(1, 3)
+h = torch.randn(2, d)
+nan = float("nan")
+cfg = dict(n_features=5, n_hidden=2)
+
+ROWS: list[Bad] = [
+    # ---- sparse_encode
+    Bad("sparse_encode", "index >= n_features", lambda: sparse_encode(torch.tensor([[0, 10]]), torch.ones(1, 2), W),
+        IndexError, "indices: index 10", ops=True),
+    Bad("sparse_encode", "negative index other than -1", lambda: sparse_encode(torch.tensor([[0, -2]]), torch.ones(1, 2), W),
+        IndexError, "indices: index -2", ops=True),
+    Bad("sparse_encode", "float indices", lambda: sparse_encode(idx.float(), val, W), TypeError,
+        "indices: expected int64 or int32", ops=True),
+    Bad("sparse_encode", "int16 indices", lambda: sparse_encode(idx.short(), val, W), TypeError,
+        "indices: expected int64 or int32", ops=True),
+    Bad("sparse_encode", "values not a tensor", lambda: sparse_encode(idx, [[1.0, 1.0, 1.0]], W), TypeError,
+        "values: expected a torch.Tensor", ops=True),
+    Bad("sparse_encode", "values dtype != W dtype", lambda: sparse_encode(idx, val.double(), W), TypeError,
+        "values: dtype torch.float64 does not match W", ops=True),
+    Bad("sparse_encode", "values shape != indices shape", lambda: sparse_encode(idx, torch.ones(1, 2), W),
+        ValueError, "values: shape [1, 2] does not match indices", ops=True),
+    Bad("sparse_encode", "W 1-d", lambda: sparse_encode(idx, val, torch.randn(n)), ValueError,
+        "W: expected [n_features, d]", ops=True),
+    Bad("sparse_encode", "W integer", lambda: sparse_encode(idx, val, W.to(torch.int32)), TypeError,
+        "W: expected a floating dtype", ops=True),
+    Bad("sparse_encode", "instance axis size mismatch", lambda: sparse_encode(idx, val, torch.randn(2, n, d)),
+        ValueError, "indices: leading (instance) size 1", ops=True),
+    Bad("sparse_encode", "tensors on different devices", lambda: sparse_encode(idx, val.to("meta"), W),
+        ValueError, "values: on device meta", ops=True),
+    Bad("sparse_encode", "0-d indices", lambda: sparse_encode(torch.tensor(1), torch.tensor(1.0), W),
+        ValueError, "indices: expected shape [..., k]", ops=True),
+    # ---- relu_readout
+    Bad("relu_readout", "h last dim != d", lambda: relu_readout(torch.randn(2, d + 1), W, b), ValueError,
+        "h: last dimension 5 does not match W's d = 4", ops=True),
+    Bad("relu_readout", "h 0-d", lambda: relu_readout(torch.tensor(1.0), W, b), ValueError,
+        "h: expected shape [..., d]", ops=True),
+    Bad("relu_readout", "b wrong shape", lambda: relu_readout(h, W, torch.zeros(n + 1)), ValueError,
+        "b: expected shape [10]", ops=True),
+    Bad("relu_readout", "b dtype != W dtype", lambda: relu_readout(h, W, b.double()), TypeError,
+        "b: dtype torch.float64 does not match W", ops=True),
+    Bad("relu_readout", "h dtype != W dtype", lambda: relu_readout(h.double(), W, b), TypeError,
+        "h: dtype torch.float64 does not match W", ops=True),
+    Bad("relu_readout", "W 4-d", lambda: relu_readout(h, torch.randn(1, 1, n, d), b), ValueError,
+        "W: expected [n_features, d] or [n_instances, n_features, d]", ops=True),
+    Bad("relu_readout", "h on another device", lambda: relu_readout(h.to("meta"), W, b), ValueError,
+        "h: on device meta", ops=True),
+    # ---- relu_readout_topk
+    Bad("relu_readout_topk", "k > n_features", lambda: relu_readout_topk(h, W, b, n + 1), ValueError,
+        "k: expected 0 <= k <= n_features = 10, got 11", ops=True),
+    Bad("relu_readout_topk", "k < 0", lambda: relu_readout_topk(h, W, b, -1), ValueError,
+        "k: expected 0 <= k <= n_features", ops=True),
+    Bad("relu_readout_topk", "k a float", lambda: relu_readout_topk(h, W, b, 2.0), TypeError, "k: expected an int",
+        ops=True),
+    Bad("relu_readout_topk", "k a bool", lambda: relu_readout_topk(h, W, b, True), TypeError, "k: expected an int",
+        ops=True),
+    # ---- superpose
+    Bad("superpose", "index >= n_features", lambda: superpose(torch.tensor([[11]]), torch.ones(1, 1), W, b),
+        IndexError, "indices: index 11", ops=True),
+    Bad("superpose", "b wrong shape", lambda: superpose(idx, val, W, torch.zeros(2, n)), ValueError,
+        "b: expected shape [10]", ops=True),
+    Bad("superpose", "values dtype != W dtype", lambda: superpose(idx, val.half(), W, b), TypeError,
+        "values: dtype torch.float16 does not match W", ops=True),
+    # ---- supcomp.sparse
+    Bad("dense_to_padded", "a row with more than k nonzeros", lambda: dense_to_padded(torch.ones(2, 5), k=3),
+        ValueError, "k: a row of x has 5 nonzero entries"),
+    Bad("dense_to_padded", "negative k", lambda: dense_to_padded(torch.ones(2, 5), k=-1), ValueError,
+        "k: expected a non-negative int"),
+    Bad("dense_to_padded", "integer x", lambda: dense_to_padded(torch.ones(2, 5, dtype=torch.int64)), TypeError,
+        "x: expected a floating dtype"),
+    Bad("padded_to_dense", "index >= n_features", lambda: padded_to_dense(torch.tensor([[7]]), torch.ones(1, 1), 5),
+        IndexError, "indices: index 7"),
+    Bad("padded_to_dense", "negative n_features", lambda: padded_to_dense(idx, val, -1), ValueError,
+        "n_features: expected a non-negative int"),
+    Bad("random_sparse", "probability outside [0, 1]", lambda: random_sparse(4, 5, 1.5), ValueError,
+        "p: expected probabilities in [0, 1]"),
+    # ---- supcomp.nn
+    Bad("SparseEncoder", "negative n_features", lambda: SparseEncoder(-1, 4), ValueError,
+        "n_features: expected a non-negative int"),
+    Bad("ReLUReadout", "k > n_features", lambda: ReLUReadout(5, 4, k=6), ValueError,
+        "k: expected None or an int with 0 <= k <= n_features = 5"),
+    Bad("TiedSuperposition", "d not an int", lambda: TiedSuperposition(5, 2.5), ValueError,
+        "d: expected a non-negative int"),
+    # ---- supcomp.metrics
+    Bad("metrics.feature_dimensionality", "W 1-d", lambda: M.feature_dimensionality(torch.ones(3)), ValueError,
+        "W: expected shape [n_features, m]"),
+    Bad("metrics.feature_dimensionality", "NaN eps", lambda: M.feature_dimensionality(torch.ones(3, 2), eps=nan),
+        ValueError, "eps: expected a finite number >= 0"),
+    Bad("metrics.interference", "W integer", lambda: M.interference(torch.ones(3, 2, dtype=torch.int64)), TypeError,
+        "W: expected a floating dtype"),
+    Bad("metrics.geometry", "negative tol", lambda: M.geometry(torch.ones(3, 2), tol=-1.0), ValueError, "tol:"),
+    # ---- supcomp.tms
+    Bad("ToyModelConfig", "n_features = 0", lambda: ToyModelConfig(0, 2), ValueError,
+        "n_features: expected a positive int"),
+    Bad("ToyModelConfig", "NaN feature_probability", lambda: ToyModelConfig(**cfg, feature_probability=nan),
+        ValueError, "feature_probability: every probability must lie in (0, 1]"),
+    Bad("ToyModelConfig", "negative importance", lambda: ToyModelConfig(**cfg, importance=-1.0), ValueError,
+        "importance: every importance must be finite and >= 0"),
+    Bad("ToyModelConfig", "unknown kind", lambda: ToyModelConfig(**cfg, kind="tanh"), ValueError, "kind: expected one of"),
+    Bad("BatchSampler", "batch_size = 0", lambda: BatchSampler(ToyModelConfig(**cfg), 0), ValueError,
+        "batch_size: expected a positive int"),
+    Bad("tms.train", "negative steps", lambda: train(ToyModelConfig(**cfg), steps=-1, progress=False), ValueError,
+        "steps: expected a non-negative int"),
+    Bad("tms.train", "NaN lr", lambda: train(ToyModelConfig(**cfg), steps=1, lr=nan, progress=False), ValueError,
+        "lr: expected a positive learning rate"),
+]
+
+
+def message(row: Bad) -> str:
+    """The message the row's call raises (its first line)."""
+    try:
+        row.call()
+    except row.exc as e:  # noqa: PERF203
+        return str(e).splitlines()[0] if str(e) else ""
+    raise AssertionError(f"{row.function} ({row.what}): no {row.exc.__name__} raised")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render() -> str:
+    """The markdown table (the README block between the markers)."""
+    lines = ["| function | invalid input | exception | message |", "|---|---|---|---|"]
+    for row in ROWS:
+        lines.append(f"| `{row.function}` | {_cell(row.what)} | `{row.exc.__name__}` | {_cell(message(row))} |")
+    return "\n".join(lines)
