@@ -146,6 +146,56 @@ ROWS: list[Bad] = [
 ]
 
 
+# ---- the constructions and sweeps (supcomp.boolean, supcomp.circuits, supcomp.cc, supcomp.sweep)
+def _construction_rows() -> list[Bad]:
+    from supcomp.boolean import UAnd, theory
+    from supcomp.cc import CCConfig
+    from supcomp.cc import train as cc_train
+    from supcomp.circuits import CircuitSet, compress, measure_interference
+    from supcomp.sweep import Grid, run_sweep
+
+    u = UAnd(20, 50, 0.3, seed=0)
+    a = u.forward(torch.tensor([[0, 1]]))
+    cs = CircuitSet.rotations(6, 2, seed=0)
+    net = compress(cs, 4 * 30, 3)
+    small_cc = dict(n_features=5, d_mlp=2, d_embed=10)
+    return [
+        Bad("UAnd", "p outside (0, 1]", lambda: UAnd(20, 50, 1.5), ValueError, "p: expected a connection probability in (0, 1]"),
+        Bad("UAnd", "fan_in < 2", lambda: UAnd(20, 50, 0.3, fan_in=1), ValueError, "fan_in: expected an int >= 2"),
+        Bad("UAnd", "n_inputs < 1", lambda: UAnd(0, 50, 0.3), ValueError, "n_inputs: expected an int >= 1"),
+        Bad("UAnd.forward", "input index >= n_inputs", lambda: u.forward(torch.tensor([[0, 20]])), IndexError,
+            "indices: index 20"),
+        Bad("UAnd.read", "gate input index out of range", lambda: u.read(a, torch.tensor([[0, 25]])), IndexError,
+            "gates: input index 25"),
+        Bad("UAnd.read", "gates of the wrong width", lambda: u.read(a, torch.tensor([[0, 1, 2]])), ValueError,
+            "gates: expected shape [G, fan_in=2]"),
+        Bad("theory", "s < 0", lambda: theory(0.1, -1), ValueError, "s: expected a non-negative int"),
+        Bad("CircuitSet.random", "T < 1", lambda: CircuitSet.random(0, 2, 3), ValueError, "T: expected a positive int"),
+        Bad("compress", "unknown assignment", lambda: compress(cs, 120, 3, assignment="bogus"), ValueError,
+            "assignment: expected one of"),
+        Bad("compress", "more circuits than overlap-1 fits", lambda: compress(CircuitSet.rotations(400, 2), 120, 5),
+            ValueError, "the overlap-1 assignment fits at most"),
+        Bad("SuperposedNetwork.forward", "circuit id >= T", lambda: net(torch.zeros(1, 1, 2), torch.tensor([[6]])),
+            IndexError, "active: circuit id 6 is out of range"),
+        Bad("measure_interference", "z > T", lambda: measure_interference(net, cs, 7, 8), ValueError,
+            "z: expected an int in [1, T=6]"),
+        Bad("CCConfig", "unknown model", lambda: CCConfig(model="bogus"), ValueError, "model: expected one of"),
+        Bad("CCConfig", "feature_probability outside (0, 1]", lambda: CCConfig(feature_probability=1.5), ValueError,
+            "feature_probability: every probability must lie in (0, 1]"),
+        Bad("CCConfig", "residual model with another mixing", lambda: CCConfig(model="residual", mixing="none"),
+            ValueError, "mixing: model='residual' implies mixing='embedding'"),
+        Bad("supcomp.cc.train", "steps < 0", lambda: cc_train(CCConfig(**small_cc), steps=-1, progress=False),
+            ValueError, "steps: expected an int >= 0"),
+        Bad("Grid", "a parameter both fixed and swept", lambda: Grid("tms", fixed=dict(seed=0), axes=dict(seed=[1, 2])),
+            ValueError, "axes: ['seed'] also in fixed"),
+        Bad("run_sweep", "unknown experiment", lambda: run_sweep(Grid("bogus"), out="unused.jsonl", progress=False),
+            ValueError, "experiment: unknown 'bogus'"),
+    ]
+
+
+ROWS.extend(_construction_rows())
+
+
 def message(row: Bad) -> str:
     """The message the row's call raises (its first line)."""
     try:
