@@ -43,6 +43,12 @@ TESTS = [
     "tests/test_fuzz_ops.py::test_fuzz[relu_readout_topk-cpp]",
     "tests/test_fuzz_ops.py::test_fuzz[superpose-cpp]",
     "tests/test_fuzz_modules.py::test_tms_sampler_valid_csr_and_fused_step_finite",
+    # U-AND (csrc/uand.cpp): kernels against the reference, exact cases, bad gates
+    "tests/test_uand_kernels.py",
+    "tests/test_uand.py",
+    # the constructions that run on the sparse_encode / readout kernels
+    "tests/test_circuits.py",
+    "tests/test_cc.py",
     # determinism and concurrent threads (the subprocess memory / SIGINT tests add nothing here)
     "tests/test_robustness.py::test_same_seed_bitwise_identical_and_threads_agree",
     "tests/test_robustness.py::test_concurrent_threads_match_serial",
