@@ -198,7 +198,7 @@ class UAnd:
         batch, s = indices.shape[:-1], indices.shape[-1]
         if self.F is not None:
             return self.forward_embedded(self.embed(indices))
-        flat = indices.reshape(-1, s).contiguous()
+        flat = indices.reshape(math.prod(batch), s).contiguous()  # explicit rows: s may be 0
         be = backends.for_tensor(torch.empty(0, dtype=self.dtype, device=self.device))
         if backends.name_for(self.device, self.dtype) != "cpp":
             V.check_index_range(flat, self.m)
@@ -279,7 +279,7 @@ class UAnd:
         sizes = row_ptr[1:] - row_ptr[:-1]
         readable = _empty_check(sizes, on_empty, "gates")
         batch = a.shape[:-1]
-        flat = a.reshape(-1, self.d).contiguous()
+        flat = a.reshape(math.prod(batch), self.d).contiguous()
         est = backends.for_tensor(flat).uand_readout(flat, row_ptr, nidx).reshape(*batch, sizes.numel())
         return (est, readable) if on_empty == "mask" else est
 
