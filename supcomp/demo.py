@@ -132,7 +132,7 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     from .boolean.experiments import demo_section as uand_section
     print(uand_section(progress=progress))
     if bench:
-        print("\n== 9. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
+        print("\n== 6. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
         with tqdm(total=4, desc="benchmarks", disable=not progress) as bar:
             print(format_ratios(quick_ratios(progress=bar)))
         print("Full suite with GB/s, GFLOP/s and peak memory: `make bench` -> benchmarks/RESULTS.md")
