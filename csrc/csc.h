@@ -14,6 +14,10 @@
 #include <cstdint>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace supcomp {
 
 struct Csc {
@@ -25,9 +29,9 @@ struct Csc {
 // Parallel stable counting sort: thread t histograms its contiguous part of the
 // slots; the prefix runs over (feature, thread), so thread t's slots of a
 // feature land after those of threads < t, and the order is the serial one.
-inline void build_csc(const int64_t *idx, int64_t count, int64_t n, Csc &c, int nthreads = 1) {
-  const int T = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, count / 16384));
-  std::vector<int64_t> cnt((size_t)T * (size_t)n, 0);  // [T, n]
+// Run body(t, s0, s1) on T threads, thread t owning the contiguous slots [s0, s1).
+template <typename F>
+inline void for_each_part(int T, int64_t count, F body) {
   const int64_t part = (count + T - 1) / T;
 #pragma omp parallel num_threads(T)
   {
@@ -36,11 +40,19 @@ inline void build_csc(const int64_t *idx, int64_t count, int64_t n, Csc &c, int 
 #else
     const int t = 0;
 #endif
+    const int64_t s0 = std::min<int64_t>(count, t * part);
+    body(t, s0, std::min<int64_t>(count, s0 + part));
+  }
+}
+
+inline void build_csc(const int64_t *idx, int64_t count, int64_t n, Csc &c, int nthreads = 1) {
+  const int T = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, count / 16384));
+  std::vector<int64_t> cnt((size_t)T * (size_t)n, 0);  // [T, n]
+  for_each_part(T, count, [&](int t, int64_t s0, int64_t s1) {
     int64_t *ct = cnt.data() + (size_t)t * n;
-    const int64_t s0 = t * part, s1 = std::min<int64_t>(count, s0 + part);
     for (int64_t s = s0; s < s1; ++s)
       if (idx[s] >= 0) ++ct[idx[s]];
-  }
+  });
   c.start.assign((size_t)n + 1, 0);
   int64_t run = 0;
   for (int64_t f = 0; f < n; ++f) {  // cnt becomes each (thread, feature)'s first position
@@ -53,18 +65,11 @@ inline void build_csc(const int64_t *idx, int64_t count, int64_t n, Csc &c, int 
   }
   c.start[(size_t)n] = run;
   c.slot.resize((size_t)run);
-#pragma omp parallel num_threads(T)
-  {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num();
-#else
-    const int t = 0;
-#endif
+  for_each_part(T, count, [&](int t, int64_t s0, int64_t s1) {
     int64_t *pos = cnt.data() + (size_t)t * n;
-    const int64_t s0 = t * part, s1 = std::min<int64_t>(count, s0 + part);
     for (int64_t s = s0; s < s1; ++s)
       if (idx[s] >= 0) c.slot[(size_t)pos[idx[s]]++] = (int32_t)s;
-  }
+  });
 }
 
 // Whether the feature-major kernels should run: enough slots to amortise the

@@ -39,16 +39,12 @@ def run(points: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], out_dir: str) -> list[str]:
     """L/p against sigma (one line per model/mixing), the naive baseline drawn in."""
-    import os
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._figures import axes, save
 
     ok = [r for r in rows if r.get("loss_per_feature") is not None]
     if not ok:
         return []
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = axes((5.5, 4))
     groups = sorted({(r["model"], r["mixing"]) for r in ok})
     for g in groups:
         sel = sorted((r for r in ok if (r["model"], r["mixing"]) == g), key=lambda r: r["sigma"] or 0.0)
@@ -58,12 +54,7 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     ax.set_ylabel("L / p")
     ax.set_title("compressed computation: L/p")
     ax.legend(fontsize=8)
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "cc_loss_per_feature.png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save(fig, out_dir, "cc_loss_per_feature.png")]
 
 
 EXPERIMENT = Experiment(name="cc", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=(), plot=plot,

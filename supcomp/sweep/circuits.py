@@ -30,16 +30,12 @@ def run(points: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], out_dir: str) -> list[str]:
     """Measured against predicted last-layer error, one point per configuration (log-log)."""
-    import os
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._figures import axes, save
 
     ok = [r for r in rows if r.get("total") is not None and r.get("total_pred") is not None]
     if not ok:
         return []
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = axes((5, 4.5))
     zs = sorted({int(r["z"]) for r in ok})
     for z in zs:
         sel = [r for r in ok if int(r["z"]) == z]
@@ -54,12 +50,7 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     ax.set_ylabel("measured last-layer MSE")
     ax.set_title("circuits in superposition: error vs theory")
     ax.legend(fontsize=8)
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "circuits_error_vs_theory.png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save(fig, out_dir, "circuits_error_vs_theory.png")]
 
 
 EXPERIMENT = Experiment(name="circuits", run=run, per_instance=frozenset(), defaults=DEFAULTS,

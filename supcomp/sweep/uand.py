@@ -27,16 +27,12 @@ def run(points: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], out_dir: str) -> list[str]:
     """Measured mean error against theory for each case, one point per configuration."""
-    import os
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._figures import axes, save
 
     ok = [r for r in rows if r.get("both_mean") is not None]
     if not ok:
         return []
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = axes((5, 4.5))
     for case in ("both", "one", "none"):
         xs = [r[f"{case}_theory"] for r in ok if r.get(f"{case}_theory") is not None]
         ys = [r[f"{case}_mean"] for r in ok if r.get(f"{case}_theory") is not None]
@@ -49,12 +45,7 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     ax.set_ylabel("measured mean error")
     ax.set_title("U-AND: error vs theory")
     ax.legend(fontsize=8)
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "uand_error_vs_theory.png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save(fig, out_dir, "uand_error_vs_theory.png")]
 
 
 EXPERIMENT = Experiment(name="uand", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=("m", "d", "p"),
