@@ -24,15 +24,19 @@ about 4·d_embed·(n + m)·3 FLOPs per sample, which the folded form avoids.
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
+import sys
 import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _steps  # noqa: E402
+from _steps import step_rows, time_round_robin  # noqa: E402
+
 from supcomp.cc import CCConfig, CCModel
 from supcomp.cc.train import fused_loss_and_grad, make_sampler
 
-CEILING_GFLOPS = 190.0
 CASES = [
     ("residual, paper size", dict(model="residual")),
     ("mlp, M = W_E W_Eᵀ - I", dict(model="mlp")),
@@ -94,19 +98,6 @@ def peer_step(cfg, B, mode="eager"):
     return step
 
 
-def time_round_robin(fns: dict, reps: int):
-    for f in fns.values():  # warm-up (and compile)
-        for _ in range(3):
-            f()
-    ts = {k: [] for k in fns}
-    for r in range(reps):
-        for k in list(fns)[r % len(fns):] + list(fns)[:r % len(fns)]:
-            t0 = time.perf_counter()
-            fns[k]()
-            ts[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in ts.items()}
-
-
 def flops(cfg, B):
     I, n, m, D = cfg.n_instances, cfg.n_features, cfg.d_mlp, cfg.d_embed
     nnz = n * cfg.feature_probability
@@ -123,23 +114,18 @@ def run(quick=False, compile_it=False, log=print):
                "plain torch folded (dense x)": peer_step(cfg, B, "folded")}
         if compile_it:
             fns["torch.compile(APD step)"] = peer_step(cfg, B, "compile")
-        med = time_round_robin(fns, reps=10 if quick else 40)
+        med = time_round_robin(fns, reps=10 if quick else 40, warmup=3)
         fl = flops(cfg, B)
         size = f"{name}: n=100 d_embed=1000 m=50 B={B} p=0.01"
+        rows += step_rows(size, med, fl)
         for k, t in med.items():
-            rows.append(dict(size=size, provider=k, ms=1e3 * t, steps_per_s=1 / t, ratio=t / med["supcomp fused"],
-                             gflops=fl / t / 1e9, pct=100 * fl / t / 1e9 / CEILING_GFLOPS))
             log(f"{size:<60} {k:<30} {1e3 * t:9.2f} ms/step")
     return rows
 
 
 def format_table(rows):
-    lines = ["| case | provider | ms / step | steps / s | supcomp speed-up (peer time / supcomp time) | GFLOP/s (folded count) | % of 190 GFLOP/s |",
-             "|---|---|--:|--:|--:|--:|--:|"]
-    for r in rows:
-        lines.append(f"| {r['size']} | {r['provider']} | {r['ms']:.2f} | {r['steps_per_s']:.0f} | {r['ratio']:.2f}× | "
-                     f"{r['gflops']:.1f} | {r['pct']:.1f}% |")
-    return "\n".join(lines)
+    return _steps.format_table(rows, first="case", gflops_label="GFLOP/s (folded count)", ms_digits=2,
+                              sps_digits=0, pct_digits=1)
 
 
 def main(argv=None):

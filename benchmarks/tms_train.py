@@ -16,10 +16,15 @@ FLOP count (useful work, the same for every provider): forward 2·I·B·n·m (re
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
+import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _steps  # noqa: E402
+from _steps import step_rows, time_round_robin  # noqa: E402
 
 from supcomp.tms import ToyModelConfig
 from supcomp.tms.data import BatchSampler
@@ -27,7 +32,6 @@ from supcomp.tms.model import ToyModel
 from supcomp.tms.device_sampler import DeviceBatchSampler
 from supcomp.tms.train import dense_loss_and_grad, fused_loss_and_grad
 
-CEILING_GFLOPS = 190.0
 CASES = [
     dict(I=100, n=400, m=30, B=1024),
     dict(I=1000, n=20, m=5, B=1024),
@@ -85,19 +89,6 @@ def notebook_step(cfg, B, compile_it=False, device="cpu"):
     return step
 
 
-def time_round_robin(fns: dict, reps: int):
-    for f in fns.values():  # warm-up (and compile)
-        f()
-        f()
-    ts = {k: [] for k in fns}
-    for r in range(reps):
-        for k in list(fns)[r % len(fns):] + list(fns)[:r % len(fns)]:
-            t0 = time.perf_counter()
-            fns[k]()
-            ts[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in ts.items()}
-
-
 def flops(cfg, B):
     p = cfg.probabilities().float()
     nnz = float(p.sum(-1).mean())
@@ -116,20 +107,14 @@ def run(quick=False, log=print):
         med = time_round_robin(fns, reps=3 if quick else 7)
         fl = flops(cfg, B)
         size = f"I={c['I']} n={c['n']} m={c['m']} B={B} p=1..1/20"
+        rows += step_rows(size, med, fl)
         for k, t in med.items():
-            rows.append(dict(size=size, provider=k, ms=1e3 * t, steps_per_s=1 / t, ratio=t / med["supcomp fused"],
-                             gflops=fl / t / 1e9, pct=100 * fl / t / 1e9 / CEILING_GFLOPS))
             log(f"{size:<36} {k:<30} {1e3 * t:9.1f} ms/step")
     return rows
 
 
 def format_table(rows):
-    lines = ["| size | provider | ms / step | steps / s | supcomp speed-up (peer time / supcomp time) | GFLOP/s | % of 190 GFLOP/s |",
-             "|---|---|--:|--:|--:|--:|--:|"]
-    for r in rows:
-        lines.append(f"| {r['size']} | {r['provider']} | {r['ms']:.1f} | {r['steps_per_s']:.2f} | {r['ratio']:.2f}× | "
-                     f"{r['gflops']:.1f} | {r['pct']:.0f}% |")
-    return "\n".join(lines)
+    return _steps.format_table(rows)
 
 
 def main(argv=None):
