@@ -170,3 +170,17 @@ def test_train_off_cpu_path_uses_device_sampler(monkeypatch):
     got = T.train(cfg, steps=5, batch_size=16, seed=3, progress=False)
     assert calls == [0, 1, 2, 3, 4]
     torch.testing.assert_close(got.W, ref.W, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(correlated_pairs=2, anticorrelated_pairs=3), dict(kind="abs")])
+def test_onepass_sampler_equals_count_then_fill(kw, monkeypatch):
+    """Small batches are drawn in one pass (tms_sample_onepass); the numbers equal the two-pass sampler's."""
+    from supcomp.tms import data as D
+
+    cfg = ToyModelConfig(23, 5, n_instances=4, feature_probability=torch.tensor([1.0, 0.3, 0.05, 0.5]), **kw)
+    seeds = [3, 1, 4, 1]
+    one = [D.BatchSampler(cfg, 37, seed=9, instance_seeds=s).sample(step) for s in (None, seeds) for step in (0, 6)]
+    monkeypatch.setattr(D, "ONEPASS_MAX_ELEMENTS", 0)
+    two = [D.BatchSampler(cfg, 37, seed=9, instance_seeds=s).sample(step) for s in (None, seeds) for step in (0, 6)]
+    for a, b in zip(one, two):
+        assert torch.equal(a.offsets, b.offsets) and torch.equal(a.indices, b.indices) and torch.equal(a.values, b.values)

@@ -84,6 +84,11 @@ def _instance_seeds(instance_seeds, n_instances) -> torch.Tensor | None:
     return s.to(torch.int64)
 
 
+# Batches with at most this many (instance, row, feature) slots are drawn in one pass (buffers of that
+# size, 12 bytes a slot: 12 MiB at most); larger ones count first, then fill (buffers of nnz only).
+ONEPASS_MAX_ELEMENTS = 1 << 20
+
+
 class BatchSampler:
     """Draws the batches of one config and seed: ``sample(step) -> SparseBatch``.
 
@@ -114,6 +119,18 @@ class BatchSampler:
         args = (self.seed & 0xFFFFFFFFFFFFFFFF, int(step), self.p.numpy(), self.batch_size,
                 c.correlated_pairs, c.anticorrelated_pairs)
         threads = torch.get_num_threads()
+        dense_size = c.n_instances * self.batch_size * c.n_features
+        if dense_size <= ONEPASS_MAX_ELEMENTS:
+            # Small batches: one hashing pass into rows * n buffers, packed in place (same numbers).
+            if self._indices.shape[0] < dense_size:
+                self._indices = torch.empty(dense_size, dtype=torch.int64)
+                self._values = torch.empty(dense_size, dtype=self.dtype)
+            nnz = _C.tms_sample_onepass(*args, c.kind == "abs", self._offsets.numpy(), self._indices.numpy(),
+                                        self._values.numpy(), threads, instance_seeds=self._seeds)
+            off, idx, val = self._offsets, self._indices[:nnz], self._values[:nnz]
+            if copy:
+                off, idx, val = off.clone(), idx.clone(), val.clone()
+            return SparseBatch(off, idx, val, c.n_instances, self.batch_size, c.n_features)
         nnz = _C.tms_sample_count(*args, self._offsets.numpy(), threads, instance_seeds=self._seeds)
         if self._indices.shape[0] < nnz:
             cap = int(nnz * 1.25) + 1024
