@@ -127,8 +127,6 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                         row["out"] = out
                         row["ms"] = _bench(fn, quick)
                         amount, unit = cases.work(op, mode, s, inp)
-                        if dtype != torch.float32 and unit == "B":
-                            amount = amount  # bytes model is fp32; reported as-is
                         row["rate"] = amount / (row["ms"] * 1e-3)
                         row["unit"] = "GB/s" if unit == "B" else "GFLOP/s"
                         row["pct"] = 100 * row["rate"] / ceilings[unit]

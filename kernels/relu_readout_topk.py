@@ -245,14 +245,10 @@ def _topk_cublas(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int):
             cands.append(torch.topk(key, min(k, f1 - f0), dim=-1, sorted=False).values)
         c = torch.cat(cands, dim=-1) if len(cands) > 1 else cands[0]
         top = torch.topk(c, k, dim=-1, sorted=True).values  # (value desc, index asc)
-        v = (top >> 32).to(torch.int32).view(torch.float32)
-        ix = 4294967295 - (top & 4294967295)
-        pos = v > 0
-        vals[:, r0:r1] = v.to(h.dtype)
-        idx[:, r0:r1] = torch.where(pos, ix, torch.full_like(ix, -1))
-    # The fill rule on the returned values (a tiny fp32 score may round to 0 in fp16).
-    zero = vals == 0
-    idx.masked_fill_(zero, -1)
+        vals[:, r0:r1] = (top >> 32).to(torch.int32).view(torch.float32).to(h.dtype)
+        idx[:, r0:r1] = 4294967295 - (top & 4294967295)
+    # The fill rule, on the values as returned: an empty slot (key of +0.0) and a score that rounds to 0.
+    idx.masked_fill_(vals == 0, -1)
     return vals, idx
 
 

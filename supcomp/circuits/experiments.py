@@ -21,6 +21,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from ..bench import timeit
 from .assign import max_circuits
 from .circuitset import CircuitSet
 from .interference import measure_interference
@@ -114,16 +115,6 @@ def format_capacity(rows) -> str:
     return "\n".join(lines)
 
 
-def _median_ms(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    ts.sort()
-    return 1e3 * ts[len(ts) // 2]
-
-
 def throughput(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, repeats=5, progress=True, seed=0):
     """Median ms per batch of the superposed forward (z circuits at once), of z single-circuit
     forwards through the same network ("one by one"), and of ``DenseNetwork``; measured
@@ -145,7 +136,7 @@ def throughput(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, repeats=5, p
             ts = {k: [] for k in fns}
             for _ in range(repeats):
                 for k, f in fns.items():
-                    ts[k].append(_median_ms(f, 1))
+                    ts[k].append(timeit(f, repeats=1, warmup=0))
             med = {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
             flop = 2 * batch * L * D * D  # the dense layers
             rows.append(dict(z=z, batch=batch, T=T, D=D, **{k + "_ms": v for k, v in med.items()},

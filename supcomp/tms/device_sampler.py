@@ -124,7 +124,6 @@ class DeviceBatchSampler:
         I, B, n = c.n_instances, self.batch_size, c.n_features
         x = torch.empty((I, B, n), dtype=self.dtype, device=self.device)
         corr, anti = c.correlated_pairs, c.anticorrelated_pairs
-        first_free = 2 * (corr + anti)
         for i0 in range(0, I, self.rows_per_slice):
             i1 = min(I, i0 + self.rows_per_slice)
             s = self._row_state(step, i0, i1)
@@ -153,6 +152,4 @@ class DeviceBatchSampler:
                 u = 2.0 * u - 1.0
             x[i0:i1] = torch.where(on, u, torch.zeros((), dtype=u.dtype, device=u.device)).to(self.dtype)
             del on, u
-        if first_free > n:  # config validation forbids it; keep the invariant explicit
-            raise ValueError("correlated_pairs: 2*(correlated+anticorrelated) > n_features")
         return x
