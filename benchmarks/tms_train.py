@@ -3,7 +3,8 @@
 One "step" is everything a training loop does per step: draw the batch, forward, importance-weighted MSE,
 backward, AdamW. Providers (same run, interleaved rounds, medians):
 
-* supcomp fused      sample in C++ (sparse), one C++ call for forward+loss+backward of all instances, AdamW
+* supcomp fused      one C++ call that draws the batch (sparse, tile by tile) and runs forward+loss+backward
+                     of all instances, then torch's AdamW
 * TMS notebook eager the Anthropic notebook's step: dense batch from torch.rand (batch-first [B, I, n]),
                      einsum forward, loss, autograd backward, AdamW
 * torch.compile      the same step function compiled with torch.compile (compiled once before timing)
@@ -30,7 +31,7 @@ from supcomp.tms import ToyModelConfig
 from supcomp.tms.data import BatchSampler
 from supcomp.tms.model import ToyModel
 from supcomp.tms.device_sampler import DeviceBatchSampler
-from supcomp.tms.train import dense_loss_and_grad, fused_loss_and_grad
+from supcomp.tms.train import dense_loss_and_grad, fused_sampled_loss_and_grad
 
 CASES = [
     dict(I=100, n=400, m=30, B=1024),
@@ -57,9 +58,8 @@ def supcomp_step(cfg, B, device="cpu"):
         return gpu_step
     sampler = BatchSampler(cfg, B)
 
-    def step():
-        batch = sampler.sample(state["step"], copy=False)
-        fused_loss_and_grad(model, batch)
+    def step():  # what train() runs on CPU: the batch is drawn inside the C++ step
+        fused_sampled_loss_and_grad(model, sampler, state["step"])
         opt.step()
         state["step"] += 1
     return step

@@ -20,6 +20,7 @@
 //   most of them once the bias has learned to filter interference.
 #include "common.h"
 #include "readout_tile.h"
+#include "vec.h"
 
 #include <algorithm>
 #include <cstring>
@@ -320,17 +321,25 @@ struct StepFlags {
 // Gradients accumulate into padded buffers and are copied out at the end.
 template <typename T, int MP>
 struct InstanceStep {
-  static constexpr int RB = kTileRows;          // rows that share each load of the transposed decoder
+  static constexpr int RB = kTileRows;          // rows that share each load of a decoder row
+  using VT = Vec<T>;
+  using v_t = typename VT::v;
+  static constexpr int W = VT::W, NV = MP / W;  // MP is a whole number of vectors
+  static constexpr int G = NV == 1 ? 1 : 2;     // vectors per column group in the backward tiles
   int64_t n, m;
-  std::vector<T> E, D, gE, gD, dt, hbuf, yblk, tgt, dy;
+  std::vector<T> E, D, gE, gD, dt, hbuf, ghbuf, yblk, tgt, dyblk;
   std::vector<int64_t> nz;
+  std::vector<uint8_t> live;
   InstanceStep(int64_t n_, int64_t m_)
       : n(n_), m(m_), E((size_t)n_ * MP), D((size_t)n_ * MP), gE((size_t)n_ * MP), gD((size_t)n_ * MP),
-        dt((size_t)MP * n_), hbuf((size_t)RB * MP), yblk((size_t)RB * n_), tgt((size_t)n_, T(0)), dy((size_t)n_),
-        nz((size_t)n_) {}
+        dt((size_t)MP * n_), hbuf((size_t)RB * MP), ghbuf((size_t)RB * MP), yblk((size_t)RB * n_),
+        tgt((size_t)n_, T(0)), dyblk((size_t)RB * n_, T(0)), nz((size_t)n_), live((size_t)n_) {}
 
-  double run(const int64_t *off, const int64_t *idx, const T *val, int64_t B, const T *Ei, const T *Di,
-             const T *bi, const T *ii, T *gEi, T *gDi, T *gbi, double scale, StepFlags fl) {
+  // src.tile(b0, nr, off, idx, val) gives rows [b0, b0 + nr) of the instance: row b0 + rr has the
+  // entries off[rr] .. off[rr + 1] of idx / val (CsrRows: a sampled batch; SampledRows: drawn here).
+  template <typename Src>
+  double run(Src &src, int64_t B, const T *Ei, const T *Di, const T *bi, const T *ii, T *gEi, T *gDi, T *gbi,
+             double scale, StepFlags fl) {
     std::fill(E.begin(), E.end(), T(0));
     std::fill(D.begin(), D.end(), T(0));
     for (int64_t f = 0; f < n; ++f)
@@ -345,36 +354,36 @@ struct InstanceStep {
     for (int64_t f = 0; f < n; ++f)
       for (int64_t t = 0; t < m; ++t) dt[t * n + f] = Di[f * m + t];
     T *gDp = fl.tied ? gE.data() : gD.data();  // tied: one gradient buffer
+    const v_t zero = VT::splat(T(0));
     double loss = 0.0;
     for (int64_t b0 = 0; b0 < B; b0 += RB) {
       const int64_t nr = std::min<int64_t>(RB, B - b0);
-      // ---- forward: h for RB rows (padded to MP), then y = D h + b (readout_tile.h)
+      const int64_t *off;
+      const int64_t *idx;
+      const T *val;
+      src.tile(b0, nr, off, idx, val);
+      // ---- forward: h for RB rows (padded to MP; rows past nr stay 0), then y = D h + b (readout_tile.h).
+      // The running sums are explicit vectors: with a plain T[MP] array GCC kept them on the stack and
+      // built every second row of E with gathers.
       for (int64_t rr = 0; rr < RB; ++rr) {
-        T h[MP];
-#pragma omp simd
-        for (int t = 0; t < MP; ++t) h[t] = T(0);
+        v_t h[NV];
+        for (int c = 0; c < NV; ++c) h[c] = zero;
         if (rr < nr) {
-          const int64_t r = b0 + rr;
-          for (int64_t j = off[r]; j < off[r + 1]; ++j) {
+          for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
             const T v = val[j];
             const T *er = E.data() + idx[j] * MP;
-#pragma omp simd
-            for (int t = 0; t < MP; ++t) h[t] += v * er[t];
+            for (int c = 0; c < NV; ++c) h[c] += v * VT::load(er + c * W);
           }
           if (fl.hidden_relu)
-#pragma omp simd
-            for (int t = 0; t < MP; ++t) h[t] = h[t] > T(0) ? h[t] : T(0);
+            for (int c = 0; c < NV; ++c) h[c] = h[c] > zero ? h[c] : zero;
         }
-#pragma omp simd
-        for (int t = 0; t < MP; ++t) hbuf[rr * MP + t] = h[t];
+        for (int c = 0; c < NV; ++c) VT::store(hbuf.data() + rr * MP + c * W, h[c]);
       }
       readout_tile<T, false, RB>(hbuf.data(), MP, dt.data(), bi, n, m, yblk.data(), n, nr);
-      // ---- loss and backward, row by row
+      // ---- loss and output gradient dy, row by row (rows past nr keep dy = 0)
       for (int64_t rr = 0; rr < nr; ++rr) {
-        const int64_t r = b0 + rr;
-        const T *h = hbuf.data() + rr * MP;
         const T *yr = yblk.data() + rr * n;
-        for (int64_t j = off[r]; j < off[r + 1]; ++j) {
+        for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
           const T v = val[j];
           tgt[idx[j]] += fl.abs_target ? (v < T(0) ? -v : v) : v;
         }
@@ -383,51 +392,89 @@ struct InstanceStep {
         T lr = 0;
         const T c2 = (T)(2.0 * scale);
         const T *tg = tgt.data();
-        T *dyp = dy.data();
+        T *dyp = dyblk.data() + rr * n;
         const bool orelu = fl.output_relu;
 #pragma omp simd reduction(+ : lr)
         for (int64_t f = 0; f < n; ++f) {
           const T yv = yr[f];
-          const bool live = !orelu || yv > T(0);
-          const T y = live ? yv : T(0);
+          const bool lv = !orelu || yv > T(0);
+          const T y = lv ? yv : T(0);
           const T diff = y - tg[f];
           lr += ii[f] * diff * diff;
-          const T g = live ? c2 * ii[f] * diff : T(0);
+          const T g = lv ? c2 * ii[f] * diff : T(0);
           dyp[f] = g;
           gbi[f] += g;
         }
         loss += (double)lr;
-        for (int64_t j = off[r]; j < off[r + 1]; ++j) tgt[idx[j]] = T(0);  // clear only the slots set
-        // Features whose output gradient is nonzero (a dead ReLU with a zero target has none).
-        int64_t nnz = 0;
-        for (int64_t f = 0; f < n; ++f) {
-          nz[nnz] = f;
-          nnz += dyp[f] != T(0);
-        }
-        T gh[MP];
+        for (int64_t j = off[rr]; j < off[rr + 1]; ++j) tgt[idx[j]] = T(0);  // clear only the slots set
+      }
+      // ---- backward of the read-out for the whole tile, as two register-tiled products over the
+      // features whose output gradient is nonzero in some row of the tile (a dead ReLU with a zero
+      // target has none: most features, once the bias has learned to filter interference):
+      //   gh[rr] = sum_f dy[rr, f] D[f]          gD[f] += sum_rr dy[rr, f] h[rr]
+      // Each D row and each gD row is loaded once per tile instead of once per row.
+      std::fill(live.begin(), live.end(), uint8_t(0));
+      for (int64_t rr = 0; rr < nr; ++rr) {
+        const T *dyp = dyblk.data() + rr * n;
+        uint8_t *lv = live.data();
 #pragma omp simd
-        for (int t = 0; t < MP; ++t) gh[t] = T(0);
+        for (int64_t f = 0; f < n; ++f) lv[f] |= (uint8_t)(dyp[f] != T(0));
+      }
+      int64_t nnz = 0;
+      for (int64_t f = 0; f < n; ++f) {
+        nz[nnz] = f;
+        nnz += live[f];
+      }
+      const T *dyb = dyblk.data();
+      for (int cg = 0; cg < NV; cg += G) {
+        v_t acc[RB][G];
+        for (int rr = 0; rr < RB; ++rr)
+          for (int c = 0; c < G; ++c) acc[rr][c] = zero;
         for (int64_t q = 0; q < nnz; ++q) {
           const int64_t f = nz[q];
-          const T g = dyp[f];
-          const T *dr = D.data() + f * MP;
-          T *gdr = gDp + f * MP;
-#pragma omp simd
-          for (int t = 0; t < MP; ++t) {
-            gh[t] += g * dr[t];
-            gdr[t] += g * h[t];
+          v_t dr[G];
+          for (int c = 0; c < G; ++c) dr[c] = VT::load(D.data() + f * MP + (cg + c) * W);
+          for (int rr = 0; rr < RB; ++rr) {
+            const T g = dyb[rr * n + f];
+            for (int c = 0; c < G; ++c) acc[rr][c] += g * dr[c];
           }
         }
-        if (fl.hidden_relu)
-#pragma omp simd
-          for (int t = 0; t < MP; ++t) gh[t] = h[t] > T(0) ? gh[t] : T(0);
-        for (int64_t j = off[r]; j < off[r + 1]; ++j) {
-          const T v = val[j];
-          T *ger = gE.data() + idx[j] * MP;
-#pragma omp simd
-          for (int t = 0; t < MP; ++t) ger[t] += v * gh[t];
+        for (int rr = 0; rr < RB; ++rr)
+          for (int c = 0; c < G; ++c) VT::store(ghbuf.data() + rr * MP + (cg + c) * W, acc[rr][c]);
+      }
+      for (int cg = 0; cg < NV; cg += G) {
+        v_t hv[RB][G];
+        for (int rr = 0; rr < RB; ++rr)
+          for (int c = 0; c < G; ++c) hv[rr][c] = VT::load(hbuf.data() + rr * MP + (cg + c) * W);
+        for (int64_t q = 0; q < nnz; ++q) {
+          const int64_t f = nz[q];
+          T *gdr = gDp + f * MP + cg * W;
+          v_t a[G];
+          for (int c = 0; c < G; ++c) a[c] = VT::load(gdr + c * W);
+          for (int rr = 0; rr < RB; ++rr) {
+            const T g = dyb[rr * n + f];
+            for (int c = 0; c < G; ++c) a[c] += g * hv[rr][c];
+          }
+          for (int c = 0; c < G; ++c) VT::store(gdr + c * W, a[c]);
         }
       }
+      // ---- back through the hidden ReLU and the read-in, row by row
+      for (int64_t rr = 0; rr < nr; ++rr) {
+        v_t gh[NV];
+        for (int c = 0; c < NV; ++c) {
+          gh[c] = VT::load(ghbuf.data() + rr * MP + c * W);
+          if (fl.hidden_relu) {
+            const v_t h = VT::load(hbuf.data() + rr * MP + c * W);
+            gh[c] = h > zero ? gh[c] : zero;
+          }
+        }
+        for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
+          const T v = val[j];
+          T *ger = gE.data() + idx[j] * MP;
+          for (int c = 0; c < NV; ++c) VT::store(ger + c * W, VT::load(ger + c * W) + v * gh[c]);
+        }
+      }
+      std::fill(dyblk.begin(), dyblk.begin() + nr * n, T(0));  // rows past the last tile's nr stay 0
     }
     for (int64_t f = 0; f < n; ++f)
       for (int64_t t = 0; t < m; ++t) {
@@ -438,21 +485,94 @@ struct InstanceStep {
   }
 };
 
-template <typename T, int MP>
-void step_all(const int64_t *off, const int64_t *idx, const T *val, int64_t I, int64_t B, int64_t n, int64_t m,
-              const T *Ep, const T *Dp, const T *bp, const T *ip, T *gEp, T *gDp, T *gbp, double *lp, double scale,
-              StepFlags fl, int nthreads) {
-  // Work is split by instance: each instance's gradients belong to one thread (no atomics, deterministic).
+// Rows of one instance from a CSR batch (off: the instance's B + 1 offsets, absolute positions).
+template <typename T>
+struct CsrRows {
+  const int64_t *offsets, *idx;
+  const T *val;
+  int64_t B;
+  const int64_t *off = nullptr;
+  void select(int64_t i) { off = offsets + i * B; }
+  void tile(int64_t b0, int64_t, const int64_t *&o, const int64_t *&ix, const T *&v) const {
+    o = off + b0;
+    ix = idx;
+    v = val;
+  }
+};
+
+// Rows of one instance drawn on the fly, tile by tile: the numbers of sample_fill (the same
+// row_keys / row_mask / value hashes, ids ascending), never written to a batch in memory.
+template <typename T>
+struct SampledRows {
+  const SampleSpec *sp;
+  const std::vector<uint64_t> *bases;
+  bool signed_values;
+  int64_t i = 0;
+  std::vector<uint8_t> on;
+  std::vector<int64_t> ids;
+  std::vector<T> vals;
+  int64_t o[kTileRows + 1];
+  SampledRows(const SampleSpec &s, const std::vector<uint64_t> &b, bool sv)
+      : sp(&s), bases(&b), signed_values(sv), on((size_t)s.n), ids((size_t)(kTileRows * s.n + 1)),
+        vals((size_t)(kTileRows * s.n + 1)) {}
+  void select(int64_t inst) { i = inst; }
+  void tile(int64_t b0, int64_t nr, const int64_t *&oo, const int64_t *&ix, const T *&v) {
+    const int64_t n = sp->n;
+    Rng pairs(0, 0, 0, 0);
+    o[0] = 0;
+    for (int64_t rr = 0; rr < nr; ++rr) {
+      uint32_t kon, kval;
+      row_keys(*bases, i, b0 + rr, kon, kval, pairs);
+      row_mask(*sp, i, kon, pairs, on.data());
+      int64_t *id = ids.data() + o[rr];  // branch-free compaction (one spare slot past the row)
+      T *va = vals.data() + o[rr];
+      int64_t cnt = 0;
+      for (int64_t f = 0; f < n; ++f) {
+        id[cnt] = f;
+        cnt += on[f];
+      }
+      const bool sv = signed_values;
+#pragma omp simd
+      for (int64_t q = 0; q < cnt; ++q) {  // the value hashes of the entries only (sample_fill's numbers)
+        const float u = (float)(mix32(kval + (uint32_t)id[q] * 0x9E3779B9U) >> 8) * (1.0f / 16777216.0f);
+        va[q] = (T)(sv ? 2.0f * u - 1.0f : u);
+      }
+      o[rr + 1] = o[rr] + cnt;
+    }
+    oo = o;
+    ix = ids.data();
+    v = vals.data();
+  }
+};
+
+// Work is split by instance: each instance's gradients belong to one thread (no atomics, deterministic).
+// make_src() -> a row source (one per thread); src.select(i) points it at instance i.
+template <typename T, int MP, typename MakeSrc>
+void step_all(MakeSrc make_src, int64_t I, int64_t B, int64_t n, int64_t m, const T *Ep, const T *Dp, const T *bp,
+              const T *ip, T *gEp, T *gDp, T *gbp, double *lp, double scale, StepFlags fl, int nthreads) {
 #pragma omp parallel num_threads(nthreads)
   {
     InstanceStep<T, MP> st(n, m);
+    auto src = make_src();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < I; ++i) {
-      const int64_t *oi = off + i * B;  // the instance's B + 1 offsets (absolute positions)
-      lp[i] = st.run(oi, idx, val, B, Ep + i * n * m, Dp + i * n * m, bp + i * n, ip + i * n, gEp + i * n * m,
+      src.select(i);
+      lp[i] = st.run(src, B, Ep + i * n * m, Dp + i * n * m, bp + i * n, ip + i * n, gEp + i * n * m,
                      gDp + i * n * m, gbp + i * n, scale, fl);
     }
   }
+}
+
+// Call go(integral_constant<MP>) with MP = m rounded up to a whole number of AVX-512 registers.
+template <typename T, typename Go>
+void dispatch_mp(int64_t m, Go go) {
+  constexpr int V = 64 / sizeof(T);  // one AVX-512 register
+  if (m <= V) go(std::integral_constant<int, V>());
+  else if (m <= 2 * V) go(std::integral_constant<int, 2 * V>());
+  else if (m <= 4 * V) go(std::integral_constant<int, 4 * V>());
+  else if (m <= 8 * V) go(std::integral_constant<int, 8 * V>());
+  else if (m <= 16 * V) go(std::integral_constant<int, 16 * V>());
+  else go(std::integral_constant<int, 256>());
 }
 
 template <typename T>
@@ -490,18 +610,49 @@ void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const 
     }
   const double scale = (B > 0 && n > 0) ? 1.0 / ((double)B * (double)n) : 0.0;
   const StepFlags fl{hidden_relu, output_relu, abs_target, tied};
-  constexpr int V = 64 / sizeof(T);  // one AVX-512 register
-  auto go = [&](auto mp) {
-    step_all<T, decltype(mp)::value>(off, idx, values.data(), I, B, n, m, E.data(), D.data(), b.data(), imp.data(),
+  const T *val = values.data();
+  auto make_src = [&]() { return CsrRows<T>{off, idx, val, B}; };
+  dispatch_mp<T>(m, [&](auto mp) {
+    step_all<T, decltype(mp)::value>(make_src, I, B, n, m, E.data(), D.data(), b.data(), imp.data(),
                                      gE.mutable_data(), gD.mutable_data(), gb.mutable_data(),
                                      loss.mutable_data(), scale, fl, nthreads);
-  };
-  if (m <= V) go(std::integral_constant<int, V>());
-  else if (m <= 2 * V) go(std::integral_constant<int, 2 * V>());
-  else if (m <= 4 * V) go(std::integral_constant<int, 4 * V>());
-  else if (m <= 8 * V) go(std::integral_constant<int, 8 * V>());
-  else if (m <= 16 * V) go(std::integral_constant<int, 16 * V>());
-  else go(std::integral_constant<int, 256>());
+  });
+}
+
+// tms_step on the batch that tms_sample_count + tms_sample_fill would draw for (seed, step, p, ...),
+// drawn tile by tile inside the step instead: the same numbers, so the same losses and gradients,
+// bit for bit, without writing the batch to memory and reading it back (at I=100, n=400, B=1024 that
+// batch is 13M entries, 160 MB, and drawing it took two hashing passes).
+template <typename T>
+void sample_step(uint64_t seed, int64_t step_no, const carray<double> &p, int64_t batch, int64_t corr, int64_t anti,
+                 bool signed_values, const carray<T> &E, const carray<T> &D, const carray<T> &b,
+                 const carray<T> &imp, carray<T> &gE, carray<T> &gD, carray<T> &gb, carray<double> &loss,
+                 bool hidden_relu, bool output_relu, bool abs_target, int nthreads, const py::object &instance_seeds) {
+  check_shape(E, "E", {-1, -1, -1});
+  const py::ssize_t I = E.shape(0), n = E.shape(1), m = E.shape(2);
+  check_shape(p, "p", {I, n});
+  const SampleSpec sp = make_spec(p, batch, corr, anti);
+  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, I), step_no, I);
+  check_shape(D, "D", {I, n, m});
+  check_shape(b, "b", {I, n});
+  check_shape(imp, "importance", {I, n});
+  check_shape(gE, "gE", {I, n, m});
+  check_shape(gD, "gD", {I, n, m});
+  check_shape(gb, "gb", {I, n});
+  check_shape(loss, "loss", {I});
+  const bool tied = E.data() == D.data();
+  if (tied != (gE.data() == gD.data())) fail("gD", "a tied model (E is D) needs gE to be gD, and only then");
+  if (m > 256) fail("E", "n_hidden above 256 is not supported by the fused step; use backend='reference'");
+  nthreads = set_threads(nthreads);
+  py::gil_scoped_release release;
+  const double scale = (batch > 0 && n > 0) ? 1.0 / ((double)batch * (double)n) : 0.0;
+  const StepFlags fl{hidden_relu, output_relu, abs_target, tied};
+  auto make_src = [&]() { return SampledRows<T>(sp, bases, signed_values); };
+  dispatch_mp<T>(m, [&](auto mp) {
+    step_all<T, decltype(mp)::value>(make_src, I, batch, n, m, E.data(), D.data(), b.data(), imp.data(),
+                                     gE.mutable_data(), gD.mutable_data(), gb.mutable_data(),
+                                     loss.mutable_data(), scale, fl, nthreads);
+  });
 }
 
 template <typename T>
@@ -514,6 +665,12 @@ void register_dtype(py::module_ &m) {
         py::arg("batch_size"), py::arg("correlated_pairs"), py::arg("anticorrelated_pairs"), py::arg("signed_values"),
         py::arg("offsets").noconvert(), py::arg("indices").noconvert(), py::arg("values").noconvert(),
         py::arg("nthreads") = 0, py::arg("instance_seeds") = py::none());
+  m.def("tms_sample_step", &sample_step<T>, py::arg("seed"), py::arg("step"), py::arg("p").noconvert(),
+        py::arg("batch_size"), py::arg("correlated_pairs"), py::arg("anticorrelated_pairs"), py::arg("signed_values"),
+        py::arg("E").noconvert(), py::arg("D").noconvert(), py::arg("b").noconvert(), py::arg("importance").noconvert(),
+        py::arg("gE").noconvert(), py::arg("gD").noconvert(), py::arg("gb").noconvert(), py::arg("loss").noconvert(),
+        py::arg("hidden_relu"), py::arg("output_relu"), py::arg("abs_target"), py::arg("nthreads") = 0,
+        py::arg("instance_seeds") = py::none());
   m.def("tms_step", &step<T>, py::arg("offsets").noconvert(), py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("E").noconvert(),
         py::arg("D").noconvert(), py::arg("b").noconvert(), py::arg("importance").noconvert(),
         py::arg("gE").noconvert(), py::arg("gD").noconvert(), py::arg("gb").noconvert(), py::arg("loss").noconvert(),

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from supcomp.tms import KINDS, BatchSampler, ToyModel, ToyModelConfig, sample_batch, train
-from supcomp.tms.train import fused_loss_and_grad, reference_loss_and_grad
+from supcomp.tms.train import fused_loss_and_grad, fused_sampled_loss_and_grad, reference_loss_and_grad
 
 
 def small_config(kind, **kw):
@@ -31,6 +31,41 @@ def test_fused_step_matches_reference_float64(kind, m):
     for a, b in zip(g_fused, g_ref):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
     assert all(g.abs().sum() > 0 for g in g_ref)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("m,B", [(1, 1), (6, 50), (17, 23), (40, 9), (130, 16)])
+def test_step_drawing_its_own_batch_equals_step_on_sampled_batch(kind, dtype, m, B):
+    """tms_sample_step (what train() runs on CPU) draws its rows inside the step: bitwise the losses and
+    gradients of tms_step on sampler.sample(step). Batches that are and are not a multiple of the 8-row
+    tile, hidden sizes of 1 to 9 vectors, untied decoders (kind "linear" keeps W tied; abs signs values)."""
+    cfg = small_config(kind, n_hidden=m)
+    for seeds in (None, [5, 2 ** 62 + 3, 0]):
+        model = ToyModel(cfg, seed=1, dtype=dtype, instance_seeds=seeds)
+        with torch.no_grad():
+            model.b.normal_(0, 0.1)
+        sampler = BatchSampler(cfg, B, seed=3, dtype=dtype, instance_seeds=seeds)
+        for step in (0, 7):
+            la = fused_loss_and_grad(model, sampler.sample(step))
+            ga = [p.grad.clone() for p in model.parameters()]
+            lb = fused_sampled_loss_and_grad(model, sampler, step)
+            gb = [p.grad.clone() for p in model.parameters()]
+            assert torch.equal(la, lb), (seeds, step)
+            for a, b in zip(ga, gb):
+                assert torch.equal(a, b), (seeds, step)
+    # and it is a different batch for a different step (the test above can fail)
+    assert not torch.equal(fused_sampled_loss_and_grad(model, sampler, 8), lb)
+
+
+def test_step_drawing_its_own_batch_rejects_bad_input():
+    cfg = small_config("relu_output")
+    model = ToyModel(cfg, seed=1)
+    with pytest.raises(TypeError, match="sampler"):
+        fused_sampled_loss_and_grad(model, BatchSampler(cfg, 8, dtype=torch.float64), 0)
+    other = small_config("relu_output", n_features=36, importance=1.0)
+    with pytest.raises(ValueError, match="p"):
+        fused_sampled_loss_and_grad(model, BatchSampler(other, 8), 0)
 
 
 def test_first_steps_agree_and_final_losses_statistically_equal():

@@ -4,9 +4,11 @@ Both trainers draw identical batches (``BatchSampler``), start from identical
 weights (``ToyModel(config, seed)``), and step torch's AdamW; they differ only
 in how the loss gradient is computed:
 
-* ``backend="fused"``: on CPU one C++ call per step runs forward, loss and
-  backward of every instance (``_C.tms_step``: sparse read-in, register-tiled
-  read-out, backward that skips zero output gradients). ``fused_loss_and_grad``
+* ``backend="fused"``: on CPU one C++ call per step draws the batch and runs
+  forward, loss and backward of every instance (``_C.tms_sample_step``: rows
+  drawn tile by tile inside the step, sparse read-in, register-tiled read-out
+  and backward that skip zero output gradients; ``_C.tms_step`` is the same
+  step on a batch already drawn). ``fused_loss_and_grad``
   on other devices runs the supcomp ops (Triton on CUDA) with torch autograd.
 * ``train`` off the CPU (a GPU) draws each batch on the device
   (``DeviceBatchSampler``: the same numbers as the C++ sampler, dense) and runs
@@ -82,6 +84,35 @@ def fused_loss_and_grad(model: ToyModel, batch: SparseBatch) -> torch.Tensor:
     return loss.detach()
 
 
+def fused_sampled_loss_and_grad(model: ToyModel, sampler: BatchSampler, step: int) -> torch.Tensor:
+    """``fused_loss_and_grad(model, sampler.sample(step))`` in one C++ call (``_C.tms_sample_step``): the
+    step draws its rows tile by tile as it goes instead of reading a batch from memory. The same numbers,
+    so the same losses and gradients, bit for bit (tested); what ``train`` runs on CPU. Per-instance
+    losses ``[I]``; writes ``.grad`` of W (W_out) and b. CPU, float32 / float64 only."""
+    W, b = model.W, model.b
+    if W.device.type != "cpu" or W.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"model: fused sampling needs a float32/float64 model on CPU, got {W.dtype} on {W.device}")
+    if W.dtype != sampler.dtype:
+        raise TypeError(f"sampler: dtype {sampler.dtype} does not match the model's {W.dtype}")
+    hidden_relu, output_relu, abs_target = _flags(model.config.kind)
+    D = model.decoder
+    gW = torch.empty_like(W)
+    gD = gW if model.W_out is None else torch.empty_like(D)
+    gb = torch.empty_like(b)
+    loss = torch.empty(W.shape[0], dtype=torch.float64)
+    c = sampler.config
+    _C.tms_sample_step(sampler.seed & 0xFFFFFFFFFFFFFFFF, int(step), sampler.p.numpy(), sampler.batch_size,
+                       c.correlated_pairs, c.anticorrelated_pairs, c.kind == "abs", W.detach().numpy(),
+                       D.detach().numpy(), b.detach().numpy(), model.importance.numpy(), gW.numpy(), gD.numpy(),
+                       gb.numpy(), loss.numpy(), hidden_relu, output_relu, abs_target, torch.get_num_threads(),
+                       instance_seeds=sampler._seeds)
+    W.grad = gW
+    if model.W_out is not None:
+        model.W_out.grad = gD
+    b.grad = gb
+    return loss.float()
+
+
 def reference_loss_and_grad(model: ToyModel, batch: SparseBatch) -> torch.Tensor:
     """The papers' einsum implementation on the dense batch; per-instance losses ``[I]``, sets ``.grad``."""
     return dense_loss_and_grad(model, batch.to_dense().to(model.W.device))
@@ -126,10 +157,12 @@ def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, l
     opt = torch.optim.AdamW([p for p in model.parameters()], lr=lr, weight_decay=weight_decay)
     if not _draws_on_device(device):
         sampler = BatchSampler(config, batch_size, seed=seed, dtype=dtype, instance_seeds=instance_seeds)
-        fn = fused_loss_and_grad if backend == "fused" else reference_loss_and_grad
-
-        def step_fn(model, step):
-            return fn(model, sampler.sample(step, copy=False))
+        if backend == "fused":  # the batch is drawn inside the C++ step (same numbers as sampler.sample)
+            def step_fn(model, step):
+                return fused_sampled_loss_and_grad(model, sampler, step)
+        else:
+            def step_fn(model, step):
+                return reference_loss_and_grad(model, sampler.sample(step, copy=False))
     else:
         # Off the CPU (a GPU): batches are drawn on the device, the same numbers as the C++ sampler
         # (device_sampler.py), and the step is the dense einsum one for both backends: on an H100 at
