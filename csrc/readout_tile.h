@@ -12,13 +12,15 @@
 namespace supcomp {
 
 constexpr int kTileRows = 8;
+template <typename T>
+constexpr int64_t kReadoutChunk = 128 / sizeof(T);  // features per register chunk (2 AVX-512 registers)
 
 // h: RB rows of stride hstride (rows past nr must be readable; they are
 // computed but not stored); wt: [d, n]; y: nr rows of stride ystride.
 template <typename T, bool RELU, int RB = kTileRows>
 inline void readout_tile(const T *h, int64_t hstride, const T *wt, const T *bias, int64_t n, int64_t d, T *y,
                          int64_t ystride, int64_t nr) {
-  constexpr int CH = 128 / sizeof(T);
+  constexpr int CH = (int)kReadoutChunk<T>;
   int64_t f0 = 0;
   for (; f0 + CH <= n; f0 += CH) {
     T acc[RB][CH];

@@ -23,6 +23,8 @@ from supcomp.ops import relu_readout, relu_readout_topk, sparse_encode, superpos
 from supcomp.sparse import dense_to_padded, padded_to_dense, random_sparse
 from supcomp.tms import ToyModelConfig, train
 from supcomp.tms.data import BatchSampler
+from supcomp.tms.model import ToyModel
+from supcomp.tms.train import fused_sampled_loss_and_grad
 
 
 @dataclasses.dataclass
@@ -141,6 +143,10 @@ ROWS: list[Bad] = [
         "batch_size: expected a positive int"),
     Bad("tms.train", "negative steps", lambda: train(ToyModelConfig(**cfg), steps=-1, progress=False), ValueError,
         "steps: expected a non-negative int"),
+    Bad("tms.fused_sampled_loss_and_grad", "sampler of another dtype",
+        lambda: fused_sampled_loss_and_grad(ToyModel(ToyModelConfig(**cfg)),
+                                            BatchSampler(ToyModelConfig(**cfg), 4, dtype=torch.float64), 0),
+        TypeError, "sampler: dtype torch.float64 does not match the model's torch.float32"),
     Bad("tms.train", "NaN lr", lambda: train(ToyModelConfig(**cfg), steps=1, lr=nan, progress=False), ValueError,
         "lr: expected a positive learning rate"),
 ]

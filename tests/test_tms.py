@@ -1,4 +1,5 @@
 """Toy models of superposition: the fused trainer against the einsum reference, the sampler, save / load."""
+import contextlib
 import math
 
 import pytest
@@ -39,8 +40,14 @@ def test_fused_step_matches_reference_float64(kind, m):
 def test_step_drawing_its_own_batch_equals_step_on_sampled_batch(kind, dtype, m, B):
     """tms_sample_step (what train() runs on CPU) draws its rows inside the step: bitwise the losses and
     gradients of tms_step on sampler.sample(step). Batches that are and are not a multiple of the 8-row
-    tile, hidden sizes of 1 to 9 vectors, untied decoders (kind "linear" keeps W tied; abs signs values)."""
+    tile, hidden sizes of 1 to 9 vectors, all kinds (abs signs the values). Row tiles forced: small models
+    without pairs otherwise run in SIMD lanes (next test)."""
     cfg = small_config(kind, n_hidden=m)
+    with lane_strategy(1):
+        _check_sampled_step(cfg, dtype, B, torch.equal)
+
+
+def _check_sampled_step(cfg, dtype, B, same):
     for seeds in (None, [5, 2 ** 62 + 3, 0]):
         model = ToyModel(cfg, seed=1, dtype=dtype, instance_seeds=seeds)
         with torch.no_grad():
@@ -51,11 +58,48 @@ def test_step_drawing_its_own_batch_equals_step_on_sampled_batch(kind, dtype, m,
             ga = [p.grad.clone() for p in model.parameters()]
             lb = fused_sampled_loss_and_grad(model, sampler, step)
             gb = [p.grad.clone() for p in model.parameters()]
-            assert torch.equal(la, lb), (seeds, step)
+            assert same(la, lb), (seeds, step)
             for a, b in zip(ga, gb):
-                assert torch.equal(a, b), (seeds, step)
+                assert same(a, b), (seeds, step)
     # and it is a different batch for a different step (the test above can fail)
-    assert not torch.equal(fused_sampled_loss_and_grad(model, sampler, 8), lb)
+    assert not torch.allclose(fused_sampled_loss_and_grad(model, sampler, 8), lb)
+
+
+@contextlib.contextmanager
+def lane_strategy(s):
+    from supcomp import _C
+
+    old = _C.tms_lane_strategy(s)
+    try:
+        yield
+    finally:
+        _C.tms_lane_strategy(old)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,m,B", [(2, 1, 1), (20, 5, 50), (37, 6, 23), (7, 40, 9), (20, 30, 17)])
+def test_step_in_simd_lanes_matches_step_on_sampled_batch(kind, dtype, n, m, B):
+    """Small models without feature pairs run with batch rows in SIMD lanes (LaneStep): the same batch,
+    so the same losses and gradients up to summation order. Batches shorter than and not a multiple
+    of the 8 / 16 lanes."""
+    cfg = ToyModelConfig(n, m, n_instances=3, feature_probability=[1.0, 0.3, 0.05],
+                         importance=0.9 ** torch.arange(float(n)), kind=kind)
+    if dtype == torch.float64:
+        close = lambda a, b: torch.allclose(a, b, rtol=1e-11, atol=1e-14)  # noqa: E731
+    else:
+        close = lambda a, b: torch.allclose(a, b, rtol=2e-5, atol=1e-6)  # noqa: E731
+    with lane_strategy(2):
+        _check_sampled_step(cfg, dtype, B, close)
+    # automatic: n * m <= 512 without pairs runs in lanes (bitwise the forced result)
+    model = ToyModel(cfg, seed=1, dtype=dtype)
+    sampler = BatchSampler(cfg, B, seed=3, dtype=dtype)
+    runs = {}
+    for name, strategy in (("rows", 1), ("lanes", 2), ("auto", 0)):
+        with lane_strategy(strategy):
+            runs[name] = fused_sampled_loss_and_grad(model, sampler, 4), model.W.grad.clone()
+    expected = runs["lanes" if n * m <= 512 else "rows"]
+    assert all(torch.equal(a, b) for a, b in zip(expected, runs["auto"]))
 
 
 def test_step_drawing_its_own_batch_rejects_bad_input():
