@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <immintrin.h>
 #include <cstring>
 #include <cmath>
 #include <type_traits>
@@ -669,6 +670,33 @@ struct CsrRows {
   }
 };
 
+// ids[0 .. count) = the f in [0, n) with on[f] != 0, ascending; returns count. ids needs room for
+// n + 8 entries (whole 8-id stores, and the scalar loop's one spare id past the last). With AVX-512, 16 features per step
+// (a byte-mask test and two compressing stores of 8 int64 ids): the scalar loop was ~8% of a step.
+inline int64_t compact_on(const uint8_t *on, int64_t n, int64_t *ids) {
+  int64_t cnt = 0, f = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  const __m512i step8 = _mm512_set1_epi64(8);
+  __m512i lo = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  for (; f + 16 <= n; f += 16) {
+    const __mmask16 k = _mm_test_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i *>(on + f)),
+                                           _mm_set1_epi8((char)0xFF));
+    const __m512i hi = _mm512_add_epi64(lo, step8);
+    // compress in a register, then a plain store (a compressing store to memory is microcoded on Zen 4)
+    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k & 0xFF), lo));
+    cnt += __builtin_popcount((unsigned)(k & 0xFF));
+    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k >> 8), hi));
+    cnt += __builtin_popcount((unsigned)(k >> 8));
+    lo = _mm512_add_epi64(hi, step8);
+  }
+#endif
+  for (; f < n; ++f) {
+    ids[cnt] = f;
+    cnt += on[f];
+  }
+  return cnt;
+}
+
 // Rows of one instance drawn on the fly, tile by tile: the numbers of sample_fill (the same
 // row_keys / row_mask / value hashes, ids ascending), never written to a batch in memory.
 template <typename T>
@@ -682,8 +710,8 @@ struct SampledRows {
   std::vector<T> vals;
   int64_t o[kTileRows + 1];
   SampledRows(const SampleSpec &s, const std::vector<uint64_t> &b, bool sv)
-      : sp(&s), bases(&b), signed_values(sv), on((size_t)s.n), ids((size_t)(kTileRows * s.n + 1)),
-        vals((size_t)(kTileRows * s.n + 1)) {}
+      : sp(&s), bases(&b), signed_values(sv), on((size_t)s.n), ids((size_t)(kTileRows * s.n + 8)),
+        vals((size_t)(kTileRows * s.n + 8)) {}
   void select(int64_t inst) { i = inst; }
   void tile(int64_t b0, int64_t nr, const int64_t *&oo, const int64_t *&ix, const T *&v) {
     const int64_t n = sp->n;
@@ -695,11 +723,7 @@ struct SampledRows {
       row_mask(*sp, i, kon, pairs, on.data());
       int64_t *id = ids.data() + o[rr];  // branch-free compaction (one spare slot past the row)
       T *va = vals.data() + o[rr];
-      int64_t cnt = 0;
-      for (int64_t f = 0; f < n; ++f) {
-        id[cnt] = f;
-        cnt += on[f];
-      }
+      const int64_t cnt = compact_on(on.data(), n, id);
       const bool sv = signed_values;
 #pragma omp simd
       for (int64_t q = 0; q < cnt; ++q) {  // the value hashes of the entries only (sample_fill's numbers)
