@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 
 
 @contextlib.contextmanager
@@ -16,9 +16,13 @@ def atomic_path(path: str):
     """Yield a temporary path next to ``path``; on success rename it to ``path``, else delete it."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
+    # The name is chosen before the file exists and the file is created inside the try: a Ctrl-C that
+    # lands anywhere after this line finds the name in scope and removes the file. (With mkstemp, one
+    # landing inside mkstemp or before the try left the empty temporary file behind; seen in the
+    # SIGINT test about once in 15 runs.)
+    tmp = os.path.join(folder, "." + os.path.basename(path) + "." + secrets.token_hex(6) + ".tmp")
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # reserve the name
         yield tmp
         os.replace(tmp, path)
     except BaseException:

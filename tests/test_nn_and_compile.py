@@ -57,3 +57,39 @@ def test_opcheck():
     torch.library.opcheck(sparse_encode_op, (idx, val.requires_grad_(), W))
     torch.library.opcheck(superpose_op, (idx, val, W, b))
     torch.library.opcheck(relu_readout_op, (torch.randn(1, 5, 4, requires_grad=True), W, b))
+
+
+def test_eager_calls_without_grad_skip_the_op_dispatch_but_stay_visible_to_tracing():
+    """Eager calls on plain tensors that need no gradient run the implementation directly (supcomp.ops.
+    _validate.direct_ok: the custom op's dispatch cost as much as the kernel at small sizes). Same results;
+    under a TorchDispatchMode or torch.compile (fullgraph, no-grad inputs) the custom ops are still called."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from supcomp.ops import _validate as V
+
+    W = torch.randn(30, 7)
+    b = -0.1 * torch.rand(30)
+    idx, val = random_sparse(11, 30, 0.2)
+
+    def f(idx, val, W, b):
+        h = sparse_encode(idx, val, W)
+        v, i = relu_readout_topk(h, W, b, 3)
+        return relu_readout(h, W, b), superpose(idx, val, W, b), v, i
+
+    assert V.direct_ok(idx, val, W) and not V.direct_ok(W.clone().requires_grad_())
+    direct = f(idx, val, W, b)
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        assert not V.direct_ok(idx, val, W)
+        traced = f(idx, val, W, b)
+    for op in ("sparse_encode", "relu_readout", "relu_readout_topk", "superpose"):
+        assert f"supcomp.{op}.default" in seen, (op, sorted(set(seen)))
+    compiled = torch.compile(f, fullgraph=True)(idx, val, W, b)
+    for a, t, c in zip(direct, traced, compiled):
+        assert torch.equal(a, t) and torch.allclose(a.float(), c.float(), atol=1e-6)

@@ -23,7 +23,7 @@ TOPK_TILE_ELEMENTS = 1 << 22
 
 
 def _np(t: torch.Tensor):
-    return t.detach().numpy()
+    return t.detach().numpy() if t.requires_grad else t.numpy()
 
 
 def _threads() -> int:

@@ -12,10 +12,14 @@ from . import _validate as V
 from . import backends
 
 
+def _forward(h, W, b):
+    return backends.for_tensor(W).relu_readout_forward(h, W, b)
+
+
 @torch.library.custom_op("supcomp::relu_readout", mutates_args=())
 def relu_readout_op(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Canonical op: h [I, B, d], W [I, n, d], b [I, n] -> y [I, B, n]."""
-    return backends.for_tensor(W).relu_readout_forward(h, W, b)
+    return _forward(h, W, b)
 
 
 @relu_readout_op.register_fake
@@ -79,5 +83,5 @@ def relu_readout(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None
     Differentiable in ``h``, ``W`` and ``b``.
     """
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)
-    y = relu_readout_op(hc, Wc, bc)
+    y = _forward(hc, Wc, bc) if V.direct_ok(hc, Wc, bc) else relu_readout_op(hc, Wc, bc)
     return y.reshape(*((I,) if I is not None else ()), *batch, n)

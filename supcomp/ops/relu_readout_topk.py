@@ -18,10 +18,14 @@ from .relu_readout import check_readout_args
 from .sparse_encode import sparse_encode_backward_op, sparse_encode_op
 
 
+def _forward(h, W, b, k):
+    return tuple(backends.for_tensor(W).relu_readout_topk_forward(h, W, b, k))
+
+
 @torch.library.custom_op("supcomp::relu_readout_topk", mutates_args=())
 def relu_readout_topk_op(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Canonical op: h [I, B, d], W [I, n, d], b [I, n] -> (values [I, B, k], indices [I, B, k] int64)."""
-    return tuple(backends.for_tensor(W).relu_readout_topk_forward(h, W, b, k))
+    return _forward(h, W, b, k)
 
 
 @relu_readout_topk_op.register_fake
@@ -85,6 +89,6 @@ def relu_readout_topk(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, 
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)
     if k < 0 or k > n:
         raise ValueError(f"k: expected 0 <= k <= n_features = {n}, got {k}")
-    vals, idx = relu_readout_topk_op(hc, Wc, bc, k)
+    vals, idx = _forward(hc, Wc, bc, k) if V.direct_ok(hc, Wc, bc) else relu_readout_topk_op(hc, Wc, bc, k)
     lead = ((I,) if I is not None else ()) + batch
     return vals.reshape(*lead, k), idx.reshape(*lead, k)

@@ -20,10 +20,14 @@ def _impl(indices, W):
     return backends.get(name)
 
 
+def _forward(indices, values, W):
+    return _impl(indices, W).sparse_encode_forward(indices, values, W)
+
+
 @torch.library.custom_op("supcomp::sparse_encode", mutates_args=())
 def sparse_encode_op(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     """Canonical op: indices [I, B, k] int64, values [I, B, k], W [I, n, d] -> h [I, B, d]."""
-    return _impl(indices, W).sparse_encode_forward(indices, values, W)
+    return _forward(indices, values, W)
 
 
 @sparse_encode_op.register_fake
@@ -90,5 +94,6 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
         raise ValueError(f"values: shape {V.shape_str(values)} does not match indices {V.shape_str(indices)}")
     batch = V.split_instance(indices, "indices", I, 1, "k")
     k = indices.shape[-1]
-    h = sparse_encode_op(V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(V.n_inst(I), n, d).contiguous())
+    args = (V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(V.n_inst(I), n, d).contiguous())
+    h = _forward(*args) if V.direct_ok(*args) else sparse_encode_op(*args)
     return h.reshape(*((I,) if I is not None else ()), *batch, d)

@@ -17,10 +17,14 @@ from .relu_readout import relu_readout_backward_op
 from .sparse_encode import _impl, sparse_encode_backward_op, sparse_encode_op
 
 
+def _forward(indices, values, W, b):
+    return _impl(indices, W).superpose_forward(indices, values, W, b)
+
+
 @torch.library.custom_op("supcomp::superpose", mutates_args=())
 def superpose_op(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Canonical op: indices/values [I, B, k], W [I, n, d], b [I, n] -> y [I, B, n]."""
-    return _impl(indices, W).superpose_forward(indices, values, W, b)
+    return _forward(indices, values, W, b)
 
 
 @superpose_op.register_fake
@@ -74,5 +78,6 @@ def superpose(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor, b: t
     batch = V.split_instance(indices, "indices", I, 1, "k")
     bc = V.check_bias(b, W, I, n)
     k = indices.shape[-1]
-    y = superpose_op(V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(V.n_inst(I), n, d).contiguous(), bc)
+    args = (V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(V.n_inst(I), n, d).contiguous(), bc)
+    y = _forward(*args) if V.direct_ok(*args) else superpose_op(*args)
     return y.reshape(*((I,) if I is not None else ()), *batch, n)
