@@ -596,10 +596,10 @@ def write_report(path: str, info: dict, rows: list[dict], mrows: list[dict], qui
         f.write("\n".join(L) + "\n" + tail)
 
 
-# Sections of RESULTS.md written by other scripts (GPU report, U-AND, circuits, sweeps, ...) live after
-# this report's raw-rows comment; a rerun keeps them. The toy-model section is dropped because
-# `make bench` appends a fresh one (benchmarks/tms_train.py --append).
-_REGENERATED = ("## Toy-model training steps (`python benchmarks/tms_train.py`)",)
+# Sections of RESULTS.md written by other scripts (GPU report, U-AND, circuits, sweeps, the toy-model
+# steps, ...) live after this report's raw-rows comment; a rerun keeps them (benchmarks/tms_train.py
+# --append, which `make bench` runs next, replaces its own section in place).
+_REGENERATED = ()
 
 
 def _kept_sections(path: str) -> str:
