@@ -96,7 +96,7 @@ def test_metrics_batched_equals_per_instance_and_permutation_equivariant(I, n, m
 def test_tms_sampler_valid_csr_and_fused_step_finite(I, n, B, p, corr, anti, kind, seed, step):
     from supcomp.tms import ToyModel, ToyModelConfig
     from supcomp.tms.data import BatchSampler
-    from supcomp.tms.train import fused_loss_and_grad, reference_loss_and_grad
+    from supcomp.tms.train import fused_loss_and_grad, fused_sampled_loss_and_grad, reference_loss_and_grad
 
     corr, anti = min(corr, n // 2), min(anti, (n - 2 * min(corr, n // 2)) // 2)
     cfg = ToyModelConfig(n_features=n, n_hidden=3, n_instances=I, feature_probability=p, kind=kind,
@@ -124,6 +124,12 @@ def test_tms_sampler_valid_csr_and_fused_step_finite(I, n, B, p, corr, anti, kin
     gr = [q.grad.clone() for q in model.parameters()]
     torch.testing.assert_close(lf.double(), lr.double(), rtol=1e-6, atol=1e-9)
     for a, b in zip(gf, gr):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+    # the step that draws its own batch (what train() runs; SIMD lanes when n*3 <= 512 and no pairs)
+    ls = fused_sampled_loss_and_grad(model, BatchSampler(cfg, B, seed=seed % 2**64, dtype=torch.float64), step)
+    gs = [q.grad.clone() for q in model.parameters()]
+    torch.testing.assert_close(ls.double(), lr.double(), rtol=1e-6, atol=1e-9)
+    for a, b in zip(gs, gr):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
 
 
