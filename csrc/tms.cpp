@@ -82,8 +82,10 @@ struct SampleSpec {
   std::vector<uint32_t> thr;  // [I, n]: feature f is on when hash <= thr (probability (thr + 1) / 2^32)
 };
 
-// murmur3's 32-bit finaliser: a counter-based hash that vectorises (AVX-512 vpmulld).
-inline uint32_t mix32(uint32_t x) {
+// murmur3's 32-bit finaliser: a counter-based hash that vectorises (AVX-512 vpmulld). U is uint32_t,
+// or a vector of uint32 lanes (LaneStep).
+template <typename U>
+inline U mix32(U x) {
   x ^= x >> 16;
   x *= 0x85EBCA6BU;
   x ^= x >> 13;
@@ -537,14 +539,6 @@ struct LaneStep {
       : n(n_), m(m_), x((size_t)(n_ * L)), h((size_t)(m_ * L)), gh((size_t)(m_ * L)), dy((size_t)(n_ * L)),
         aE((size_t)(n_ * m_ * L)), aD((size_t)(n_ * m_ * L)), ab((size_t)(n_ * L)) {}
 
-  static inline u_t mix(u_t v) {  // mix32, lane-wise
-    v ^= v >> 16;
-    v *= 0x85EBCA6BU;
-    v ^= v >> 13;
-    v *= 0xC2B2AE35U;
-    v ^= v >> 16;
-    return v;
-  }
   static inline v_t ld(const std::vector<T> &a, int64_t k) { return VT::load(a.data() + k * L); }
   static inline void st(std::vector<T> &a, int64_t k, v_t v) { VT::store(a.data() + k * L, v); }
   static inline T hsum(v_t v) {
@@ -579,8 +573,8 @@ struct LaneStep {
       // ---- draw: x[f] = value if on else 0 (row_mask and sample_fill's hashes)
       for (int64_t f = 0; f < n; ++f) {
         const uint32_t fo = (uint32_t)f * 0x9E3779B9U;
-        const auto on = mix(kon + fo) <= thr[f];
-        const f_t u = __builtin_convertvector(mix(kval + fo) >> 8, f_t) * (1.0f / 16777216.0f);
+        const auto on = mix32(kon + fo) <= thr[f];
+        const f_t u = __builtin_convertvector(mix32(kval + fo) >> 8, f_t) * (1.0f / 16777216.0f);
         const v_t v = __builtin_convertvector(signed_values ? 2.0f * u - 1.0f : u, v_t);
         const i_t keep = __builtin_convertvector(on, i_t) & valid;
         st(x, f, keep ? v : zero);
@@ -768,20 +762,13 @@ void dispatch_mp(int64_t m, Go go) {
   else go(std::integral_constant<int, 256>());
 }
 
+// The model and gradient arguments of tms_step / tms_sample_step (E [I, n, m] already checked);
+// returns whether the model is tied (E is D).
 template <typename T>
-void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const carray<T> &values,
-          const carray<T> &E, const carray<T> &D, const carray<T> &b, const carray<T> &imp, carray<T> &gE,
-          carray<T> &gD, carray<T> &gb, carray<double> &loss, bool hidden_relu, bool output_relu, bool abs_target,
-          int nthreads) {
-  check_shape(E, "E", {-1, -1, -1});
+bool check_model_args(const carray<T> &E, const carray<T> &D, const carray<T> &b, const carray<T> &imp,
+                      const carray<T> &gE, const carray<T> &gD, const carray<T> &gb, const carray<double> &loss) {
   const py::ssize_t I = E.shape(0), n = E.shape(1), m = E.shape(2);
   check_shape(D, "D", {I, n, m});
-  check_shape(offsets, "offsets", {-1});
-  if (offsets.shape(0) < 1 || (offsets.shape(0) - 1) % I != 0) fail("offsets", "expected I * batch_size + 1 entries");
-  const py::ssize_t B = (offsets.shape(0) - 1) / I;
-  check_shape(indices, "indices", {-1});
-  const py::ssize_t nnz = indices.shape(0);
-  check_shape(values, "values", {nnz});
   check_shape(b, "b", {I, n});
   check_shape(imp, "importance", {I, n});
   check_shape(gE, "gE", {I, n, m});
@@ -791,6 +778,23 @@ void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const 
   const bool tied = E.data() == D.data();
   if (tied != (gE.data() == gD.data())) fail("gD", "a tied model (E is D) needs gE to be gD, and only then");
   if (m > 256) fail("E", "n_hidden above 256 is not supported by the fused step; use backend='reference'");
+  return tied;
+}
+
+template <typename T>
+void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const carray<T> &values,
+          const carray<T> &E, const carray<T> &D, const carray<T> &b, const carray<T> &imp, carray<T> &gE,
+          carray<T> &gD, carray<T> &gb, carray<double> &loss, bool hidden_relu, bool output_relu, bool abs_target,
+          int nthreads) {
+  check_shape(E, "E", {-1, -1, -1});
+  const py::ssize_t I = E.shape(0), n = E.shape(1), m = E.shape(2);
+  check_shape(offsets, "offsets", {-1});
+  if (offsets.shape(0) < 1 || (offsets.shape(0) - 1) % I != 0) fail("offsets", "expected I * batch_size + 1 entries");
+  const py::ssize_t B = (offsets.shape(0) - 1) / I;
+  check_shape(indices, "indices", {-1});
+  const py::ssize_t nnz = indices.shape(0);
+  check_shape(values, "values", {nnz});
+  const bool tied = check_model_args(E, D, b, imp, gE, gD, gb, loss);
   const int64_t *off = offsets.data();
   const int64_t *idx = indices.data();
   nthreads = set_threads(nthreads);
@@ -826,16 +830,7 @@ void sample_step(uint64_t seed, int64_t step_no, const carray<double> &p, int64_
   check_shape(p, "p", {I, n});
   const SampleSpec sp = make_spec(p, batch, corr, anti);
   const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, I), step_no, I);
-  check_shape(D, "D", {I, n, m});
-  check_shape(b, "b", {I, n});
-  check_shape(imp, "importance", {I, n});
-  check_shape(gE, "gE", {I, n, m});
-  check_shape(gD, "gD", {I, n, m});
-  check_shape(gb, "gb", {I, n});
-  check_shape(loss, "loss", {I});
-  const bool tied = E.data() == D.data();
-  if (tied != (gE.data() == gD.data())) fail("gD", "a tied model (E is D) needs gE to be gD, and only then");
-  if (m > 256) fail("E", "n_hidden above 256 is not supported by the fused step; use backend='reference'");
+  const bool tied = check_model_args(E, D, b, imp, gE, gD, gb, loss);
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   const double scale = (batch > 0 && n > 0) ? 1.0 / ((double)batch * (double)n) : 0.0;
