@@ -1,6 +1,7 @@
 """Shared pieces of the training-step benchmarks (tms_train.py, cc_train.py): interleaved timing, rows, table."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -35,3 +36,18 @@ def format_table(rows, first: str = "size", gflops_label: str = "GFLOP/s", ms_di
         lines.append(f"| {r['size']} | {r['provider']} | {r['ms']:.{ms_digits}f} | {r['steps_per_s']:.{sps_digits}f} | "
                      f"{r['ratio']:.2f}× | {r['gflops']:.1f} | {r['pct']:.{pct_digits}f}% |")
     return "\n".join(lines)
+
+
+def put_section(path: str, text: str):
+    """Put a Markdown section ``text`` (its first line a "## " heading) into ``path``: replace the section
+    with the same heading (up to the next "## " heading) if the file has one, else append it."""
+    heading = text.split("\n", 1)[0]
+    old = open(path).read() if os.path.exists(path) else ""
+    start = old.find(heading + "\n")
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text if old else text
+    else:
+        nxt = old.find("\n## ", start + len(heading))
+        new = old[:start] + text + (old[nxt + 1:] if nxt >= 0 else "")
+    with open(path, "w") as f:
+        f.write(new if new.endswith("\n") else new + "\n")

@@ -143,21 +143,6 @@ def targets_table(rows):
     return "\n".join(lines)
 
 
-def write_section(path: str, text: str):
-    """Put ``text`` (a section starting with HEADING) into ``path``: replace that section if the file has
-    it (up to the next "## " heading), else append it."""
-    old = open(path).read() if os.path.exists(path) else ""
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text if old else text
-    else:
-        nxt = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + (old[nxt + 1:] if nxt >= 0 else "")
-        new = new if new.endswith("\n") else new + "\n"
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -178,7 +163,7 @@ def main(argv=None):
         with open(args.out, "w") as f:
             f.write(text)
     if args.append:  # replaces this script's section if the file has one
-        write_section(args.append, text)
+        _steps.put_section(args.append, text)
 
 
 if __name__ == "__main__":
