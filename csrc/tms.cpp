@@ -316,6 +316,33 @@ inline void check_offsets(const int64_t *off, int64_t rows, int64_t nnz) {
 
 constexpr int64_t kLaneMaxWeights = 512;  // see use_lanes
 
+// ids[0 .. count) = the f in [0, n) with on[f] != 0, ascending; returns count. ids needs room for
+// n + 8 entries (whole 8-id stores, and the scalar loop's one spare id past the last). With AVX-512, 16 features per step
+// (a byte-mask test and two compressing stores of 8 int64 ids): the scalar loop was ~8% of a step.
+inline int64_t compact_on(const uint8_t *on, int64_t n, int64_t *ids) {
+  int64_t cnt = 0, f = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  const __m512i step8 = _mm512_set1_epi64(8);
+  __m512i lo = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  for (; f + 16 <= n; f += 16) {
+    const __mmask16 k = _mm_test_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i *>(on + f)),
+                                           _mm_set1_epi8((char)0xFF));
+    const __m512i hi = _mm512_add_epi64(lo, step8);
+    // compress in a register, then a plain store (a compressing store to memory is microcoded on Zen 4)
+    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k & 0xFF), lo));
+    cnt += __builtin_popcount((unsigned)(k & 0xFF));
+    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k >> 8), hi));
+    cnt += __builtin_popcount((unsigned)(k >> 8));
+    lo = _mm512_add_epi64(hi, step8);
+  }
+#endif
+  for (; f < n; ++f) {
+    ids[cnt] = f;
+    cnt += on[f];
+  }
+  return cnt;
+}
+
 struct StepFlags {
   bool hidden_relu, output_relu, abs_target, tied;
 };
@@ -339,14 +366,111 @@ struct InstanceStep {
     return (n + CH - 1) / CH * CH;
   }
   int64_t n, m, NP;
-  std::vector<T> E, D, gE, gD, dt, bpad, hbuf, ghbuf, yblk, tgt, dyblk;
+  std::vector<T> E, D, gE, gD, dt, bpad, ipad, gbpad, hbuf, ghbuf, yblk, xv, dyblk;
   std::vector<int64_t> nz;
   std::vector<uint8_t> live;
   InstanceStep(int64_t n_, int64_t m_)
       : n(n_), m(m_), NP(padded(n_)), E((size_t)n_ * MP), D((size_t)n_ * MP), gE((size_t)n_ * MP),
-        gD((size_t)n_ * MP), dt((size_t)(MP * NP)), bpad((size_t)NP), hbuf((size_t)RB * MP),
-        ghbuf((size_t)RB * MP), yblk((size_t)(RB * NP)), tgt((size_t)n_, T(0)), dyblk((size_t)RB * n_, T(0)),
-        nz((size_t)n_), live((size_t)n_) {}
+        gD((size_t)n_ * MP), dt((size_t)(MP * NP)), bpad((size_t)NP), ipad((size_t)NP), gbpad((size_t)NP),
+        hbuf((size_t)RB * MP), ghbuf((size_t)RB * MP), yblk((size_t)(RB * NP)), xv((size_t)(RB * NP), T(0)), dyblk((size_t)(RB * NP)),
+        nz((size_t)NP + 8), live((size_t)NP) {}
+
+  // Dense-tile read-in and read-in gradient, for instances whose batch is dense enough that a
+  // register-tiled product over all n features (each E / gE row loaded once per tile, sequentially)
+  // beats one random E / gE row access per nonzero (see kDenseMinDensity). Over the features in
+  // ascending order, so bit for bit the sparse loops' sums: a zero input adds an exact 0 (with finite
+  // weights; an inf weight times a zero input gives NaN here where the sparse loop skips it).
+  //   h[rr] = relu?(sum_f xv[rr, f] E[f])            gE[f] += sum_rr xv[rr, f] gh[rr]
+  void readin_dense(bool hidden_relu) {
+    const v_t zero = VT::splat(T(0));
+    for (int cg = 0; cg < NV; cg += G) {
+      v_t acc[RB][G];
+      for (int rr = 0; rr < RB; ++rr)
+        for (int c = 0; c < G; ++c) acc[rr][c] = zero;
+      for (int64_t f = 0; f < n; ++f) {
+        v_t er[G];
+        for (int c = 0; c < G; ++c) er[c] = VT::load(E.data() + f * MP + (cg + c) * W);
+        for (int rr = 0; rr < RB; ++rr) {
+          const T x = xv[rr * NP + f];
+          for (int c = 0; c < G; ++c) acc[rr][c] += x * er[c];
+        }
+      }
+      for (int rr = 0; rr < RB; ++rr)
+        for (int c = 0; c < G; ++c) {
+          v_t h = acc[rr][c];
+          if (hidden_relu) h = h > zero ? h : zero;
+          VT::store(hbuf.data() + rr * MP + (cg + c) * W, h);
+        }
+    }
+  }
+  void gE_dense(bool hidden_relu) {
+    const v_t zero = VT::splat(T(0));
+    for (int cg = 0; cg < NV; cg += G) {
+      v_t gh[RB][G];
+      for (int rr = 0; rr < RB; ++rr)
+        for (int c = 0; c < G; ++c) {
+          gh[rr][c] = VT::load(ghbuf.data() + rr * MP + (cg + c) * W);
+          if (hidden_relu) gh[rr][c] = VT::load(hbuf.data() + rr * MP + (cg + c) * W) > zero ? gh[rr][c] : zero;
+        }
+      for (int64_t f = 0; f < n; ++f) {
+        T *ger = gE.data() + f * MP + cg * W;
+        v_t a[G];
+        for (int c = 0; c < G; ++c) a[c] = VT::load(ger + c * W);
+        for (int rr = 0; rr < RB; ++rr) {
+          const T x = xv[rr * NP + f];
+          for (int c = 0; c < G; ++c) a[c] += x * gh[rr][c];
+        }
+        for (int c = 0; c < G; ++c) VT::store(ger + c * W, a[c]);
+      }
+    }
+  }
+
+  // The read-out of the tile (readout_tile.h, into yblk) and, per vector of features over all RB
+  // rows, the loss and its gradient: y = relu?(out), loss += imp (y - x)^2, dy = 2 scale imp (y - x)
+  // where the output is live (0 past a dead ReLU, and in rows past nr), the bias gradient summed over
+  // the tile's rows, and live[f] = 1 when dy[., f] != 0 in some row. A pass per row over stored
+  // outputs (the bias gradient and flags written once per row) was 15-17% of the step; with the
+  // epilogue inside the read-out's register tile GCC spilled the tile's weights to the stack.
+  // xv: the tile's inputs, dense, stride NP (the target is xv, or |xv| for the abs model).
+  // Returns the tile's loss (unscaled: the sum of imp (y - x)^2 over its rows).
+  template <bool ORELU, bool ABS>
+  double readout_loss(int64_t nr, T c2) {
+    using m_t = decltype(v_t{} != v_t{});  // lane masks (integer lanes, -1 / 0)
+    typedef uint8_t b_t __attribute__((vector_size(W)));
+    const v_t zero = VT::splat(T(0));
+    v_t lsum = zero;
+    readout_tile<T, false, RB>(hbuf.data(), MP, dt.data(), bpad.data(), NP, m, yblk.data(), NP, RB);
+    for (int64_t f0 = 0; f0 < NP; f0 += W) {  // NP: a whole number of vectors
+      const v_t im = VT::load(ipad.data() + f0), ci = c2 * im;
+      v_t gs = zero;
+      m_t any = zero != zero;
+      for (int rr = 0; rr < RB; ++rr) {
+        T *dyr = dyblk.data() + rr * NP + f0;
+        if (rr >= nr) {
+          VT::store(dyr, zero);
+          continue;
+        }
+        const v_t out = VT::load(yblk.data() + rr * NP + f0);
+        v_t y = out;
+        if constexpr (ORELU) y = y > zero ? y : zero;  // a dead ReLU: output 0, gradient 0
+        v_t x = VT::load(xv.data() + rr * NP + f0);
+        if constexpr (ABS) x = x < zero ? -x : x;
+        const v_t diff = y - x;
+        lsum += im * diff * diff;
+        v_t g = ci * diff;
+        if constexpr (ORELU) g = out > zero ? g : zero;
+        VT::store(dyr, g);
+        gs += g;
+        any |= g != zero;
+      }
+      VT::store(gbpad.data() + f0, VT::load(gbpad.data() + f0) + gs);
+      const b_t flags = __builtin_convertvector(any, b_t) & (uint8_t)1;
+      __builtin_memcpy(live.data() + f0, &flags, sizeof(b_t));
+    }
+    double l = 0.0;
+    for (int u = 0; u < W; ++u) l += (double)lsum[u];
+    return l;
+  }
 
   // src.tile(b0, nr, off, idx, val) gives rows [b0, b0 + nr) of the instance: row b0 + rr has the
   // entries off[rr] .. off[rr + 1] of idx / val (CsrRows: a sampled batch; SampledRows: drawn here).
@@ -362,84 +486,65 @@ struct InstanceStep {
       }
     std::fill(gE.begin(), gE.end(), T(0));
     std::fill(gD.begin(), gD.end(), T(0));
-    std::fill(gbi, gbi + n, T(0));
     std::fill(dt.begin(), dt.end(), T(0));
     for (int64_t f = 0; f < n; ++f)
       for (int64_t t = 0; t < m; ++t) dt[t * NP + f] = Di[f * m + t];
     std::fill(bpad.begin(), bpad.end(), T(0));
     std::copy(bi, bi + n, bpad.begin());
+    std::fill(ipad.begin(), ipad.end(), T(0));  // padded features: no loss, no gradient
+    std::copy(ii, ii + n, ipad.begin());
+    std::fill(gbpad.begin(), gbpad.end(), T(0));
+    std::fill(xv.begin(), xv.end(), T(0));  // the sparse path clears only what it set (a dense instance may precede)
     T *gDp = fl.tied ? gE.data() : gD.data();  // tied: one gradient buffer
     const v_t zero = VT::splat(T(0));
     double loss = 0.0;
+    const bool dense = src.dense();
     for (int64_t b0 = 0; b0 < B; b0 += RB) {
       const int64_t nr = std::min<int64_t>(RB, B - b0);
-      const int64_t *off;
-      const int64_t *idx;
-      const T *val;
-      src.tile(b0, nr, off, idx, val);
-      // ---- forward: h for RB rows (padded to MP; rows past nr stay 0), then y = D h + b (readout_tile.h).
-      // The running sums are explicit vectors: with a plain T[MP] array GCC kept them on the stack and
-      // built every second row of E with gathers.
-      for (int64_t rr = 0; rr < RB; ++rr) {
-        v_t h[NV];
-        for (int c = 0; c < NV; ++c) h[c] = zero;
-        if (rr < nr) {
+      const int64_t *off = nullptr, *idx = nullptr;
+      const T *val = nullptr;
+      if (dense) {
+        src.dense_tile(b0, nr, xv.data(), NP);
+      } else {
+        src.tile(b0, nr, off, idx, val);
+        for (int64_t rr = 0; rr < nr; ++rr) {  // the tile's inputs, dense (xv), for the loss
+          T *xr = xv.data() + rr * NP;
           for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
-            const T v = val[j];
-            const T *er = E.data() + idx[j] * MP;
-            for (int c = 0; c < NV; ++c) h[c] += v * VT::load(er + c * W);
+            xr[idx[j]] += val[j];
+            asm("" : "+r"(j));  // keep this loop scalar: GCC made it a (slow, microcoded) AVX-512 scatter
           }
-          if (fl.hidden_relu)
-            for (int c = 0; c < NV; ++c) h[c] = h[c] > zero ? h[c] : zero;
         }
-        for (int c = 0; c < NV; ++c) VT::store(hbuf.data() + rr * MP + c * W, h[c]);
       }
-      readout_tile<T, false, RB>(hbuf.data(), MP, dt.data(), bpad.data(), NP, m, yblk.data(), NP, nr);
-      // ---- loss and output gradient dy, row by row (rows past nr keep dy = 0)
-      for (int64_t rr = 0; rr < nr; ++rr) {
-        const T *yr = yblk.data() + rr * NP;
-        for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
-          const T v = val[j];
-          tgt[idx[j]] += fl.abs_target ? (v < T(0) ? -v : v) : v;
+      // ---- forward: h for RB rows (padded to MP; rows past nr stay 0), then the read-out with the loss.
+      if (dense) {
+        readin_dense(fl.hidden_relu);
+      } else {
+        // The running sums are explicit vectors: with a plain T[MP] array GCC kept them on the stack
+        // and built every second row of E with gathers.
+        for (int64_t rr = 0; rr < RB; ++rr) {
+          v_t h[NV];
+          for (int c = 0; c < NV; ++c) h[c] = zero;
+          if (rr < nr) {
+            for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
+              const T v = val[j];
+              const T *er = E.data() + idx[j] * MP;
+              for (int c = 0; c < NV; ++c) h[c] += v * VT::load(er + c * W);
+            }
+            if (fl.hidden_relu)
+              for (int c = 0; c < NV; ++c) h[c] = h[c] > zero ? h[c] : zero;
+          }
+          for (int c = 0; c < NV; ++c) VT::store(hbuf.data() + rr * MP + c * W, h[c]);
         }
-        // Branch-free (vectorised) pass: loss, output gradient, bias gradient. The row's loss is
-        // summed in T so that the loop vectorises; rows add up in double.
-        T lr = 0;
-        const T c2 = (T)(2.0 * scale);
-        const T *tg = tgt.data();
-        T *dyp = dyblk.data() + rr * n;
-        const bool orelu = fl.output_relu;
-#pragma omp simd reduction(+ : lr)
-        for (int64_t f = 0; f < n; ++f) {
-          const T yv = yr[f];
-          const bool lv = !orelu || yv > T(0);
-          const T y = lv ? yv : T(0);
-          const T diff = y - tg[f];
-          lr += ii[f] * diff * diff;
-          const T g = lv ? c2 * ii[f] * diff : T(0);
-          dyp[f] = g;
-          gbi[f] += g;
-        }
-        loss += (double)lr;
-        for (int64_t j = off[rr]; j < off[rr + 1]; ++j) tgt[idx[j]] = T(0);  // clear only the slots set
       }
+      const T c2 = (T)(2.0 * scale);
+      loss += fl.output_relu ? (fl.abs_target ? readout_loss<true, true>(nr, c2) : readout_loss<true, false>(nr, c2))
+                             : (fl.abs_target ? readout_loss<false, true>(nr, c2) : readout_loss<false, false>(nr, c2));
       // ---- backward of the read-out for the whole tile, as two register-tiled products over the
       // features whose output gradient is nonzero in some row of the tile (a dead ReLU with a zero
-      // target has none: most features, once the bias has learned to filter interference):
+      // target has none):
       //   gh[rr] = sum_f dy[rr, f] D[f]          gD[f] += sum_rr dy[rr, f] h[rr]
       // Each D row and each gD row is loaded once per tile instead of once per row.
-      std::fill(live.begin(), live.end(), uint8_t(0));
-      for (int64_t rr = 0; rr < nr; ++rr) {
-        const T *dyp = dyblk.data() + rr * n;
-        uint8_t *lv = live.data();
-#pragma omp simd
-        for (int64_t f = 0; f < n; ++f) lv[f] |= (uint8_t)(dyp[f] != T(0));
-      }
-      int64_t nnz = 0;
-      for (int64_t f = 0; f < n; ++f) {
-        nz[nnz] = f;
-        nnz += live[f];
-      }
+      const int64_t nnz = compact_on(live.data(), NP, nz.data());
       const T *dyb = dyblk.data();
       for (int cg = 0; cg < NV; cg += G) {
         v_t acc[RB][G];
@@ -450,7 +555,7 @@ struct InstanceStep {
           v_t dr[G];
           for (int c = 0; c < G; ++c) dr[c] = VT::load(D.data() + f * MP + (cg + c) * W);
           for (int rr = 0; rr < RB; ++rr) {
-            const T g = dyb[rr * n + f];
+            const T g = dyb[rr * NP + f];
             for (int c = 0; c < G; ++c) acc[rr][c] += g * dr[c];
           }
         }
@@ -467,30 +572,41 @@ struct InstanceStep {
           v_t a[G];
           for (int c = 0; c < G; ++c) a[c] = VT::load(gdr + c * W);
           for (int rr = 0; rr < RB; ++rr) {
-            const T g = dyb[rr * n + f];
+            const T g = dyb[rr * NP + f];
             for (int c = 0; c < G; ++c) a[c] += g * hv[rr][c];
           }
           for (int c = 0; c < G; ++c) VT::store(gdr + c * W, a[c]);
         }
       }
-      // ---- back through the hidden ReLU and the read-in, row by row
-      for (int64_t rr = 0; rr < nr; ++rr) {
-        v_t gh[NV];
-        for (int c = 0; c < NV; ++c) {
-          gh[c] = VT::load(ghbuf.data() + rr * MP + c * W);
-          if (fl.hidden_relu) {
-            const v_t h = VT::load(hbuf.data() + rr * MP + c * W);
-            gh[c] = h > zero ? gh[c] : zero;
+      // ---- back through the hidden ReLU and the read-in
+      if (dense) {
+        gE_dense(fl.hidden_relu);
+      } else {
+        for (int64_t rr = 0; rr < nr; ++rr) {
+          v_t gh[NV];
+          for (int c = 0; c < NV; ++c) {
+            gh[c] = VT::load(ghbuf.data() + rr * MP + c * W);
+            if (fl.hidden_relu) {
+              const v_t h = VT::load(hbuf.data() + rr * MP + c * W);
+              gh[c] = h > zero ? gh[c] : zero;
+            }
+          }
+          for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
+            const T v = val[j];
+            T *ger = gE.data() + idx[j] * MP;
+            for (int c = 0; c < NV; ++c) VT::store(ger + c * W, VT::load(ger + c * W) + v * gh[c]);
           }
         }
-        for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
-          const T v = val[j];
-          T *ger = gE.data() + idx[j] * MP;
-          for (int c = 0; c < NV; ++c) VT::store(ger + c * W, VT::load(ger + c * W) + v * gh[c]);
+        for (int64_t rr = 0; rr < nr; ++rr) {  // clear only the slots set
+          T *xr = xv.data() + rr * NP;
+          for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
+            xr[idx[j]] = T(0);
+            asm("" : "+r"(j));
+          }
         }
       }
-      std::fill(dyblk.begin(), dyblk.begin() + nr * n, T(0));  // rows past the last tile's nr stay 0
     }
+    std::copy(gbpad.begin(), gbpad.begin() + n, gbi);
     for (int64_t f = 0; f < n; ++f)
       for (int64_t t = 0; t < m; ++t) {
         gEi[f * m + t] = gE[f * MP + t];
@@ -643,6 +759,23 @@ inline std::atomic<int> &lane_strategy() {
   static std::atomic<int> s{0};
   return s;
 }
+// Dense tiles (InstanceStep::readin_dense / gE_dense) for an instance whose batch has at least
+// kDenseMinDensity of its entries nonzero: the sparse read-in and its gradient cost ~10 cycles a
+// nonzero (a random E / gE row from L2 each), the dense pair 2 x 8 FMAs a feature (rows streamed).
+// Measured crossover (whole step, 20 instances of one density, forced either way, sparse / dense
+// time): n=400 m=30: 0.96 at p=0.2, 1.03 at 0.25, 1.21 at 0.4; n=200 m=20: 0.97 at 0.25, 1.05 at 0.3;
+// n=1000 m=64: 0.99 at 0.25, 1.00 at 0.3, 1.11 at 0.4.
+// dense_strategy() (tests, _C.tms_dense_strategy): 0 automatic, 1 never, 2 always.
+constexpr double kDenseMinDensity = 0.25;
+inline std::atomic<int> &dense_strategy() {
+  static std::atomic<int> s{0};
+  return s;
+}
+inline bool use_dense_tiles(double nonzeros, double entries) {
+  const int forced = dense_strategy().load(std::memory_order_relaxed);
+  if (forced != 0) return forced == 2;
+  return entries > 0 && nonzeros >= kDenseMinDensity * entries;
+}
 inline bool use_lanes(int64_t n, int64_t m, int64_t corr, int64_t anti) {
   const int forced = lane_strategy().load(std::memory_order_relaxed);
   if (forced != 0) return forced == 2 && corr == 0 && anti == 0;
@@ -656,40 +789,25 @@ struct CsrRows {
   const T *val;
   int64_t B;
   const int64_t *off = nullptr;
-  void select(int64_t i) { off = offsets + i * B; }
+  int64_t n = 0;
+  bool dense_ = false;
+  void select(int64_t i) {
+    off = offsets + i * B;
+    dense_ = use_dense_tiles((double)(off[B] - off[0]), (double)B * (double)n);
+  }
+  bool dense() const { return dense_; }
   void tile(int64_t b0, int64_t, const int64_t *&o, const int64_t *&ix, const T *&v) const {
     o = off + b0;
     ix = idx;
     v = val;
   }
+  // rows [b0, b0 + nr) as dense rows of xv (stride ld; duplicates add up), rows nr .. kTileRows - 1 zero
+  void dense_tile(int64_t b0, int64_t nr, T *xv, int64_t ld) const {
+    std::fill(xv, xv + kTileRows * ld, T(0));
+    for (int64_t rr = 0; rr < nr; ++rr)
+      for (int64_t j = off[b0 + rr]; j < off[b0 + rr + 1]; ++j) xv[rr * ld + idx[j]] += val[j];
+  }
 };
-
-// ids[0 .. count) = the f in [0, n) with on[f] != 0, ascending; returns count. ids needs room for
-// n + 8 entries (whole 8-id stores, and the scalar loop's one spare id past the last). With AVX-512, 16 features per step
-// (a byte-mask test and two compressing stores of 8 int64 ids): the scalar loop was ~8% of a step.
-inline int64_t compact_on(const uint8_t *on, int64_t n, int64_t *ids) {
-  int64_t cnt = 0, f = 0;
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  const __m512i step8 = _mm512_set1_epi64(8);
-  __m512i lo = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-  for (; f + 16 <= n; f += 16) {
-    const __mmask16 k = _mm_test_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i *>(on + f)),
-                                           _mm_set1_epi8((char)0xFF));
-    const __m512i hi = _mm512_add_epi64(lo, step8);
-    // compress in a register, then a plain store (a compressing store to memory is microcoded on Zen 4)
-    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k & 0xFF), lo));
-    cnt += __builtin_popcount((unsigned)(k & 0xFF));
-    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k >> 8), hi));
-    cnt += __builtin_popcount((unsigned)(k >> 8));
-    lo = _mm512_add_epi64(hi, step8);
-  }
-#endif
-  for (; f < n; ++f) {
-    ids[cnt] = f;
-    cnt += on[f];
-  }
-  return cnt;
-}
 
 // Rows of one instance drawn on the fly, tile by tile: the numbers of sample_fill (the same
 // row_keys / row_mask / value hashes, ids ascending), never written to a batch in memory.
@@ -706,7 +824,35 @@ struct SampledRows {
   SampledRows(const SampleSpec &s, const std::vector<uint64_t> &b, bool sv)
       : sp(&s), bases(&b), signed_values(sv), on((size_t)s.n), ids((size_t)(kTileRows * s.n + 8)),
         vals((size_t)(kTileRows * s.n + 8)) {}
-  void select(int64_t inst) { i = inst; }
+  bool dense_ = false;
+  void select(int64_t inst) {
+    i = inst;
+    double expect = 0.0;  // expected entries per row
+    for (int64_t f = 0; f < sp->n; ++f) expect += sp->p[i * sp->n + f];
+    dense_ = use_dense_tiles(expect, (double)sp->n);
+  }
+  bool dense() const { return dense_; }
+  // rows [b0, b0 + nr) drawn straight into dense rows of xv (stride ld): a value hash for every
+  // feature and a select, no compaction (the same numbers as tile()); rows nr .. kTileRows - 1 zero
+  void dense_tile(int64_t b0, int64_t nr, T *xv, int64_t ld) {
+    const int64_t n = sp->n;
+    Rng pairs(0, 0, 0, 0);
+    for (int64_t rr = 0; rr < nr; ++rr) {
+      uint32_t kon, kval;
+      row_keys(*bases, i, b0 + rr, kon, kval, pairs);
+      row_mask(*sp, i, kon, pairs, on.data());
+      T *xr = xv + rr * ld;
+      const uint8_t *o = on.data();
+      const bool sv = signed_values;
+#pragma omp simd
+      for (int64_t f = 0; f < n; ++f) {
+        const float u = (float)(mix32(kval + (uint32_t)f * 0x9E3779B9U) >> 8) * (1.0f / 16777216.0f);
+        const T v = (T)(sv ? 2.0f * u - 1.0f : u);
+        xr[f] = o[f] ? v : T(0);
+      }
+    }
+    std::fill(xv + nr * ld, xv + kTileRows * ld, T(0));
+  }
   void tile(int64_t b0, int64_t nr, const int64_t *&oo, const int64_t *&ix, const T *&v) {
     const int64_t n = sp->n;
     Rng pairs(0, 0, 0, 0);
@@ -808,7 +954,7 @@ void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const 
   const double scale = (B > 0 && n > 0) ? 1.0 / ((double)B * (double)n) : 0.0;
   const StepFlags fl{hidden_relu, output_relu, abs_target, tied};
   const T *val = values.data();
-  auto make_src = [&]() { return CsrRows<T>{off, idx, val, B}; };
+  auto make_src = [&]() { return CsrRows<T>{off, idx, val, B, nullptr, n}; };
   dispatch_mp<T>(m, [&](auto mp) {
     step_all<T, decltype(mp)::value>(make_src, I, B, n, m, E.data(), D.data(), b.data(), imp.data(),
                                      gE.mutable_data(), gD.mutable_data(), gb.mutable_data(),
@@ -888,6 +1034,15 @@ void register_tms(py::module_ &m) {
       },
       py::arg("strategy"),
       "Set how tms_sample_step runs small models (0 automatic, 1 row tiles, 2 rows in SIMD lanes); returns the old one.");
+  m.def(
+      "tms_dense_strategy",
+      [](int s) {
+        if (s < 0 || s > 2) fail("strategy", "expected 0 (automatic), 1 (sparse rows) or 2 (dense tiles)");
+        return dense_strategy().exchange(s);
+      },
+      py::arg("strategy"),
+      "Set how the row-tiled TMS steps read their inputs (0 automatic by density, 1 sparse rows, 2 dense "
+      "tiles); the results are the same bit for bit with finite weights. Returns the old one.");
   m.def("tms_sample_count", &sample_count, py::arg("seed"), py::arg("step"), py::arg("p").noconvert(), py::arg("batch_size"), py::arg("correlated_pairs"),
         py::arg("anticorrelated_pairs"), py::arg("offsets").noconvert(), py::arg("nthreads") = 0,
         py::arg("instance_seeds") = py::none());

@@ -18,13 +18,15 @@ def small_config(kind, **kw):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("m", [6, 40])  # one register of hidden units, and several
-def test_fused_step_matches_reference_float64(kind, m):
+@pytest.mark.parametrize("tiles", [0, 1, 2])  # automatic, sparse rows, dense tiles (see below)
+def test_fused_step_matches_reference_float64(kind, m, tiles):
     cfg = small_config(kind, n_hidden=m)
     model = ToyModel(cfg, seed=1, dtype=torch.float64)
     with torch.no_grad():
         model.b.normal_(0, 0.1)
     batch = sample_batch(cfg, 50, seed=3, dtype=torch.float64)
-    l_fused = fused_loss_and_grad(model, batch).double()
+    with dense_strategy(tiles):
+        l_fused = fused_loss_and_grad(model, batch).double()
     g_fused = [p.grad.clone() for p in model.parameters()]
     l_ref = reference_loss_and_grad(model, batch).double()
     g_ref = [p.grad.clone() for p in model.parameters()]
@@ -63,6 +65,70 @@ def _check_sampled_step(cfg, dtype, B, same):
                 assert same(a, b), (seeds, step)
     # and it is a different batch for a different step (the test above can fail)
     assert not torch.allclose(fused_sampled_loss_and_grad(model, sampler, 8), lb)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("m,B", [(1, 1), (6, 50), (17, 23), (40, 9)])
+def test_dense_tiles_equal_sparse_rows(kind, dtype, m, B):
+    """Instances with dense enough batches read in (and back) through dense 8-row tiles instead of
+    their nonzeros: the same sums in the same order, so bit for bit the sparse rows' losses and
+    gradients, for the step on a batch (tms_step) and the step drawing its own (tms_sample_step, which
+    then draws straight into the dense tile). Densities 1, 0.3, 0.05 and feature pairs; the automatic
+    choice (per instance, by density) mixes both in one call."""
+    cfg = small_config(kind, n_hidden=m)
+    model = ToyModel(cfg, seed=1, dtype=dtype)
+    with torch.no_grad():
+        model.b.normal_(0, 0.1)
+    sampler = BatchSampler(cfg, B, seed=3, dtype=dtype)
+    runs = {}
+    with lane_strategy(1):
+        for name, strategy in (("sparse", 1), ("dense", 2), ("auto", 0)):
+            with dense_strategy(strategy):
+                for fn in ("batch", "drawn"):
+                    loss = (fused_loss_and_grad(model, sampler.sample(5)) if fn == "batch"
+                            else fused_sampled_loss_and_grad(model, sampler, 5))
+                    runs[name, fn] = [loss] + [p.grad.clone() for p in model.parameters()]
+    ref = runs["sparse", "batch"]
+    assert all(g.abs().sum() > 0 for g in ref[1:])
+    for key, got in runs.items():
+        assert all(torch.equal(a, b) for a, b in zip(ref, got)), key
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dense_tiles_match_reference_with_duplicate_indices(kind):
+    """A hand-built CSR batch may repeat a feature in a row: both read-ins add the repeats up, as the
+    einsum reference on batch.to_dense() does (the abs target is |sum|)."""
+    from supcomp.tms.data import SparseBatch
+
+    cfg = ToyModelConfig(11, 4, n_instances=2, kind=kind, feature_probability=0.5)
+    model = ToyModel(cfg, seed=0, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    B, per_row = 13, 5
+    idx = torch.randint(0, 11, (2 * B, per_row), generator=g)
+    idx[:, 1] = idx[:, 0]  # a repeat in every row
+    batch = SparseBatch(offsets=torch.arange(0, 2 * B * per_row + 1, per_row), indices=idx.reshape(-1),
+                        values=torch.rand(2 * B * per_row, generator=g, dtype=torch.float64) * 2 - 1,
+                        n_instances=2, batch_size=B, n_features=11)
+    lr = reference_loss_and_grad(model, batch).double()
+    gr = [p.grad.clone() for p in model.parameters()]
+    for strategy in (1, 2):
+        with dense_strategy(strategy):
+            lf = fused_loss_and_grad(model, batch).double()
+        assert torch.allclose(lf, lr, rtol=1e-6), strategy
+        for a, b in zip([p.grad for p in model.parameters()], gr):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-14), strategy
+
+
+@contextlib.contextmanager
+def dense_strategy(s):
+    from supcomp import _C
+
+    old = _C.tms_dense_strategy(s)
+    try:
+        yield
+    finally:
+        _C.tms_dense_strategy(old)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,8 @@ from .config import ToyModelConfig
 class SparseBatch:
     """One batch of ``I * B`` sparse rows in CSR form.
 
-    offsets ``[I*B + 1]`` int64; indices ``[nnz]`` int64 (ascending within a row); values ``[nnz]``.
+    offsets ``[I*B + 1]`` int64; indices ``[nnz]`` int64 (ascending within a row as the samplers draw
+    them; a hand-built batch may repeat a feature in a row: repeats add up); values ``[nnz]``.
     """
 
     offsets: torch.Tensor
@@ -64,10 +65,11 @@ class SparseBatch:
         return idx.reshape(self.n_instances, self.batch_size, k), val.reshape(self.n_instances, self.batch_size, k)
 
     def to_dense(self) -> torch.Tensor:
-        """``x [I, B, n]``."""
+        """``x [I, B, n]``; a feature repeated in a row adds up (as in the fused step and
+        ``supcomp.sparse.padded_to_dense``)."""
         rows, _ = self._positions()
         x = torch.zeros(self.n_instances * self.batch_size, self.n_features, dtype=self.values.dtype)
-        x[rows, self.indices] = self.values
+        x.index_put_((rows, self.indices), self.values, accumulate=True)
         return x.reshape(self.n_instances, self.batch_size, self.n_features)
 
 
