@@ -104,12 +104,11 @@ inline void row_keys(const std::vector<uint64_t> &bases, int64_t i, int64_t b, u
   kval = (uint32_t)(k >> 32);
 }
 
-// The independent features of row r: on[f] (0/1) for f in [first_free, n), one
-// vectorised hash per feature. Then pairs (scalar, few).
-inline int64_t row_mask(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pairs, uint8_t *on) {
-  const int64_t n = sp.n, first_free = 2 * (sp.corr + sp.anti);
-  const uint32_t *thr = sp.thr.data() + i * n;
-  const double *pi = sp.p + i * n;
+// The pairs of row r: on[f] for f < first_free = 2 * (corr + anti), drawn from the row's Rng (scalar,
+// few); returns first_free.
+inline int64_t pair_mask(const SampleSpec &sp, int64_t i, Rng &pairs, uint8_t *on) {
+  const int64_t first_free = 2 * (sp.corr + sp.anti);
+  const double *pi = sp.p + i * sp.n;
   for (int64_t f = 0; f < first_free; ++f) on[f] = 0;
   for (int64_t q = 0; q < sp.corr; ++q) {
     const uint8_t o = pairs.uniform() < pi[2 * q];
@@ -120,6 +119,14 @@ inline int64_t row_mask(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pair
     const double pa = pi[f], s2 = pa + pi[f + 1];
     if (pairs.uniform() < s2) on[pairs.uniform() * s2 < pa ? f : f + 1] = 1;  // member a with probability pa / s2
   }
+  return first_free;
+}
+
+// Row r's on[f] (0/1) for every feature: the pairs, then one vectorised hash per independent feature;
+// returns the count.
+inline int64_t row_mask(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pairs, uint8_t *on) {
+  const int64_t n = sp.n, first_free = pair_mask(sp, i, pairs, on);
+  const uint32_t *thr = sp.thr.data() + i * n;
   int64_t cnt = 0;
 #pragma omp simd reduction(+ : cnt)
   for (int64_t f = first_free; f < n; ++f) {
@@ -809,6 +816,46 @@ struct CsrRows {
   }
 };
 
+// The ids of row r's nonzeros, ascending, into ids (room for n + 8, as compact_on): row_mask then compact_on, the
+// same ids; with AVX-512 the independent features go 16 at a time from the hash comparison's mask
+// straight to compressed ids, without the flag bytes in between.
+inline int64_t row_ids(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pairs, uint8_t *on, int64_t *ids) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  typedef uint32_t u32v __attribute__((vector_size(64)));
+  const int64_t n = sp.n, first_free = pair_mask(sp, i, pairs, on);
+  const uint32_t *thr = sp.thr.data() + i * n;
+  int64_t cnt = 0, f = 0;
+  for (; f < first_free; ++f) {
+    ids[cnt] = f;
+    cnt += on[f];
+  }
+  const u32v lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const __m512i step8 = _mm512_set1_epi64(8);
+  for (; f + 16 <= n; f += 16) {
+    const u32v key = (u32v{} + kon) + ((u32v{} + (uint32_t)f) + lane) * 0x9E3779B9U;
+    const u32v h = mix32(key);
+    __m512i hv, tv;
+    __builtin_memcpy(&hv, &h, 64);
+    tv = _mm512_loadu_si512(thr + f);
+    const __mmask16 k = _mm512_cmple_epu32_mask(hv, tv);
+    const __m512i lo = _mm512_add_epi64(_mm512_set1_epi64(f), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m512i hi = _mm512_add_epi64(lo, step8);
+    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k & 0xFF), lo));
+    cnt += __builtin_popcount((unsigned)(k & 0xFF));
+    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k >> 8), hi));
+    cnt += __builtin_popcount((unsigned)(k >> 8));
+  }
+  for (; f < n; ++f) {
+    ids[cnt] = f;
+    cnt += mix32(kon + (uint32_t)f * 0x9E3779B9U) <= thr[f];
+  }
+  return cnt;
+#else
+  row_mask(sp, i, kon, pairs, on);
+  return compact_on(on, sp.n, ids);
+#endif
+}
+
 // Rows of one instance drawn on the fly, tile by tile: the numbers of sample_fill (the same
 // row_keys / row_mask / value hashes, ids ascending), never written to a batch in memory.
 template <typename T>
@@ -824,6 +871,10 @@ struct SampledRows {
   SampledRows(const SampleSpec &s, const std::vector<uint64_t> &b, bool sv)
       : sp(&s), bases(&b), signed_values(sv), on((size_t)s.n), ids((size_t)(kTileRows * s.n + 8)),
         vals((size_t)(kTileRows * s.n + 8)) {}
+  static inline T value_of(uint32_t kval, int64_t f, bool sv) {  // sample_fill's value of feature f
+    const float u = (float)(mix32(kval + (uint32_t)f * 0x9E3779B9U) >> 8) * (1.0f / 16777216.0f);
+    return (T)(sv ? 2.0f * u - 1.0f : u);
+  }
   bool dense_ = false;
   void select(int64_t inst) {
     i = inst;
@@ -840,15 +891,18 @@ struct SampledRows {
     for (int64_t rr = 0; rr < nr; ++rr) {
       uint32_t kon, kval;
       row_keys(*bases, i, b0 + rr, kon, kval, pairs);
-      row_mask(*sp, i, kon, pairs, on.data());
       T *xr = xv + rr * ld;
-      const uint8_t *o = on.data();
       const bool sv = signed_values;
+      // the pairs as row_mask draws them; the independent features in one pass with their values
+      // (row_mask's on-hash and sample_fill's value hash, without the flag bytes in between)
+      const int64_t first_free = pair_mask(*sp, i, pairs, on.data());
+      for (int64_t f = 0; f < first_free; ++f) xr[f] = on[f] ? value_of(kval, f, sv) : T(0);
+      const uint32_t *thr = sp->thr.data() + i * n;
 #pragma omp simd
-      for (int64_t f = 0; f < n; ++f) {
-        const float u = (float)(mix32(kval + (uint32_t)f * 0x9E3779B9U) >> 8) * (1.0f / 16777216.0f);
-        const T v = (T)(sv ? 2.0f * u - 1.0f : u);
-        xr[f] = o[f] ? v : T(0);
+      for (int64_t f = first_free; f < n; ++f) {
+        const bool o = mix32(kon + (uint32_t)f * 0x9E3779B9U) <= thr[f];
+        const T v = value_of(kval, f, sv);
+        xr[f] = o ? v : T(0);
       }
     }
     std::fill(xv + nr * ld, xv + kTileRows * ld, T(0));
@@ -860,10 +914,9 @@ struct SampledRows {
     for (int64_t rr = 0; rr < nr; ++rr) {
       uint32_t kon, kval;
       row_keys(*bases, i, b0 + rr, kon, kval, pairs);
-      row_mask(*sp, i, kon, pairs, on.data());
       int64_t *id = ids.data() + o[rr];  // branch-free compaction (one spare slot past the row)
       T *va = vals.data() + o[rr];
-      const int64_t cnt = compact_on(on.data(), n, id);
+      const int64_t cnt = row_ids(*sp, i, kon, pairs, on.data(), id);
       const bool sv = signed_values;
 #pragma omp simd
       for (int64_t q = 0; q < cnt; ++q) {  // the value hashes of the entries only (sample_fill's numbers)
