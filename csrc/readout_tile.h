@@ -46,7 +46,32 @@ inline void readout_tile(const T *h, int64_t hstride, const T *wt, const T *bias
       }
     }
   }
-  for (int64_t rr = 0; rr < nr && f0 < n; ++rr) {  // tail features (n not a multiple of CH)
+  constexpr int V = 64 / (int)sizeof(T);  // one AVX-512 register
+  for (; f0 + V <= n; f0 += V) {  // a one-register chunk: n a multiple of V need not be padded to CH
+    T acc[RB][V];
+    for (int rr = 0; rr < RB; ++rr)
+#pragma omp simd
+      for (int u = 0; u < V; ++u) acc[rr][u] = bias[f0 + u];
+    for (int64_t t = 0; t < d; ++t) {
+      const T *col = wt + t * n + f0;
+      for (int rr = 0; rr < RB; ++rr) {
+        const T ht = h[rr * hstride + t];
+#pragma omp simd
+        for (int u = 0; u < V; ++u) acc[rr][u] += ht * col[u];
+      }
+    }
+    for (int64_t rr = 0; rr < nr; ++rr) {
+      T *yr = y + rr * ystride + f0;
+      if constexpr (RELU) {
+#pragma omp simd
+        for (int u = 0; u < V; ++u) yr[u] = acc[rr][u] < T(0) ? T(0) : acc[rr][u];
+      } else {
+#pragma omp simd
+        for (int u = 0; u < V; ++u) yr[u] = acc[rr][u];
+      }
+    }
+  }
+  for (int64_t rr = 0; rr < nr && f0 < n; ++rr) {  // tail features (n not a multiple of V)
     T *yr = y + rr * ystride;
     std::copy(bias + f0, bias + n, yr + f0);
     for (int64_t t = 0; t < d; ++t) {

@@ -359,6 +359,9 @@ struct StepFlags {
 // width, fixed at compile time: the m-long loops unroll and the running sums
 // h and gh live in registers instead of round-tripping through memory).
 // Gradients accumulate into padded buffers and are copied out at the end.
+// Rows go in tiles of RB = 8. Per tile: the inputs (sparse rows, or a dense tile for dense
+// batches, see use_dense_tiles), the read-in h, the read-out fused with the loss (readout_loss),
+// then three register-tiled backward products (gh, gD over the live features, gE).
 template <typename T, int MP>
 struct InstanceStep {
   static constexpr int RB = kTileRows;          // rows that share each load of a decoder row
@@ -366,12 +369,9 @@ struct InstanceStep {
   using v_t = typename VT::v;
   static constexpr int W = VT::W, NV = MP / W;  // MP is a whole number of vectors
   static constexpr int G = NV == 1 ? 1 : 2;     // vectors per column group in the backward tiles
-  // The read-out runs over NP >= n features, n rounded up to readout_tile's register chunk (zero
+  // The read-out runs over NP >= n features, n rounded up to a whole register (zero
   // weights and bias past n): no scalar tail loop, which at n = 20 was the read-out's whole cost.
-  static int64_t padded(int64_t n) {
-    constexpr int64_t CH = kReadoutChunk<T>;
-    return (n + CH - 1) / CH * CH;
-  }
+  static int64_t padded(int64_t n) { return (n + W - 1) / W * W; }
   int64_t n, m, NP;
   std::vector<T> E, D, gE, gD, dt, bpad, ipad, gbpad, hbuf, ghbuf, yblk, xv, dyblk;
   std::vector<int64_t> nz;

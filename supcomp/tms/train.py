@@ -7,8 +7,10 @@ in how the loss gradient is computed:
 * ``backend="fused"``: on CPU one C++ call per step draws the batch and runs
   forward, loss and backward of every instance (``_C.tms_sample_step``: rows
   drawn tile by tile inside the step, sparse read-in, register-tiled read-out
-  and backward that skip zero output gradients; ``_C.tms_step`` is the same
-  step on a batch already drawn). ``fused_loss_and_grad``
+  fused with the loss, and a backward that skips zero output gradients;
+  instances with at least 25% nonzeros use dense 8-row tiles for the read-in
+  and its gradient instead, bit for bit the same sums; ``_C.tms_step`` is the
+  same step on a batch already drawn). ``fused_loss_and_grad``
   on other devices runs the supcomp ops (Triton on CUDA) with torch autograd.
 * ``train`` off the CPU (a GPU) draws each batch on the device
   (``DeviceBatchSampler``: the same numbers as the C++ sampler, dense) and runs
