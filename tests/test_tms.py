@@ -121,25 +121,24 @@ def test_dense_tiles_match_reference_with_duplicate_indices(kind):
 
 
 @contextlib.contextmanager
+def _strategy(name, s):
+    """Force one of the C++ step's layout switches (``_C.tms_<name>_strategy``) inside the block."""
+    from supcomp import _C
+
+    setter = getattr(_C, f"tms_{name}_strategy")
+    old = setter(s)
+    try:
+        yield
+    finally:
+        setter(old)
+
+
 def dense_strategy(s):
-    from supcomp import _C
-
-    old = _C.tms_dense_strategy(s)
-    try:
-        yield
-    finally:
-        _C.tms_dense_strategy(old)
+    return _strategy("dense", s)
 
 
-@contextlib.contextmanager
 def lane_strategy(s):
-    from supcomp import _C
-
-    old = _C.tms_lane_strategy(s)
-    try:
-        yield
-    finally:
-        _C.tms_lane_strategy(old)
+    return _strategy("lane", s)
 
 
 @pytest.mark.parametrize("kind", KINDS)
