@@ -323,31 +323,50 @@ inline void check_offsets(const int64_t *off, int64_t rows, int64_t nnz) {
 
 constexpr int64_t kLaneMaxWeights = 512;  // see use_lanes
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+// Append the ids f .. f + 15 selected by mask k to ids[cnt ..] (two whole 8-id stores; room for 8 past
+// the last id kept); returns the new count. Compressed in a register, then a plain store: a
+// compressing store to memory is microcoded on Zen 4.
+inline int64_t append_ids16(__mmask16 k, int64_t f, int64_t *ids, int64_t cnt) {
+  const __m512i lo = _mm512_add_epi64(_mm512_set1_epi64(f), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m512i hi = _mm512_add_epi64(lo, _mm512_set1_epi64(8));
+  _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k & 0xFF), lo));
+  cnt += __builtin_popcount((unsigned)(k & 0xFF));
+  _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k >> 8), hi));
+  return cnt + __builtin_popcount((unsigned)(k >> 8));
+}
+#endif
+
 // ids[0 .. count) = the f in [0, n) with on[f] != 0, ascending; returns count. ids needs room for
 // n + 8 entries (whole 8-id stores, and the scalar loop's one spare id past the last). With AVX-512, 16 features per step
-// (a byte-mask test and two compressing stores of 8 int64 ids): the scalar loop was ~8% of a step.
+// (a byte-mask test and append_ids16): the scalar loop was ~8% of a step.
 inline int64_t compact_on(const uint8_t *on, int64_t n, int64_t *ids) {
   int64_t cnt = 0, f = 0;
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  const __m512i step8 = _mm512_set1_epi64(8);
-  __m512i lo = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-  for (; f + 16 <= n; f += 16) {
-    const __mmask16 k = _mm_test_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i *>(on + f)),
-                                           _mm_set1_epi8((char)0xFF));
-    const __m512i hi = _mm512_add_epi64(lo, step8);
-    // compress in a register, then a plain store (a compressing store to memory is microcoded on Zen 4)
-    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k & 0xFF), lo));
-    cnt += __builtin_popcount((unsigned)(k & 0xFF));
-    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k >> 8), hi));
-    cnt += __builtin_popcount((unsigned)(k >> 8));
-    lo = _mm512_add_epi64(hi, step8);
-  }
+  for (; f + 16 <= n; f += 16)
+    cnt = append_ids16(_mm_test_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i *>(on + f)),
+                                          _mm_set1_epi8((char)0xFF)),
+                       f, ids, cnt);
 #endif
   for (; f < n; ++f) {
     ids[cnt] = f;
     cnt += on[f];
   }
   return cnt;
+}
+
+// Rows of a CSR tile into dense rows of x (stride ld): x[rr, idx[j]] += val[j] for the entries
+// off[rr] .. off[rr + 1] of rows rr < nr (repeats add up), or, with clear, those slots set to 0.
+template <typename T>
+inline void scatter_rows(T *x, int64_t ld, const int64_t *off, const int64_t *idx, const T *val, int64_t nr,
+                         bool clear) {
+  for (int64_t rr = 0; rr < nr; ++rr) {
+    T *xr = x + rr * ld;
+    for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
+      xr[idx[j]] = clear ? T(0) : xr[idx[j]] + val[j];
+      asm("" : "+r"(j));  // keep this loop scalar: GCC made it a (slow, microcoded) AVX-512 scatter
+    }
+  }
 }
 
 struct StepFlags {
@@ -514,13 +533,7 @@ struct InstanceStep {
         src.dense_tile(b0, nr, xv.data(), NP);
       } else {
         src.tile(b0, nr, off, idx, val);
-        for (int64_t rr = 0; rr < nr; ++rr) {  // the tile's inputs, dense (xv), for the loss
-          T *xr = xv.data() + rr * NP;
-          for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
-            xr[idx[j]] += val[j];
-            asm("" : "+r"(j));  // keep this loop scalar: GCC made it a (slow, microcoded) AVX-512 scatter
-          }
-        }
+        scatter_rows(xv.data(), NP, off, idx, val, nr, false);  // the tile's inputs, dense, for the loss
       }
       // ---- forward: h for RB rows (padded to MP; rows past nr stay 0), then the read-out with the loss.
       if (dense) {
@@ -604,13 +617,7 @@ struct InstanceStep {
             for (int c = 0; c < NV; ++c) VT::store(ger + c * W, VT::load(ger + c * W) + v * gh[c]);
           }
         }
-        for (int64_t rr = 0; rr < nr; ++rr) {  // clear only the slots set
-          T *xr = xv.data() + rr * NP;
-          for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
-            xr[idx[j]] = T(0);
-            asm("" : "+r"(j));
-          }
-        }
+        scatter_rows(xv.data(), NP, off, idx, val, nr, true);  // clear only the slots set
       }
     }
     std::copy(gbpad.begin(), gbpad.begin() + n, gbi);
@@ -811,8 +818,7 @@ struct CsrRows {
   // rows [b0, b0 + nr) as dense rows of xv (stride ld; duplicates add up), rows nr .. kTileRows - 1 zero
   void dense_tile(int64_t b0, int64_t nr, T *xv, int64_t ld) const {
     std::fill(xv, xv + kTileRows * ld, T(0));
-    for (int64_t rr = 0; rr < nr; ++rr)
-      for (int64_t j = off[b0 + rr]; j < off[b0 + rr + 1]; ++j) xv[rr * ld + idx[j]] += val[j];
+    scatter_rows(xv, ld, off + b0, idx, val, nr, false);
   }
 };
 
@@ -830,20 +836,11 @@ inline int64_t row_ids(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pairs
     cnt += on[f];
   }
   const u32v lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  const __m512i step8 = _mm512_set1_epi64(8);
   for (; f + 16 <= n; f += 16) {
-    const u32v key = (u32v{} + kon) + ((u32v{} + (uint32_t)f) + lane) * 0x9E3779B9U;
-    const u32v h = mix32(key);
-    __m512i hv, tv;
+    const u32v h = mix32((u32v{} + kon) + ((u32v{} + (uint32_t)f) + lane) * 0x9E3779B9U);
+    __m512i hv;
     __builtin_memcpy(&hv, &h, 64);
-    tv = _mm512_loadu_si512(thr + f);
-    const __mmask16 k = _mm512_cmple_epu32_mask(hv, tv);
-    const __m512i lo = _mm512_add_epi64(_mm512_set1_epi64(f), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
-    const __m512i hi = _mm512_add_epi64(lo, step8);
-    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k & 0xFF), lo));
-    cnt += __builtin_popcount((unsigned)(k & 0xFF));
-    _mm512_storeu_si512(ids + cnt, _mm512_maskz_compress_epi64((__mmask8)(k >> 8), hi));
-    cnt += __builtin_popcount((unsigned)(k >> 8));
+    cnt = append_ids16(_mm512_cmple_epu32_mask(hv, _mm512_loadu_si512(thr + f)), f, ids, cnt);
   }
   for (; f < n; ++f) {
     ids[cnt] = f;
@@ -919,10 +916,7 @@ struct SampledRows {
       const int64_t cnt = row_ids(*sp, i, kon, pairs, on.data(), id);
       const bool sv = signed_values;
 #pragma omp simd
-      for (int64_t q = 0; q < cnt; ++q) {  // the value hashes of the entries only (sample_fill's numbers)
-        const float u = (float)(mix32(kval + (uint32_t)id[q] * 0x9E3779B9U) >> 8) * (1.0f / 16777216.0f);
-        va[q] = (T)(sv ? 2.0f * u - 1.0f : u);
-      }
+      for (int64_t q = 0; q < cnt; ++q) va[q] = value_of(kval, id[q], sv);  // the entries' values only
       o[rr + 1] = o[rr] + cnt;
     }
     oo = o;
