@@ -392,7 +392,7 @@ struct InstanceStep {
   // weights and bias past n): no scalar tail loop, which at n = 20 was the read-out's whole cost.
   static int64_t padded(int64_t n) { return (n + W - 1) / W * W; }
   int64_t n, m, NP;
-  std::vector<T> E, D, gE, gD, dt, bpad, ipad, gbpad, hbuf, ghbuf, yblk, xv, dyblk;
+  avector<T> E, D, gE, gD, dt, bpad, ipad, gbpad, hbuf, ghbuf, yblk, xv, dyblk;  // rows of MP / NP: whole lines
   std::vector<int64_t> nz;
   std::vector<uint8_t> live;
   InstanceStep(int64_t n_, int64_t m_)
@@ -533,7 +533,17 @@ struct InstanceStep {
         src.dense_tile(b0, nr, xv.data(), NP);
       } else {
         src.tile(b0, nr, off, idx, val);
-        scatter_rows(xv.data(), NP, off, idx, val, nr, false);  // the tile's inputs, dense, for the loss
+        if constexpr (Src::kUniqueIds) {  // drawn rows: ascending, distinct ids, so a plain store each
+          for (int64_t rr = 0; rr < nr; ++rr) {
+            T *xr = xv.data() + rr * NP;
+            for (int64_t j = off[rr]; j < off[rr + 1]; ++j) {
+              xr[idx[j]] = val[j];
+              asm("" : "+r"(j));  // scalar (see scatter_rows)
+            }
+          }
+        } else {
+          scatter_rows(xv.data(), NP, off, idx, val, nr, false);  // the tile's inputs, dense, for the loss
+        }
       }
       // ---- forward: h for RB rows (padded to MP; rows past nr stay 0), then the read-out with the loss.
       if (dense) {
@@ -617,7 +627,11 @@ struct InstanceStep {
             for (int c = 0; c < NV; ++c) VT::store(ger + c * W, VT::load(ger + c * W) + v * gh[c]);
           }
         }
-        scatter_rows(xv.data(), NP, off, idx, val, nr, true);  // clear only the slots set
+        // clear what was set: whole rows when that is fewer stores (16 entries a vector store)
+        if ((off[nr] - off[0]) * 16 > nr * NP)
+          std::fill(xv.begin(), xv.begin() + nr * NP, T(0));
+        else
+          scatter_rows(xv.data(), NP, off, idx, val, nr, true);
       }
     }
     std::copy(gbpad.begin(), gbpad.begin() + n, gbi);
@@ -663,26 +677,32 @@ struct LaneStep {
   typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I;
   typedef I i_t __attribute__((vector_size(64)));
   int64_t n, m;
-  std::vector<T> x, h, gh, dy, aE, aD, ab;  // per feature / hidden unit / weight: L lanes each
+  avector<T> x, h, gh, dy, aE, aD, ab;  // per feature / hidden unit / weight: L lanes each
 
   LaneStep(int64_t n_, int64_t m_)
       : n(n_), m(m_), x((size_t)(n_ * L)), h((size_t)(m_ * L)), gh((size_t)(m_ * L)), dy((size_t)(n_ * L)),
         aE((size_t)(n_ * m_ * L)), aD((size_t)(n_ * m_ * L)), ab((size_t)(n_ * L)) {}
 
-  static inline v_t ld(const std::vector<T> &a, int64_t k) { return VT::load(a.data() + k * L); }
-  static inline void st(std::vector<T> &a, int64_t k, v_t v) { VT::store(a.data() + k * L, v); }
+  static inline v_t ld(const T *a, int64_t k) { return VT::load(a + k * L); }
+  static inline void st(T *a, int64_t k, v_t v) { VT::store(a + k * L, v); }
   static inline T hsum(v_t v) {
     T s = 0;
     for (int l = 0; l < L; ++l) s += v[l];
     return s;
   }
 
-  double run(const SampleSpec &sp, const std::vector<uint64_t> &bases, bool signed_values, int64_t i, int64_t B,
+  __attribute__((noinline)) double run(const SampleSpec &sp, const std::vector<uint64_t> &bases, bool signed_values,
+                                       int64_t i, int64_t B,
              const T *Ei, const T *Di, const T *bi, const T *ii, T *gEi, T *gDi, T *gbi, double scale,
              StepFlags fl) {
     std::fill(aE.begin(), aE.end(), T(0));
     std::fill(aD.begin(), aD.end(), T(0));
     std::fill(ab.begin(), ab.end(), T(0));
+    // The buffers as local pointers (shadowing the members): the vector stores (memcpy) may alias
+    // anything, so through the members GCC reloaded every data pointer from *this in the inner loops.
+    T *const x = this->x.data(), *const h = this->h.data(), *const gh = this->gh.data(), *const dy = this->dy.data(),
+             *const aE = this->aE.data(), *const aD = this->aD.data(), *const ab = this->ab.data();
+    const int64_t n = this->n, m = this->m;
     const uint32_t *thr = sp.thr.data() + i * n;
     const v_t zero = VT::splat(T(0));
     i_t lane;
@@ -774,13 +794,14 @@ inline std::atomic<int> &lane_strategy() {
   return s;
 }
 // Dense tiles (InstanceStep::readin_dense / gE_dense) for an instance whose batch has at least
-// kDenseMinDensity of its entries nonzero: the sparse read-in and its gradient cost ~10 cycles a
-// nonzero (a random E / gE row from L2 each), the dense pair 2 x 8 FMAs a feature (rows streamed).
-// Measured crossover (whole step, 20 instances of one density, forced either way, sparse / dense
-// time): n=400 m=30: 0.96 at p=0.2, 1.03 at 0.25, 1.21 at 0.4; n=200 m=20: 0.97 at 0.25, 1.05 at 0.3;
-// n=1000 m=64: 0.99 at 0.25, 1.00 at 0.3, 1.11 at 0.4.
+// kDenseMinDensity of its entries nonzero: the sparse read-in and its gradient cost ~8 cycles a
+// nonzero (a random E row read and a random gE row read-modify-written, from L2), the dense pair 2 x 8
+// FMAs a feature (rows streamed). Measured crossover (whole step, 20 instances of one density, forced
+// either way, sparse / dense time; 64-byte aligned buffers): n=400 m=30: 0.98 at p=0.3, 1.01 at 0.35,
+// 1.12 at 0.45; n=200 m=20: 0.97 at 0.3, 1.03 at 0.35; n=1000 m=64: 0.96 at 0.3, 1.02 at 0.35.
+// (Before the buffers were aligned every row access split two cache lines and the crossover was 0.25.)
 // dense_strategy() (tests, _C.tms_dense_strategy): 0 automatic, 1 never, 2 always.
-constexpr double kDenseMinDensity = 0.25;
+constexpr double kDenseMinDensity = 0.3;
 inline std::atomic<int> &dense_strategy() {
   static std::atomic<int> s{0};
   return s;
@@ -799,6 +820,7 @@ inline bool use_lanes(int64_t n, int64_t m, int64_t corr, int64_t anti) {
 // Rows of one instance from a CSR batch (off: the instance's B + 1 offsets, absolute positions).
 template <typename T>
 struct CsrRows {
+  static constexpr bool kUniqueIds = false;  // a hand-built batch may repeat a feature in a row (they add up)
   const int64_t *offsets, *idx;
   const T *val;
   int64_t B;
@@ -857,6 +879,7 @@ inline int64_t row_ids(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pairs
 // row_keys / row_mask / value hashes, ids ascending), never written to a batch in memory.
 template <typename T>
 struct SampledRows {
+  static constexpr bool kUniqueIds = true;  // a row's ids are distinct (and ascending)
   const SampleSpec *sp;
   const std::vector<uint64_t> *bases;
   bool signed_values;
@@ -925,20 +948,85 @@ struct SampledRows {
   }
 };
 
+// AdamW applied inside the step, instance by instance, while the instance's gradients are still in
+// cache (tms_sample_adamw_step): torch.optim.AdamW's update (decoupled weight decay, bias-corrected
+// moments), element by element, with its scalars computed in double and applied in T as torch does:
+//   p *= 1 - lr wd;  m += (1 - b1) (g - m);  v = v b2 + (1 - b2) g g;
+//   p += -(lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// The same operations on every element in every instance, so an instance's update does not depend on
+// where it sits in the batch (a packed sweep equals its lone runs bit for bit). Equal to torch's AdamW
+// to rounding (fused multiply-adds), not bitwise.
+template <typename T>
+struct AdamW {
+  T *E, *D, *b;                 // parameters [I, n, m], [I, n, m] (D == E when tied), [I, n]
+  T *mE, *vE, *mD, *vD, *mb, *vb;  // their first and second moments (mD == mE when tied)
+  T decay, omb1, b2, omb2, bc2_sqrt, eps, neg_step;
+  bool tied;
+  AdamW(T *E_, T *D_, T *b_, T *mE_, T *vE_, T *mD_, T *vD_, T *mb_, T *vb_, double lr, double beta1,
+        double beta2, double eps_, double weight_decay, int64_t t)
+      : E(E_), D(D_), b(b_), mE(mE_), vE(vE_), mD(mD_), vD(vD_), mb(mb_), vb(vb_),
+        decay((T)(1.0 - lr * weight_decay)), omb1((T)(1.0 - beta1)), b2((T)beta2), omb2((T)(1.0 - beta2)),
+        bc2_sqrt((T)std::sqrt(1.0 - std::pow(beta2, (double)t))), eps((T)eps_),
+        neg_step((T)(-lr / (1.0 - std::pow(beta1, (double)t)))), tied(E_ == D_) {}
+  void update(T *p, T *m, T *v, const T *g, int64_t count) const {
+#pragma omp simd
+    for (int64_t k = 0; k < count; ++k) {
+      const T gk = g[k];
+      const T mk = m[k] + omb1 * (gk - m[k]);
+      const T vk = v[k] * b2 + omb2 * gk * gk;
+      const T den = std::sqrt(vk) / bc2_sqrt + eps;
+      p[k] = p[k] * decay + neg_step * mk / den;
+      m[k] = mk;
+      v[k] = vk;
+    }
+  }
+  // instance i, its gradients gE, gD (== gE when tied), gb contiguous as the parameters' slices
+  void apply(int64_t i, int64_t n, int64_t m, const T *gE, const T *gD, const T *gb) const {
+    const int64_t o = i * n * m;
+    update(E + o, mE + o, vE + o, gE, n * m);
+    if (!tied) update(D + o, mD + o, vD + o, gD, n * m);
+    update(b + i * n, mb + i * n, vb + i * n, gb, n);
+  }
+};
+
+// Per-thread gradient scratch for one instance when AdamW runs inside the step (the gradients are
+// consumed there and never written to the caller's arrays); otherwise instance i's slices of those.
+template <typename T>
+struct GradSlot {
+  std::vector<T> sE, sD, sb;
+  GradSlot(const AdamW<T> *ad, int64_t n, int64_t m)
+      : sE(ad ? (size_t)(n * m) : 0), sD(ad && !ad->tied ? (size_t)(n * m) : 0), sb(ad ? (size_t)n : 0) {}
+  T *gE, *gD, *gb;
+  void at(const AdamW<T> *ad, int64_t i, int64_t n, int64_t m, T *gEp, T *gDp, T *gbp) {
+    if (ad) {
+      gE = sE.data();
+      gD = ad->tied ? sE.data() : sD.data();
+      gb = sb.data();
+    } else {
+      gE = gEp + i * n * m;
+      gD = gDp + i * n * m;
+      gb = gbp + i * n;
+    }
+  }
+};
+
 // Work is split by instance: each instance's gradients belong to one thread (no atomics, deterministic).
 // make_src() -> a row source (one per thread); src.select(i) points it at instance i.
 template <typename T, int MP, typename MakeSrc>
 void step_all(MakeSrc make_src, int64_t I, int64_t B, int64_t n, int64_t m, const T *Ep, const T *Dp, const T *bp,
-              const T *ip, T *gEp, T *gDp, T *gbp, double *lp, double scale, StepFlags fl, int nthreads) {
+              const T *ip, T *gEp, T *gDp, T *gbp, double *lp, double scale, StepFlags fl, int nthreads,
+              const AdamW<T> *ad = nullptr) {
 #pragma omp parallel num_threads(nthreads)
   {
     InstanceStep<T, MP> st(n, m);
+    GradSlot<T> g(ad, n, m);
     auto src = make_src();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < I; ++i) {
       src.select(i);
-      lp[i] = st.run(src, B, Ep + i * n * m, Dp + i * n * m, bp + i * n, ip + i * n, gEp + i * n * m,
-                     gDp + i * n * m, gbp + i * n, scale, fl);
+      g.at(ad, i, n, m, gEp, gDp, gbp);
+      lp[i] = st.run(src, B, Ep + i * n * m, Dp + i * n * m, bp + i * n, ip + i * n, g.gE, g.gD, g.gb, scale, fl);
+      if (ad) ad->apply(i, n, m, g.gE, g.gD, g.gb);
     }
   }
 }
@@ -1013,6 +1101,35 @@ void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const 
 // drawn tile by tile inside the step instead: the same numbers, so the same losses and gradients,
 // bit for bit, without writing the batch to memory and reading it back (at I=100, n=400, B=1024 that
 // batch is 13M entries, 160 MB, and drawing it took two hashing passes).
+// The body of tms_sample_step / tms_sample_adamw_step once the arguments are checked: gradients into
+// gE, gD, gb, or, with ad, AdamW applied to the weights inside the step (gE, gD, gb unused).
+template <typename T>
+void sample_step_run(const SampleSpec &sp, const std::vector<uint64_t> &bases, bool signed_values, int64_t I,
+                     int64_t batch, int64_t n, int64_t m, const T *E, const T *D, const T *b, const T *imp, T *gE,
+                     T *gD, T *gb, double *loss, StepFlags fl, int nthreads, const AdamW<T> *ad) {
+  const double scale = (batch > 0 && n > 0) ? 1.0 / ((double)batch * (double)n) : 0.0;
+  if (use_lanes(n, m, sp.corr, sp.anti)) {
+#pragma omp parallel num_threads(nthreads)
+    {
+      LaneStep<T> st(n, m);
+      GradSlot<T> g(ad, n, m);
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t i = 0; i < I; ++i) {
+        g.at(ad, i, n, m, gE, gD, gb);
+        loss[i] = st.run(sp, bases, signed_values, i, batch, E + i * n * m, D + i * n * m, b + i * n, imp + i * n,
+                         g.gE, g.gD, g.gb, scale, fl);
+        if (ad) ad->apply(i, n, m, g.gE, g.gD, g.gb);
+      }
+    }
+    return;
+  }
+  auto make_src = [&]() { return SampledRows<T>(sp, bases, signed_values); };
+  dispatch_mp<T>(m, [&](auto mp) {
+    step_all<T, decltype(mp)::value>(make_src, I, batch, n, m, E, D, b, imp, gE, gD, gb, loss, scale, fl, nthreads,
+                                     ad);
+  });
+}
+
 template <typename T>
 void sample_step(uint64_t seed, int64_t step_no, const carray<double> &p, int64_t batch, int64_t corr, int64_t anti,
                  bool signed_values, const carray<T> &E, const carray<T> &D, const carray<T> &b,
@@ -1026,26 +1143,54 @@ void sample_step(uint64_t seed, int64_t step_no, const carray<double> &p, int64_
   const bool tied = check_model_args(E, D, b, imp, gE, gD, gb, loss);
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
-  const double scale = (batch > 0 && n > 0) ? 1.0 / ((double)batch * (double)n) : 0.0;
-  const StepFlags fl{hidden_relu, output_relu, abs_target, tied};
-  if (use_lanes(n, m, corr, anti)) {
-#pragma omp parallel num_threads(nthreads)
-    {
-      LaneStep<T> st(n, m);
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t i = 0; i < I; ++i)
-        loss.mutable_data()[i] = st.run(sp, bases, signed_values, i, batch, E.data() + i * n * m, D.data() + i * n * m,
-                                        b.data() + i * n, imp.data() + i * n, gE.mutable_data() + i * n * m,
-                                        gD.mutable_data() + i * n * m, gb.mutable_data() + i * n, scale, fl);
-    }
-    return;
+  sample_step_run<T>(sp, bases, signed_values, I, batch, n, m, E.data(), D.data(), b.data(), imp.data(),
+                     gE.mutable_data(), gD.mutable_data(), gb.mutable_data(), loss.mutable_data(),
+                     StepFlags{hidden_relu, output_relu, abs_target, tied}, nthreads, nullptr);
+}
+
+// tms_sample_step followed by AdamW on E, D, b (in place), fused: each instance's update runs as
+// soon as its gradients are complete, on the same thread (see AdamW). state: the six moment arrays
+// [exp_avg_E, exp_avg_sq_E, exp_avg_D, exp_avg_sq_D, exp_avg_b, exp_avg_sq_b] (the D pair is the E
+// pair when tied), updated in place; adam_step: the step number t >= 1 of the bias corrections.
+template <typename T>
+void sample_adamw_step(uint64_t seed, int64_t step_no, const carray<double> &p, int64_t batch, int64_t corr,
+                       int64_t anti, bool signed_values, carray<T> &E, carray<T> &D, carray<T> &b,
+                       const carray<T> &imp, const py::list &state, carray<double> &loss, bool hidden_relu,
+                       bool output_relu, bool abs_target, double lr, double beta1, double beta2, double eps,
+                       double weight_decay, int64_t adam_step, int nthreads, const py::object &instance_seeds) {
+  check_shape(E, "E", {-1, -1, -1});
+  const py::ssize_t I = E.shape(0), n = E.shape(1), m = E.shape(2);
+  check_shape(p, "p", {I, n});
+  check_shape(D, "D", {I, n, m});
+  check_shape(b, "b", {I, n});
+  check_shape(imp, "importance", {I, n});
+  check_shape(loss, "loss", {I});
+  if (m > 256) fail("E", "n_hidden above 256 is not supported by the fused step; use backend='reference'");
+  if (state.size() != 6) fail("state", "expected 6 arrays: exp_avg / exp_avg_sq of E, D and b");
+  std::vector<carray<T>> st;
+  const char *names[6] = {"state[0] (exp_avg of E)", "state[1] (exp_avg_sq of E)", "state[2] (exp_avg of D)",
+                          "state[3] (exp_avg_sq of D)", "state[4] (exp_avg of b)", "state[5] (exp_avg_sq of b)"};
+  for (int k = 0; k < 6; ++k) {
+    if (!py::isinstance<carray<T>>(state[k])) fail(names[k], "expected a C-contiguous array of the weights' dtype");
+    st.push_back(state[k].cast<carray<T>>());
+    check_shape(st.back(), names[k], k < 4 ? std::vector<py::ssize_t>{I, n, m} : std::vector<py::ssize_t>{I, n});
   }
-  auto make_src = [&]() { return SampledRows<T>(sp, bases, signed_values); };
-  dispatch_mp<T>(m, [&](auto mp) {
-    step_all<T, decltype(mp)::value>(make_src, I, batch, n, m, E.data(), D.data(), b.data(), imp.data(),
-                                     gE.mutable_data(), gD.mutable_data(), gb.mutable_data(),
-                                     loss.mutable_data(), scale, fl, nthreads);
-  });
+  const bool tied = E.data() == D.data();
+  if (tied != (st[0].data() == st[2].data() && st[1].data() == st[3].data()))
+    fail("state", "a tied model (E is D) needs the D moments to be the E moments, and only then");
+  if (!(lr > 0) || !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps > 0) || !(weight_decay >= 0))
+    fail("lr", "AdamW needs lr > 0, 0 <= betas < 1, eps > 0, weight_decay >= 0");
+  if (adam_step < 1) fail("adam_step", "must be >= 1 (the step number of the bias corrections)");
+  const SampleSpec sp = make_spec(p, batch, corr, anti);
+  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, I), step_no, I);
+  nthreads = set_threads(nthreads);
+  const AdamW<T> ad(E.mutable_data(), D.mutable_data(), b.mutable_data(), st[0].mutable_data(),
+                    st[1].mutable_data(), st[2].mutable_data(), st[3].mutable_data(), st[4].mutable_data(),
+                    st[5].mutable_data(), lr, beta1, beta2, eps, weight_decay, adam_step);
+  py::gil_scoped_release release;
+  sample_step_run<T>(sp, bases, signed_values, I, batch, n, m, E.data(), D.data(), b.data(), imp.data(), nullptr,
+                     nullptr, nullptr, loss.mutable_data(), StepFlags{hidden_relu, output_relu, abs_target, tied},
+                     nthreads, &ad);
 }
 
 template <typename T>
@@ -1064,6 +1209,12 @@ void register_dtype(py::module_ &m) {
         py::arg("gE").noconvert(), py::arg("gD").noconvert(), py::arg("gb").noconvert(), py::arg("loss").noconvert(),
         py::arg("hidden_relu"), py::arg("output_relu"), py::arg("abs_target"), py::arg("nthreads") = 0,
         py::arg("instance_seeds") = py::none());
+  m.def("tms_sample_adamw_step", &sample_adamw_step<T>, py::arg("seed"), py::arg("step"), py::arg("p").noconvert(),
+        py::arg("batch_size"), py::arg("correlated_pairs"), py::arg("anticorrelated_pairs"), py::arg("signed_values"),
+        py::arg("E").noconvert(), py::arg("D").noconvert(), py::arg("b").noconvert(), py::arg("importance").noconvert(),
+        py::arg("state"), py::arg("loss").noconvert(), py::arg("hidden_relu"), py::arg("output_relu"),
+        py::arg("abs_target"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
+        py::arg("weight_decay"), py::arg("adam_step"), py::arg("nthreads") = 0, py::arg("instance_seeds") = py::none());
   m.def("tms_step", &step<T>, py::arg("offsets").noconvert(), py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("E").noconvert(),
         py::arg("D").noconvert(), py::arg("b").noconvert(), py::arg("importance").noconvert(),
         py::arg("gE").noconvert(), py::arg("gD").noconvert(), py::arg("gb").noconvert(), py::arg("loss").noconvert(),

@@ -3,6 +3,10 @@
 // made poor choices: running sums that must live in registers across a loop over sparse rows.
 #pragma once
 
+#include <cstddef>
+#include <new>
+#include <vector>
+
 namespace supcomp {
 
 template <typename T>
@@ -20,5 +24,27 @@ struct Vec {
     return x + s;
   }
 };
+
+// A std::vector allocator that starts every buffer on a 64-byte boundary (a cache line, an AVX-512
+// register): with malloc's 16-byte alignment every 64-byte row access of a padded buffer straddled
+// two cache lines (a split load or store).
+template <typename T>
+struct CacheAligned {
+  typedef T value_type;
+  CacheAligned() = default;
+  template <typename U>
+  CacheAligned(const CacheAligned<U> &) {}
+  T *allocate(std::size_t k) {
+    void *p = ::operator new(k * sizeof(T), std::align_val_t(64));
+    return static_cast<T *>(p);
+  }
+  void deallocate(T *p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <typename U>
+  bool operator==(const CacheAligned<U> &) const { return true; }
+  template <typename U>
+  bool operator!=(const CacheAligned<U> &) const { return false; }
+};
+template <typename T>
+using avector = std::vector<T, CacheAligned<T>>;
 
 }  // namespace supcomp

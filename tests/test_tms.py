@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from supcomp.tms import KINDS, BatchSampler, ToyModel, ToyModelConfig, sample_batch, train
-from supcomp.tms.train import fused_loss_and_grad, fused_sampled_loss_and_grad, reference_loss_and_grad
+from supcomp.tms.train import (FusedAdamW, fused_loss_and_grad, fused_sampled_adamw_step, fused_sampled_loss_and_grad,
+                               reference_loss_and_grad)
 
 
 def small_config(kind, **kw):
@@ -175,6 +176,85 @@ def test_step_drawing_its_own_batch_rejects_bad_input():
     other = small_config("relu_output", n_features=36, importance=1.0)
     with pytest.raises(ValueError, match="p"):
         fused_sampled_loss_and_grad(model, BatchSampler(other, 8), 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,m,pairs", [(37, 6, True), (20, 5, False), (45, 33, False)])  # rows, lanes, m > 32
+def test_adamw_inside_the_step_matches_torch_adamw(kind, dtype, n, m, pairs):
+    """tms_sample_adamw_step = tms_sample_step then torch.optim.AdamW: the same losses (bitwise: the
+    update comes after them) and weights to float rounding after many steps, tied and untied models,
+    row tiles and SIMD lanes."""
+    cfg = small_config(kind, n_features=n, n_hidden=m, importance=0.9 ** torch.arange(float(n)),
+                       correlated_pairs=2 if pairs else 0, anticorrelated_pairs=3 if pairs else 0)
+    a, b = ToyModel(cfg, seed=1, dtype=dtype), ToyModel(cfg, seed=1, dtype=dtype)
+    sampler = BatchSampler(cfg, 29, seed=3, dtype=dtype)
+    kw = dict(lr=3e-2, weight_decay=0.05)  # large steps: differences in the update would show
+    ta = torch.optim.AdamW(a.parameters(), betas=(0.8, 0.95), eps=1e-6, **kw)
+    fb = FusedAdamW(b, betas=(0.8, 0.95), eps=1e-6, **kw)
+    tol = dict(rtol=1e-4, atol=2e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    for step in range(12):
+        la = fused_sampled_loss_and_grad(a, sampler, step)
+        ta.step()
+        lb = fused_sampled_adamw_step(b, sampler, step, fb)
+        assert torch.allclose(la, lb, **tol), step
+    assert fb.steps == 12
+    moved = (b.W - ToyModel(cfg, seed=1, dtype=dtype).W).abs().max()
+    assert moved > 0.1  # the update did run
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, **tol), (pa - pb).abs().max()
+    assert torch.allclose(ta.state[a.W]["exp_avg_sq"], fb.exp_avg_sq_W, **tol)
+
+
+def test_adamw_inside_the_step_rejects_bad_input():
+    from supcomp import _C
+    cfg = small_config("relu_output")
+    model = ToyModel(cfg, seed=1)
+    sampler = BatchSampler(cfg, 8)
+    opt = FusedAdamW(model)
+    with pytest.raises(ValueError, match="opt"):
+        fused_sampled_adamw_step(ToyModel(small_config("relu_output", n_hidden=7), seed=1), sampler, 0, opt)
+    for bad in (dict(lr=0.0), dict(betas=(0.9, 1.0)), dict(eps=0.0), dict(weight_decay=-1.0)):
+        with pytest.raises(ValueError):
+            FusedAdamW(model, **bad)
+
+    def call(state, step=1, lr=1e-3, E=None):
+        W = model.W.detach().numpy() if E is None else E
+        return _C.tms_sample_adamw_step(0, 0, sampler.p.numpy(), 8, 2, 3, False, W, W, model.b.detach().numpy(),
+                                        model.importance.numpy(), state, torch.empty(3, dtype=torch.float64).numpy(),
+                                        False, True, False, lr, 0.9, 0.999, 1e-8, 0.01, step)
+    good = opt.state_arrays()
+    with pytest.raises(ValueError, match="state"):
+        call(good[:5])
+    with pytest.raises(ValueError, match=r"state\[1\]"):
+        call(good[:1] + [good[1].astype("float64")] + good[2:])
+    with pytest.raises(ValueError, match=r"state\[4\]"):
+        call(good[:4] + [good[4][:, :5].copy()] + good[5:])
+    with pytest.raises(ValueError, match="state"):  # tied model, separate D moments
+        call(good[:2] + [good[0].copy(), good[1].copy()] + good[4:])
+    with pytest.raises(ValueError, match="adam_step"):
+        call(good, step=0)
+    with pytest.raises(ValueError, match="lr"):
+        call(good, lr=-1.0)
+    before = model.W.detach().clone()
+    call(good)  # and a good call runs and moves the weights
+    assert not torch.equal(before, model.W.detach())
+
+
+def test_train_fused_on_cpu_equals_its_step_loop():
+    """train(backend="fused") on CPU is the loop of fused_sampled_adamw_step (same init, batches, update)."""
+    cfg = small_config("relu_hidden")
+    got = train(cfg, steps=6, batch_size=33, seed=4, progress=False, lr=1e-2)
+    model = ToyModel(cfg, seed=4)
+    sampler, opt = BatchSampler(cfg, 33, seed=4), FusedAdamW(model, lr=1e-2)
+    losses = [fused_sampled_adamw_step(model, sampler, k, opt) for k in range(6)]
+    assert torch.equal(got.W, model.W) and torch.equal(got.b, model.b)
+    assert torch.equal(got.loss_history, torch.stack(losses))
+    # and the dynamics experiment's loop, which also keeps snapshots of W
+    from supcomp.tms.experiments import train_with_snapshots
+    snap_model, taken, snaps, _ = train_with_snapshots(cfg, 6, [0, 3, 6], batch_size=33, seed=4, lr=1e-2,
+                                                       progress=False)
+    assert taken == [0, 3, 6] and torch.equal(snaps[-1], got.W) and torch.equal(snap_model.b, got.b)
 
 
 def test_first_steps_agree_and_final_losses_statistically_equal():

@@ -589,11 +589,11 @@ def train_with_snapshots(cfg: ToyModelConfig, steps, snapshot_steps, batch_size=
 
     from .data import BatchSampler
     from .model import ToyModel
-    from .train import fused_loss_and_grad
+    from .train import FusedAdamW, fused_sampled_adamw_step
 
     model = ToyModel(cfg, seed=seed)
     sampler = BatchSampler(cfg, batch_size, seed=seed)
-    opt = torch.optim.AdamW(list(model.parameters()), lr=lr, weight_decay=weight_decay)
+    opt = FusedAdamW(model, lr=lr, weight_decay=weight_decay)
     want = sorted({int(s) for s in snapshot_steps if 0 <= int(s) <= steps})
     snaps, taken, hist = [], [], []
     if want and want[0] == 0:
@@ -601,8 +601,7 @@ def train_with_snapshots(cfg: ToyModelConfig, steps, snapshot_steps, batch_size=
         taken.append(0)
     wi = 1 if taken else 0
     for step in tqdm(range(steps), desc=f"tms dynamics I={cfg.n_instances}", disable=not progress, mininterval=0.5):
-        hist.append(fused_loss_and_grad(model, sampler.sample(step)))
-        opt.step()
+        hist.append(fused_sampled_adamw_step(model, sampler, step, opt))
         while wi < len(want) and want[wi] == step + 1:
             snaps.append(model.W.detach().clone())
             taken.append(step + 1)
