@@ -133,20 +133,25 @@ HEADING = "## Toy-model training steps (`python benchmarks/tms_train.py`)"
 
 NOTES = """\
 How the fused step works and where its time goes (see `csrc/tms.cpp`): `train()` on CPU calls
-`_C.tms_sample_step`, which draws each instance's rows tile by tile inside the step (the numbers of
+`_C.tms_sample_adamw_step`, which draws each instance's rows tile by tile inside the step (the numbers of
 `BatchSampler.sample`, tested bit for bit against `tms_step` on the drawn batch) instead of writing the batch to
-memory. Rows go in 8-row tiles: the read-out is register-tiled and fused with the loss and its gradient; the
+memory, and runs AdamW on each instance as soon as its gradients are complete (torch's update to float rounding,
+tested). Rows go in 8-row tiles: the read-out is register-tiled and fused with the loss and its gradient; the
 read-out backward skips outputs whose gradient is 0 in the whole tile; instances with at least 30% nonzeros
-(46 of the 100 at I=100) are drawn straight into dense tiles and read in (and back) with register-tiled dense
-products, bit for bit the sparse loops' sums; the sparser ones gather and scatter rows of E. Small models
+(40 of the 100 at I=100) are drawn straight into dense tiles and read in (and back) with register-tiled dense
+products, bit for bit the sparse loops' sums; the sparser ones gather and scatter rows of E. All step buffers are
+64-byte aligned (unaligned, every 128-byte row access split cache lines: 7% of the I=100 step). Small models
 (n·m ≤ 512, no feature pairs) run with batch rows in SIMD lanes. At I=100 the step is FMA-bound: Zen 4 retires
-one 512-bit FMA per cycle per core, so the three dense products alone (7.4 GFLOP with m padded to 32) need
-~40 ms on 2 cores. Where the I=100 step's time goes (rdtsc phase counters, 2026-11-25): read-out 21%, loss
-epilogue 4%, read-out backward 35% (gh 17%, gD 18%), read-in 11%, read-in gradient 14%, drawing 12%, set-up
-and copies 2%; torch's AdamW adds ~1.4 ms a step.
+one 512-bit FMA per cycle per core, and the dense products (read-out, gh, gD, and the dense tiles' read-in and its
+gradient, m padded to 32) are ~310 M FMAs a step, ~52 ms on 2 cores at 3 GHz. Where the I=100 step's time goes
+(`perf record` samples in the C++ step by source line, 2026-11-26): read-out 21%, gh 17%, gD 17%, dense-tile
+read-in and its gradient 14%, drawing 11%, sparse read-in, its gradient and the tile scatter 6%, loss epilogue 4%,
+AdamW under 1%, the rest (6%) vector loads and stores attributed to `vec.h`, spread over these.
 The target rows use the eager step timed in the same rounds as supcomp, as issue 3 specifies; the row "timed
-alone" is the eager step with nothing else in its rounds (its fastest), against which the I=100 margin over
-20× is thinner or gone."""
+alone" is the eager step with nothing else in its rounds. The eager step's time varies between runs on this
+shared machine (1.24-2.3 s single steps seen on 2026-11-26, 1.30-1.33 s medians on 2026-11-25: it allocates
+~600 MB of fresh tensors a step), so compare the I=100 supcomp time with the fastest eager time seen, 1.24 s,
+for the conservative ratio."""
 
 
 def targets_table(rows):

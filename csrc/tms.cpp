@@ -503,18 +503,21 @@ struct InstanceStep {
   template <typename Src>
   double run(Src &src, int64_t B, const T *Ei, const T *Di, const T *bi, const T *ii, T *gEi, T *gDi, T *gbi,
              double scale, StepFlags fl) {
-    std::fill(E.begin(), E.end(), T(0));
-    std::fill(D.begin(), D.end(), T(0));
-    for (int64_t f = 0; f < n; ++f)
-      for (int64_t t = 0; t < m; ++t) {
-        E[f * MP + t] = Ei[f * m + t];
-        D[f * MP + t] = Di[f * m + t];
-      }
+    for (int64_t f = 0; f < n; ++f) {  // rows of m, zero-padded to MP
+      std::copy(Ei + f * m, Ei + f * m + m, E.data() + f * MP);
+      std::fill(E.data() + f * MP + m, E.data() + (f + 1) * MP, T(0));
+      std::copy(Di + f * m, Di + f * m + m, D.data() + f * MP);
+      std::fill(D.data() + f * MP + m, D.data() + (f + 1) * MP, T(0));
+    }
     std::fill(gE.begin(), gE.end(), T(0));
-    std::fill(gD.begin(), gD.end(), T(0));
-    std::fill(dt.begin(), dt.end(), T(0));
-    for (int64_t f = 0; f < n; ++f)
-      for (int64_t t = 0; t < m; ++t) dt[t * NP + f] = Di[f * m + t];
+    if (!fl.tied) std::fill(gD.begin(), gD.end(), T(0));
+    // dt = D^T [MP, NP]: rows t < m from the padded D (contiguous writes), the rest stay 0
+    for (int64_t t = 0; t < m; ++t) {
+      T *dr = dt.data() + t * NP;
+      for (int64_t f = 0; f < n; ++f) dr[f] = D[f * MP + t];
+      std::fill(dr + n, dr + NP, T(0));
+    }
+    std::fill(dt.begin() + m * NP, dt.end(), T(0));
     std::fill(bpad.begin(), bpad.end(), T(0));
     std::copy(bi, bi + n, bpad.begin());
     std::fill(ipad.begin(), ipad.end(), T(0));  // padded features: no loss, no gradient
@@ -635,11 +638,10 @@ struct InstanceStep {
       }
     }
     std::copy(gbpad.begin(), gbpad.begin() + n, gbi);
-    for (int64_t f = 0; f < n; ++f)
-      for (int64_t t = 0; t < m; ++t) {
-        gEi[f * m + t] = gE[f * MP + t];
-        if (!fl.tied) gDi[f * m + t] = gD[f * MP + t];
-      }
+    for (int64_t f = 0; f < n; ++f) {
+      std::copy(gE.data() + f * MP, gE.data() + f * MP + m, gEi + f * m);
+      if (!fl.tied) std::copy(gD.data() + f * MP, gD.data() + f * MP + m, gDi + f * m);
+    }
     return loss * scale;
   }
 };

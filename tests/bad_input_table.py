@@ -24,7 +24,7 @@ from supcomp.sparse import dense_to_padded, padded_to_dense, random_sparse
 from supcomp.tms import ToyModelConfig, train
 from supcomp.tms.data import BatchSampler
 from supcomp.tms.model import ToyModel
-from supcomp.tms.train import fused_sampled_loss_and_grad
+from supcomp.tms.train import FusedAdamW, fused_sampled_adamw_step, fused_sampled_loss_and_grad
 
 
 @dataclasses.dataclass
@@ -149,6 +149,12 @@ ROWS: list[Bad] = [
         TypeError, "sampler: dtype torch.float64 does not match the model's torch.float32"),
     Bad("tms.train", "NaN lr", lambda: train(ToyModelConfig(**cfg), steps=1, lr=nan, progress=False), ValueError,
         "lr: expected a positive learning rate"),
+    Bad("tms.FusedAdamW", "beta2 = 1", lambda: FusedAdamW(ToyModel(ToyModelConfig(**cfg)), betas=(0.9, 1.0)),
+        ValueError, "betas: expected two values in [0, 1)"),
+    Bad("tms.fused_sampled_adamw_step", "optimizer made for another model",
+        lambda: fused_sampled_adamw_step(ToyModel(ToyModelConfig(**cfg)), BatchSampler(ToyModelConfig(**cfg), 4), 0,
+                                         FusedAdamW(ToyModel(ToyModelConfig(**{**cfg, "n_hidden": cfg["n_hidden"] + 1})))),
+        ValueError, "opt: a FusedAdamW made for another model"),
 ]
 
 
