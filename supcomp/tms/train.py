@@ -90,7 +90,7 @@ def fused_loss_and_grad(model: ToyModel, batch: SparseBatch) -> torch.Tensor:
 def fused_sampled_loss_and_grad(model: ToyModel, sampler: BatchSampler, step: int) -> torch.Tensor:
     """``fused_loss_and_grad(model, sampler.sample(step))`` in one C++ call (``_C.tms_sample_step``): the
     step draws its rows tile by tile as it goes instead of reading a batch from memory. The same numbers,
-    so the same losses and gradients, bit for bit (tested); what ``train`` runs on CPU. Per-instance
+    so the same losses and gradients, bit for bit (tested); ``train`` on CPU runs it with AdamW inside (:func:`fused_sampled_adamw_step`). Per-instance
     losses ``[I]``; writes ``.grad`` of W (W_out) and b. CPU, float32 / float64 only."""
     W, b = model.W, model.b
     if W.device.type != "cpu" or W.dtype not in (torch.float32, torch.float64):
