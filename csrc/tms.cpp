@@ -408,45 +408,62 @@ struct InstanceStep {
   // weights; an inf weight times a zero input gives NaN here where the sparse loop skips it).
   //   h[rr] = relu?(sum_f xv[rr, f] E[f])            gE[f] += sum_rr xv[rr, f] gh[rr]
   void readin_dense(bool hidden_relu) {
+    rows_to_tile(E.data(), xv.data(), [](int64_t q) { return q; }, n, hidden_relu, hbuf.data());
+  }
+  void gE_dense(bool hidden_relu) {
+    tile_to_rows(ghbuf.data(), hidden_relu ? hbuf.data() : nullptr, xv.data(), [](int64_t q) { return q; }, n,
+                 gE.data());
+  }
+
+  // The two register-tiled product shapes of the step, over the features f = id(0) .. id(count - 1) in
+  // that order (all n, or the tile's live ones), with the coefficients coef[rr * NP + f] of the tile's
+  // RB rows; each src / dst row is loaded once per tile for all RB rows:
+  //   rows_to_tile:  out[rr] = relu?(sum_q coef[rr, f_q] src[f_q])     (read-in h, read-out backward gh)
+  //   tile_to_rows:  dst[f_q] += sum_rr coef[rr, f_q] t[rr]            (gE, gD; t[rr] kept where mask[rr] > 0)
+  template <typename Id>
+  void rows_to_tile(const T *src, const T *coef, Id id, int64_t count, bool relu, T *out) {
     const v_t zero = VT::splat(T(0));
     for (int cg = 0; cg < NV; cg += G) {
       v_t acc[RB][G];
       for (int rr = 0; rr < RB; ++rr)
         for (int c = 0; c < G; ++c) acc[rr][c] = zero;
-      for (int64_t f = 0; f < n; ++f) {
-        v_t er[G];
-        for (int c = 0; c < G; ++c) er[c] = VT::load(E.data() + f * MP + (cg + c) * W);
+      for (int64_t q = 0; q < count; ++q) {
+        const int64_t f = id(q);
+        v_t sr[G];
+        for (int c = 0; c < G; ++c) sr[c] = VT::load(src + f * MP + (cg + c) * W);
         for (int rr = 0; rr < RB; ++rr) {
-          const T x = xv[rr * NP + f];
-          for (int c = 0; c < G; ++c) acc[rr][c] += x * er[c];
+          const T x = coef[rr * NP + f];
+          for (int c = 0; c < G; ++c) acc[rr][c] += x * sr[c];
         }
       }
       for (int rr = 0; rr < RB; ++rr)
         for (int c = 0; c < G; ++c) {
           v_t h = acc[rr][c];
-          if (hidden_relu) h = h > zero ? h : zero;
-          VT::store(hbuf.data() + rr * MP + (cg + c) * W, h);
+          if (relu) h = h > zero ? h : zero;
+          VT::store(out + rr * MP + (cg + c) * W, h);
         }
     }
   }
-  void gE_dense(bool hidden_relu) {
+  template <typename Id>
+  void tile_to_rows(const T *t, const T *mask, const T *coef, Id id, int64_t count, T *dst) {
     const v_t zero = VT::splat(T(0));
     for (int cg = 0; cg < NV; cg += G) {
-      v_t gh[RB][G];
+      v_t tv[RB][G];
       for (int rr = 0; rr < RB; ++rr)
         for (int c = 0; c < G; ++c) {
-          gh[rr][c] = VT::load(ghbuf.data() + rr * MP + (cg + c) * W);
-          if (hidden_relu) gh[rr][c] = VT::load(hbuf.data() + rr * MP + (cg + c) * W) > zero ? gh[rr][c] : zero;
+          tv[rr][c] = VT::load(t + rr * MP + (cg + c) * W);
+          if (mask) tv[rr][c] = VT::load(mask + rr * MP + (cg + c) * W) > zero ? tv[rr][c] : zero;
         }
-      for (int64_t f = 0; f < n; ++f) {
-        T *ger = gE.data() + f * MP + cg * W;
+      for (int64_t q = 0; q < count; ++q) {
+        T *dr = dst + id(q) * MP + cg * W;
+        const T *cf = coef + id(q);
         v_t a[G];
-        for (int c = 0; c < G; ++c) a[c] = VT::load(ger + c * W);
+        for (int c = 0; c < G; ++c) a[c] = VT::load(dr + c * W);
         for (int rr = 0; rr < RB; ++rr) {
-          const T x = xv[rr * NP + f];
-          for (int c = 0; c < G; ++c) a[c] += x * gh[rr][c];
+          const T x = cf[rr * NP];
+          for (int c = 0; c < G; ++c) a[c] += x * tv[rr][c];
         }
-        for (int c = 0; c < G; ++c) VT::store(ger + c * W, a[c]);
+        for (int c = 0; c < G; ++c) VT::store(dr + c * W, a[c]);
       }
     }
   }
@@ -578,39 +595,10 @@ struct InstanceStep {
       //   gh[rr] = sum_f dy[rr, f] D[f]          gD[f] += sum_rr dy[rr, f] h[rr]
       // Each D row and each gD row is loaded once per tile instead of once per row.
       const int64_t nnz = compact_on(live.data(), NP, nz.data());
-      const T *dyb = dyblk.data();
-      for (int cg = 0; cg < NV; cg += G) {
-        v_t acc[RB][G];
-        for (int rr = 0; rr < RB; ++rr)
-          for (int c = 0; c < G; ++c) acc[rr][c] = zero;
-        for (int64_t q = 0; q < nnz; ++q) {
-          const int64_t f = nz[q];
-          v_t dr[G];
-          for (int c = 0; c < G; ++c) dr[c] = VT::load(D.data() + f * MP + (cg + c) * W);
-          for (int rr = 0; rr < RB; ++rr) {
-            const T g = dyb[rr * NP + f];
-            for (int c = 0; c < G; ++c) acc[rr][c] += g * dr[c];
-          }
-        }
-        for (int rr = 0; rr < RB; ++rr)
-          for (int c = 0; c < G; ++c) VT::store(ghbuf.data() + rr * MP + (cg + c) * W, acc[rr][c]);
-      }
-      for (int cg = 0; cg < NV; cg += G) {
-        v_t hv[RB][G];
-        for (int rr = 0; rr < RB; ++rr)
-          for (int c = 0; c < G; ++c) hv[rr][c] = VT::load(hbuf.data() + rr * MP + (cg + c) * W);
-        for (int64_t q = 0; q < nnz; ++q) {
-          const int64_t f = nz[q];
-          T *gdr = gDp + f * MP + cg * W;
-          v_t a[G];
-          for (int c = 0; c < G; ++c) a[c] = VT::load(gdr + c * W);
-          for (int rr = 0; rr < RB; ++rr) {
-            const T g = dyb[rr * NP + f];
-            for (int c = 0; c < G; ++c) a[c] += g * hv[rr][c];
-          }
-          for (int c = 0; c < G; ++c) VT::store(gdr + c * W, a[c]);
-        }
-      }
+      const int64_t *live_ids = nz.data();
+      const auto live_id = [live_ids](int64_t q) { return live_ids[q]; };
+      rows_to_tile(D.data(), dyblk.data(), live_id, nnz, false, ghbuf.data());
+      tile_to_rows(hbuf.data(), nullptr, dyblk.data(), live_id, nnz, gDp);
       // ---- back through the hidden ReLU and the read-in
       if (dense) {
         gE_dense(fl.hidden_relu);
