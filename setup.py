@@ -12,7 +12,7 @@ import os
 import sys
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -63,7 +63,7 @@ setup(
     # The Triton kernels live in the top-level kernels/ folder of the repository
     # and ship as supcomp.kernels (a top-level "kernels" module would collide
     # with an unrelated PyPI package).
-    packages=["supcomp", "supcomp.ops", "supcomp.tms", "supcomp.kernels", "supcomp.circuits", "supcomp.sweep", "supcomp.cc", "supcomp.boolean"],
+    packages=find_packages(include=["supcomp", "supcomp.*"]) + ["supcomp.kernels"],
     package_dir={"supcomp": "supcomp", "supcomp.kernels": "kernels"},
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},

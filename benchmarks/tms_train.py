@@ -32,7 +32,7 @@ from _steps import step_rows, time_round_robin  # noqa: E402
 from supcomp.tms import ToyModelConfig
 from supcomp.tms.data import BatchSampler
 from supcomp.tms.model import ToyModel
-from supcomp.tms.device_sampler import DeviceBatchSampler
+from supcomp.tms.data import DeviceBatchSampler
 from supcomp.tms.train import FusedAdamW, dense_loss_and_grad, fused_sampled_adamw_step
 
 CASES = [

@@ -57,7 +57,7 @@ def active(B, m, s, seed):
 
 
 def throughput(m, d, p, B, s_values, repeats):
-    from supcomp.boolean import UAnd
+    from supcomp.uand import UAnd
     u = UAnd(m, d, p, seed=0)
     u.pair_counts()
     t0 = time.time()
@@ -87,7 +87,7 @@ def throughput(m, d, p, B, s_values, repeats):
 MEM_SCRIPT = r"""
 import json, re, sys, time, warnings, torch
 warnings.simplefilter("ignore")
-from supcomp.boolean import UAnd
+from supcomp.uand import UAnd
 def hwm():
     return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) * 1024
 m, d, p, B, s, prov = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
@@ -130,7 +130,7 @@ def memory(m, d, p, B, s):
 
 
 def dense_time(m, d, p, B, s, repeats):
-    from supcomp.boolean import UAnd
+    from supcomp.uand import UAnd
     u = UAnd(m, d, p, seed=0)
     u.pair_counts()
     idx = active(B, m, s, seed=s)

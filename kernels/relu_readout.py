@@ -1,6 +1,6 @@
 """relu_readout: y = relu(h @ W^T + b), per instance, and its backward.
 
-Shapes (canonical layout, see ``supcomp.ops.naive``):
+Shapes (canonical layout; the reference is in ``supcomp/ops/<op>.py``):
     h  [I, B, d]    W  [I, n, d]    b  [I, n]    y  [I, B, n]
 
 Forward: a tiled ``tl.dot`` GEMM per (instance, BLOCK_M rows, BLOCK_N features)

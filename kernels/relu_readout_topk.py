@@ -1,6 +1,6 @@
 """relu_readout_topk: the k largest entries of relu(h @ W^T + b) per row, without forming y.
 
-Shapes (canonical layout, see ``supcomp.ops.naive``):
+Shapes (canonical layout; the reference is in ``supcomp/ops/<op>.py``):
     h  [I, B, d]    W  [I, n, d]    b  [I, n]
     -> values [I, B, k] (h's dtype), indices [I, B, k] int64
 

@@ -1,6 +1,6 @@
 """sparse_encode: h[i, b] = sum_j values[i, b, j] * W[i, indices[i, b, j]].
 
-Shapes (canonical layout, see ``supcomp.ops.naive``):
+Shapes (canonical layout; the reference is in ``supcomp/ops/<op>.py``):
     indices  int64 [I, B, k]   feature ids, -1 = empty slot
     values   float [I, B, k]
     W        float [I, n, d]

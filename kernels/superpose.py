@@ -1,6 +1,6 @@
 """superpose: y = relu(h @ W^T + b) with h = sparse_encode(indices, values, W), fused.
 
-Shapes (canonical layout, see ``supcomp.ops.naive``):
+Shapes (canonical layout; the reference is in ``supcomp/ops/<op>.py``):
     indices int64 [I, B, k]   values [I, B, k]   W [I, n, d]   b [I, n]   -> y [I, B, n]
 
 One program per (instance, BLOCK_M rows, BLOCK_N features). For every BLOCK_K

@@ -1,22 +1,20 @@
-"""U-AND Triton kernels (the "triton" backend of ``supcomp.boolean``).
+"""U-AND Triton kernels (the "triton" implementation of ``supcomp.ops.uand``).
 
-Same functions and canonical layout as ``supcomp.boolean.naive``:
+Same canonical layout as the reference in ``supcomp/ops/uand.py``:
 
 * ``uand_forward``: one program per (sample, slot) scatters the slot's value into the
   pre-activations of the neurons its input feeds (its connection list) with atomics,
   in BLOCK chunks of the list; bias and ReLU follow in one elementwise pass.
 * ``uand_readout``: one program per (gate, block of samples) walks the gate's read-out
   set (CSR row) and sums the neuron-major activation rows aT[n, block]; writes est [B, G].
-* Intersections, pair sizes and the pair lists of ``uand_all_pairs`` are built with the
-  torch code of ``naive.py`` on the tensors' device; the read-out itself is the kernel above.
+Intersections, pair sizes and the pair lists of the all-pairs read-out are built by the torch
+reference on the tensors' device (``supcomp/ops/uand.py``); the read-out itself is the kernel above.
 """
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-
-from supcomp.boolean import naive
 
 from ._utils import acc_dtype, acc_torch_dtype, clamp_pow2, on_tensor_device
 
@@ -79,12 +77,3 @@ def uand_readout(a, row_ptr, nidx):
     _uand_readout_kernel[grid](aT, row_ptr, nidx, out, B, G,
                                BLOCK_B=BLOCK_B, ACC=acc_dtype(a.dtype), num_warps=4)
     return out
-
-
-uand_intersect = naive.uand_intersect
-uand_pair_counts = naive.uand_pair_counts
-
-
-def uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, counts, m: int, i0: int, i1: int):
-    """est [B, W] for the pairs of rows i0 <= i < i1: torch-built pair sets, Triton read-out."""
-    return naive.uand_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, counts, m, i0, i1, readout=uand_readout)

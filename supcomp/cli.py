@@ -50,16 +50,16 @@ def main(argv=None) -> int:
     uand.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demo import run
+        from .studies.demo import run
         run(out_dir=args.out, progress=not args.no_progress, bench=not args.no_bench)
     elif args.command == "tms":
         if args.steps is not None and args.steps < 1:
             parser.error(f"--steps: expected a positive number of steps, got {args.steps}")
-        from .tms.experiments import run as run_tms
+        from .studies.tms.experiments import run as run_tms
         run_tms(args.name, steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress,
                 quick=args.quick)
     elif args.command == "circuits":
-        from .circuits.experiments import run as run_circuits
+        from .studies.circuits import run as run_circuits
         run_circuits(out_dir=args.out, quick=args.quick, progress=not args.no_progress, kind=args.circuits,
                      assignment=args.assignment, seed=args.seed, bench=not args.no_bench)
     elif args.command == "sweep":
@@ -79,23 +79,23 @@ def main(argv=None) -> int:
                 parser.error(f"--sigmas: expected comma-separated numbers, got {args.sigmas!r}")
             if not sigmas or any(not (v >= 0) for v in sigmas):
                 parser.error(f"--sigmas: expected non-negative numbers, got {args.sigmas!r}")
-        from .cc.experiments import run as run_cc
+        from .studies.cc import run as run_cc
         run_cc(steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.no_progress, quick=args.quick,
                n_samples=args.samples, sigmas=sigmas)
     elif args.command == "uand":
         if args.batch is not None and args.batch < 1:
             parser.error(f"--batch: expected a positive number of samples, got {args.batch}")
-        from .boolean.experiments import run as run_uand
+        from .studies.uand import run as run_uand
         run_uand(out_dir=args.out, quick=args.quick, batch=args.batch, seed=args.seed, progress=not args.no_progress,
                  capacity_sweep=not args.no_capacity)
     elif args.command == "info":
         import torch
 
         from . import __version__
-        from .ops import backends
+        from .ops import dispatch
         print(f"supcomp {__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-        print(f"CPU float32 backend: {backends.backend_name(torch.device('cpu'), torch.float32)}")
-        print(f"Triton available: {backends.triton_available()}, CUDA available: {torch.cuda.is_available()}")
+        print(f"CPU float32 backend: {dispatch.backend_name(torch.device('cpu'), torch.float32)}")
+        print(f"Triton available: {dispatch.triton_available()}, CUDA available: {torch.cuda.is_available()}")
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .ops import _validate as V
+from .ops import checks as V
 
 
 def dense_to_padded(x: torch.Tensor, k: int | None = None):

@@ -160,7 +160,7 @@ ROWS: list[Bad] = [
 
 # ---- the constructions and sweeps (supcomp.boolean, supcomp.circuits, supcomp.cc, supcomp.sweep)
 def _construction_rows() -> list[Bad]:
-    from supcomp.boolean import UAnd, theory
+    from supcomp.uand import UAnd, theory
     from supcomp.cc import CCConfig
     from supcomp.cc import train as cc_train
     from supcomp.circuits import CircuitSet, compress, measure_interference

@@ -30,7 +30,7 @@ def _active(gen, B, s, m, pad):
        pad=st.booleans(), backend=st.sampled_from(["cpp", "triton"]), dtype=st.sampled_from([torch.float32, torch.float64]),
        seed=st.integers(0, 2**31 - 1))
 def test_uand_backends_match_reference(m, d, p, B, s, pad, backend, dtype, seed):
-    from supcomp.boolean import UAnd
+    from supcomp.uand import UAnd
 
     if backend == "triton" and dtype == torch.float64:
         dtype = torch.float32

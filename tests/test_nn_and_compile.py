@@ -65,7 +65,7 @@ def test_eager_calls_without_grad_skip_the_op_dispatch_but_stay_visible_to_traci
     under a TorchDispatchMode or torch.compile (fullgraph, no-grad inputs) the custom ops are still called."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from supcomp.ops import _validate as V
+    from supcomp.ops import checks as V
 
     W = torch.randn(30, 7)
     b = -0.1 * torch.rand(30)

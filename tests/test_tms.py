@@ -358,7 +358,7 @@ def test_train_argument_errors():
 def test_device_sampler_matches_cpp(kw):
     """The torch sampler (used on GPUs) draws the C++ sampler's batches bit for bit, sliced or not."""
     from supcomp.tms.data import BatchSampler
-    from supcomp.tms.device_sampler import DeviceBatchSampler
+    from supcomp.tms.data import DeviceBatchSampler
 
     cfg = ToyModelConfig(23, 5, n_instances=4, feature_probability=torch.tensor([1.0, 0.3, 0.05, 0.5]), **kw)
     a = BatchSampler(cfg, 37, seed=123)

@@ -12,7 +12,7 @@ import textwrap
 
 SCRIPT = textwrap.dedent("""
     import json, re, torch
-    from supcomp.boolean import UAnd
+    from supcomp.uand import UAnd
     def hwm():
         return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
     m, d, p, B, s = 600, 2000, 0.1, 64, 6

@@ -1,19 +1,79 @@
-"""relu_readout: y = relu(h @ W^T + b), the read-out with ReLU filtering.
+"""relu_readout: ``y = relu(h @ W^T + b)``, the read-out with ReLU filtering.
 
-Three implementations: ``naive.relu_readout_forward`` (reference),
-``supcomp/ops/cpu.py`` + ``csrc/readout.cpp`` (CPU: BLAS GEMM with fused C++
-epilogues), ``kernels/relu_readout.py`` (Triton). Test: ``tests/test_relu_readout.py``.
+Implementations (one table, :data:`IMPLS`): the pure-torch reference below; on CPU the BLAS GEMM
+that torch links plus the C++ epilogues of ``csrc/relu_readout.cpp`` (the ReLU, and the ReLU mask
+with the bias gradient: no extra pass over a [B, n] matrix); the Triton kernel
+``kernels/relu_readout.py`` on CUDA. Tests: ``tests/ops/test_relu_readout.py``; benchmark:
+``benchmarks/ops/relu_readout.py``.
+
+Canonical layout: h [I, B, d], W [I, n, d], b [I, n] -> y [I, B, n].
 """
+
 from __future__ import annotations
+
+import functools
 
 import torch
 
-from . import _validate as V
-from . import backends
+from .. import _C
+from . import checks
+from .cpu_views import as_numpy, threads
+from .dispatch import Impl, Table
+
+# ---------------------------------------------------------------- reference (pure torch)
+
+
+def reference_forward(h, W, b):
+    """y = relu(h @ W^T + b) -> [I, B, n]."""
+    return torch.relu(torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2)))
+
+
+def reference_backward(grad_y, y, h, W):
+    """Gradients given the output y: (grad_h [I, B, d], grad_W [I, n, d], grad_b [I, n])."""
+    g = grad_y * (y > 0).to(grad_y.dtype)
+    return torch.bmm(g, W), torch.bmm(g.transpose(1, 2), h), g.sum(1)
+
+
+# ---------------------------------------------------------------- C++ (CPU): BLAS GEMM + C++ epilogues
+
+
+def cpp_forward(h, W, b):
+    """The GEMM with the bias folded in (beta = 1; baddbmm measured as fast as bmm), then an in-place ReLU."""
+    y = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
+    _C.relu_(as_numpy(y), threads())
+    return y
+
+
+def cpp_backward(grad_y, y, h, W):
+    """The ReLU mask and the bias gradient in one C++ pass, then two GEMMs."""
+    g = torch.empty_like(y)
+    grad_b = torch.empty(y.shape[0], y.shape[2], dtype=y.dtype)
+    _C.relu_grad(as_numpy(grad_y), as_numpy(y), as_numpy(g), as_numpy(grad_b), threads())
+    return torch.bmm(g, W), torch.bmm(g.transpose(1, 2), h), grad_b
+
+
+# ---------------------------------------------------------------- Triton (CUDA) and the table
+
+
+@functools.cache
+def _triton_impl() -> Impl:
+    from ..kernels import relu_readout as kernel
+
+    return Impl(forward=kernel.relu_readout_forward, backward=kernel.relu_readout_backward)
+
+
+IMPLS = Table(
+    "relu_readout",
+    reference=Impl(forward=reference_forward, backward=reference_backward),
+    cpp=Impl(forward=cpp_forward, backward=cpp_backward),
+    triton=_triton_impl,
+)
+
+# ---------------------------------------------------------------- torch.library registration
 
 
 def _forward(h, W, b):
-    return backends.for_tensor(W).relu_readout_forward(h, W, b)
+    return IMPLS.impl_for(W).forward(h, W, b)
 
 
 @torch.library.custom_op("supcomp::relu_readout", mutates_args=())
@@ -32,7 +92,7 @@ def relu_readout_backward_op(
     grad_y: torch.Tensor, y: torch.Tensor, h: torch.Tensor, W: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Canonical backward -> (grad_h [I, B, d], grad_W [I, n, d], grad_b [I, n])."""
-    return tuple(backends.for_tensor(W).relu_readout_backward(grad_y, y, h, W))
+    return tuple(IMPLS.impl_for(W).backward(grad_y, y, h, W))
 
 
 @relu_readout_backward_op.register_fake
@@ -55,17 +115,24 @@ def _backward(ctx, grad_y):
 relu_readout_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+# ---------------------------------------------------------------- public function
+
+
 def check_readout_args(h, W, b):
-    """Validate (h, W, b) and return (I, n, d, batch, canonical h, W, b)."""
-    I, n, d = V.check_weight(W)
-    V.check_float(h, "h")
-    V.check_same_dtype(h, "h", W, "W")
-    V.check_same_device(h, "h", W, "W")
-    batch = V.split_instance(h, "h", I, 1, "d")
+    """Validate (h, W, b) of a read-out and return (I, n, d, batch, canonical h, W, b).
+
+    Raises:
+        TypeError: wrong type or dtype. ValueError: shapes or devices do not match.
+    """
+    I, n, d = checks.check_weight(W)
+    checks.check_float(h, "h")
+    checks.check_same_dtype(h, "h", W, "W")
+    checks.check_same_device(h, "h", W, "W")
+    batch = checks.split_instance(h, "h", I, 1, "d")
     if h.shape[-1] != d:
-        raise ValueError(f"h: last dimension {h.shape[-1]} does not match W's d = {d} (W is {V.shape_str(W)})")
-    bc = V.check_bias(b, W, I, n)
-    return I, n, d, batch, V.canon(h, I, (d,)), W.reshape(V.n_inst(I), n, d).contiguous(), bc
+        raise ValueError(f"h: last dimension {h.shape[-1]} does not match W's d = {d} (W is {checks.shape_str(W)})")
+    bc = checks.check_bias(b, W, I, n)
+    return I, n, d, batch, checks.canon(h, I, (d,)), W.reshape(checks.n_inst(I), n, d).contiguous(), bc
 
 
 def relu_readout(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
@@ -80,8 +147,12 @@ def relu_readout(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None
     Returns:
         y: ``[..., n_features]`` (``[I, ..., n_features]``).
 
+    Raises:
+        TypeError: an argument is not a tensor, or has the wrong dtype.
+        ValueError: shapes or devices do not match.
+
     Differentiable in ``h``, ``W`` and ``b``.
     """
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)
-    y = _forward(hc, Wc, bc) if V.direct_ok(hc, Wc, bc) else relu_readout_op(hc, Wc, bc)
+    y = _forward(hc, Wc, bc) if checks.direct_ok(hc, Wc, bc) else relu_readout_op(hc, Wc, bc)
     return y.reshape(*((I,) if I is not None else ()), *batch, n)

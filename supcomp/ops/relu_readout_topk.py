@@ -1,29 +1,118 @@
-"""relu_readout_topk: the k largest entries of relu(h @ W^T + b), computed blockwise.
+"""relu_readout_topk: the k largest entries of ``relu(h @ W^T + b)`` per row, computed blockwise.
 
-The [B, n] matrix is never held whole: it is produced a tile at a time and each
-tile is folded into a running per-row top-k, so dictionaries of 2^16..2^20
-features fit in memory.
+The [B, n] matrix is never held whole by the kernels: it is produced a tile at a time and each tile
+is folded into a running per-row top-k, so dictionaries of 2^16..2^20 features fit in memory.
 
-Three implementations: ``naive.relu_readout_topk_forward`` (reference, holds
-the full matrix), ``supcomp/ops/cpu.py`` + ``csrc/readout.cpp`` (CPU),
-``kernels/relu_readout_topk.py`` (Triton). Test: ``tests/test_relu_readout_topk.py``.
+Implementations (one table, :data:`IMPLS`): the pure-torch reference below (holds the full
+matrix); on CPU BLAS GEMM tiles folded by the C++ merge of ``csrc/relu_readout_topk.cpp``; the
+Triton kernel ``kernels/relu_readout_topk.py`` on CUDA. Tests: ``tests/ops/test_relu_readout_topk.py``;
+benchmark: ``benchmarks/ops/relu_readout_topk.py``.
+
+Canonical layout: h [I, B, d], W [I, n, d], b [I, n] -> (values [I, B, k], indices [I, B, k] int64).
 """
+
 from __future__ import annotations
+
+import functools
 
 import torch
 
-from . import _validate as V
-from . import backends
+from .. import _C
+from . import checks
+from .cpu_views import as_numpy, threads
+from .dispatch import Impl, Table
 from .relu_readout import check_readout_args
+from .relu_readout import reference_forward as relu_readout_reference
 from .sparse_encode import sparse_encode_backward_op, sparse_encode_op
+
+# ---------------------------------------------------------------- reference (pure torch)
+
+
+def reference_forward(h, W, b, k: int):
+    """The k largest entries of relu(h @ W^T + b) per row, sorted descending.
+
+    Returns (values [I, B, k], indices [I, B, k] int64). Fill rule: a slot whose value is 0 (fewer
+    than k positive entries) gets index -1 and value 0, so the result is a valid padded sparse code.
+    Ties among positive values go to the lower feature index.
+    """
+    y = relu_readout_reference(h, W, b)
+    # NaN scores are never selected (as in the kernels): a sort would put them first and, filled
+    # as (0, -1), they would push real positive entries out of the top k.
+    y = torch.where(torch.isnan(y), torch.zeros((), dtype=y.dtype, device=y.device), y)
+    # Stable descending sort puts the lower index first among equal values.
+    vals, idx = torch.sort(y, dim=-1, descending=True, stable=True)
+    vals, idx = vals[..., :k], idx[..., :k]
+    idx = torch.where(vals > 0, idx, torch.full_like(idx, -1))
+    vals = torch.where(vals > 0, vals, torch.zeros_like(vals))
+    return vals, idx
+
+
+# ---------------------------------------------------------------- C++ (CPU): GEMM tiles + C++ merge
+
+# Largest GEMM tile (in elements) materialised at once: 4M floats = 16 MiB, a few per cent of the
+# [B, n] matrix at benchmark sizes.
+TOPK_TILE_ELEMENTS = 1 << 22
+
+
+def topk_blocks(I: int, B: int, n: int) -> tuple[int, int]:
+    """Row and feature block sizes of the blockwise top-k: one GEMM tile [I, rb, fb] <= TOPK_TILE_ELEMENTS."""
+    fb_min = min(n, 512)
+    rb = max(1, min(B, TOPK_TILE_ELEMENTS // max(1, I * fb_min)))
+    fb = max(fb_min, min(n, TOPK_TILE_ELEMENTS // max(1, I * rb)))
+    return rb, fb
+
+
+def cpp_forward(h, W, b, k: int):
+    """GEMM tiles from torch's BLAS, each folded into the running top-k by ``_C.topk_merge``."""
+    I, B, _ = h.shape
+    n = W.shape[1]
+    vals = torch.zeros(I, B, k, dtype=h.dtype)
+    idx = torch.full((I, B, k), -1, dtype=torch.int64)
+    if B == 0 or n == 0 or k == 0:
+        return vals, idx
+    rb, fb = topk_blocks(I, B, n)
+    buf = torch.empty(I * rb * fb, dtype=h.dtype)
+    Wt = W.transpose(1, 2)
+    nv, ni, nb = as_numpy(vals), as_numpy(idx), as_numpy(b)
+    for r0 in range(0, B, rb):
+        r1 = min(B, r0 + rb)
+        hb = h[:, r0:r1]
+        for f0 in range(0, n, fb):
+            f1 = min(n, f0 + fb)
+            tile = buf[: I * (r1 - r0) * (f1 - f0)].view(I, r1 - r0, f1 - f0)
+            torch.bmm(hb, Wt[:, :, f0:f1], out=tile)
+            _C.topk_merge(as_numpy(tile), nb, nv, ni, r0, f0, threads())
+    return vals, idx
+
+
+# ---------------------------------------------------------------- Triton (CUDA) and the table
+
+
+@functools.cache
+def _triton_impl() -> Impl:
+    from ..kernels import relu_readout_topk as kernel
+
+    return Impl(forward=kernel.relu_readout_topk_forward)
+
+
+IMPLS = Table(
+    "relu_readout_topk",
+    reference=Impl(forward=reference_forward),
+    cpp=Impl(forward=cpp_forward),
+    triton=_triton_impl,
+)
+
+# ---------------------------------------------------------------- torch.library registration
 
 
 def _forward(h, W, b, k):
-    return tuple(backends.for_tensor(W).relu_readout_topk_forward(h, W, b, k))
+    return tuple(IMPLS.impl_for(W).forward(h, W, b, k))
 
 
 @torch.library.custom_op("supcomp::relu_readout_topk", mutates_args=())
-def relu_readout_topk_op(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def relu_readout_topk_op(
+    h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Canonical op: h [I, B, d], W [I, n, d], b [I, n] -> (values [I, B, k], indices [I, B, k] int64)."""
     return _forward(h, W, b, k)
 
@@ -42,10 +131,9 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_vals, grad_idx):
-    # Only the selected entries carry gradient, and only where relu is active
-    # (a selected value is > 0 exactly when its slot is filled). With
-    # g = grad_vals on the selected (row, feature) pairs, the pre-activation
-    # gradient is a padded sparse matrix, so
+    # Only the selected entries carry gradient, and only where relu is active (a selected value is
+    # > 0 exactly when its slot is filled). With g = grad_vals on the selected (row, feature) pairs,
+    # the pre-activation gradient is a padded sparse matrix, so
     #   grad_h = sparse_encode(idx, g, W)               (gather-sum of W rows)
     #   grad_W = scatter of g * h into the selected rows (sparse_encode's W grad)
     #   grad_b = scatter-add of g
@@ -59,11 +147,15 @@ def _backward(ctx, grad_vals, grad_idx):
         I, n = W.shape[0], W.shape[1]
         flat, gf = idx.flatten(1), g.flatten(1)  # not reshape(I, -1): ambiguous when I == 0
         grad_b = torch.zeros(I, n, dtype=g.dtype, device=g.device).scatter_add_(
-            1, flat.clamp(min=0), torch.where(flat >= 0, gf, torch.zeros_like(gf)))
+            1, flat.clamp(min=0), torch.where(flat >= 0, gf, torch.zeros_like(gf))
+        )
     return grad_h, grad_W, grad_b, None
 
 
 relu_readout_topk_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ---------------------------------------------------------------- public function
 
 
 def relu_readout_topk(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, k: int):
@@ -78,17 +170,23 @@ def relu_readout_topk(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, 
     Returns:
         ``(values, indices)``, each ``[..., k]``; indices int64.
 
-    Fill rule: when a row has fewer than ``k`` positive entries, the remaining
-    slots hold value 0 and index -1 (so the result is a padded sparse code that
-    ``sparse_encode`` accepts directly). Ties between equal positive values go
-    to the lower feature index. NaN scores are never selected.
-    Gradients flow to ``h``, ``W`` and ``b`` through the selected entries.
+    Raises:
+        TypeError: ``k`` is not an int; a tensor argument has the wrong type or dtype.
+        ValueError: ``k`` is out of range; shapes or devices do not match.
+
+    Fill rule: when a row has fewer than ``k`` positive entries, the remaining slots hold value 0
+    and index -1 (so the result is a padded sparse code that ``sparse_encode`` accepts directly).
+    Ties between equal positive values go to the lower feature index. NaN scores are never
+    selected. Gradients flow to ``h``, ``W`` and ``b`` through the selected entries.
     """
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k: expected an int, got {type(k).__name__}")
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)
     if k < 0 or k > n:
         raise ValueError(f"k: expected 0 <= k <= n_features = {n}, got {k}")
-    vals, idx = _forward(hc, Wc, bc, k) if V.direct_ok(hc, Wc, bc) else relu_readout_topk_op(hc, Wc, bc, k)
+    if checks.direct_ok(hc, Wc, bc):
+        vals, idx = _forward(hc, Wc, bc, k)
+    else:
+        vals, idx = relu_readout_topk_op(hc, Wc, bc, k)
     lead = ((I,) if I is not None else ()) + batch
     return vals.reshape(*lead, k), idx.reshape(*lead, k)

@@ -1,27 +1,131 @@
-"""sparse_encode: padded sparse features -> their d-dimensional superposition (read-in).
+"""sparse_encode: padded sparse features -> their d-dimensional superposition (the read-in).
 
-Three implementations: ``naive.sparse_encode_forward`` (reference),
-``csrc/sparse_encode.cpp`` (CPU), ``kernels/sparse_encode.py`` (Triton).
-Test: ``tests/test_sparse_encode.py``.
+``h[i, b] = sum_j values[i, b, j] * W[i, indices[i, b, j]]``.
+
+Implementations (one table, :data:`IMPLS`): the pure-torch reference below, the C++ kernel
+``csrc/sparse_encode.cpp`` (CPU) and the Triton kernel ``kernels/sparse_encode.py`` (CUDA).
+Tests: ``tests/ops/test_sparse_encode.py``; benchmark: ``benchmarks/ops/sparse_encode.py``.
+
+Canonical layout of the implementations (the public :func:`sparse_encode` reshapes to it; inputs
+arrive contiguous, of one float dtype, with int64 indices checked to lie in [-1, n)):
+
+    indices  int64  [I, B, k]   feature ids, -1 = empty slot
+    values   float  [I, B, k]
+    W        float  [I, n, d]   one feature per row
+    h        float  [I, B, d]
 """
+
 from __future__ import annotations
+
+import functools
 
 import torch
 
-from . import _validate as V
-from . import backends
+from .. import _C
+from . import checks
+from .cpu_views import as_numpy, threads
+from .dispatch import Impl, Table
+
+# ---------------------------------------------------------------- reference (pure torch)
 
 
-def _impl(indices, W):
-    """The backend for this call; checks index values for backends that don't."""
-    name = backends.backend_name(W.device, W.dtype)
-    if name != "cpp":
-        V.check_index_range(indices, W.shape[1])
-    return backends.get(name)
+def gather_rows(W: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """W [I, n, d], indices [I, B, k] (-1 allowed) -> rows [I, B, k, d] (zero rows for -1)."""
+    I, n, d = W.shape
+    if n == 0:  # every slot is empty (-1); there is no row 0 to gather from
+        return W.new_zeros(*indices.shape, d)
+    rows = W[torch.arange(I, device=W.device)[:, None, None], indices.clamp(min=0)]
+    # where, not multiply: an inf/NaN in row 0 must not leak into empty slots.
+    return torch.where((indices >= 0).unsqueeze(-1), rows, torch.zeros((), dtype=W.dtype, device=W.device))
+
+
+def reference_forward(indices, values, W):
+    """h[i, b] = sum_j values[i, b, j] * W[i, indices[i, b, j]] -> [I, B, d]."""
+    rows = gather_rows(W, indices)
+    # An empty slot contributes nothing, whatever its value (a NaN/inf there must not give NaN via 0 * inf).
+    v = torch.where(indices >= 0, values.to(W.dtype), torch.zeros((), dtype=W.dtype, device=W.device))
+    return torch.einsum("ibk,ibkd->ibd", v, rows)
+
+
+def reference_backward(grad_h, indices, values, W, need_values=True, need_W=True):
+    """Gradients of sparse_encode: (grad_values [I, B, k] or None, grad_W [I, n, d] or None)."""
+    grad_values = grad_W = None
+    valid = indices >= 0
+    if need_values:
+        rows = gather_rows(W, indices)
+        grad_values = torch.einsum("ibd,ibkd->ibk", grad_h, rows).to(values.dtype)
+    if need_W:
+        I, n, d = W.shape
+        if n == 0:
+            return grad_values, W.new_zeros(W.shape)
+        zero = torch.zeros((), dtype=values.dtype, device=values.device)
+        contrib = torch.where(valid, values, zero).unsqueeze(-1).to(grad_h.dtype) * grad_h.unsqueeze(2)  # [I,B,k,d]
+        flat = (indices.clamp(min=0) + torch.arange(I, device=W.device)[:, None, None] * n).reshape(-1)
+        grad_W = torch.zeros(I * n, d, dtype=grad_h.dtype, device=W.device)
+        grad_W.index_add_(0, flat, contrib.reshape(flat.shape[0], d))  # explicit: d may be 0
+        grad_W = grad_W.reshape(I, n, d).to(W.dtype)
+    return grad_values, grad_W
+
+
+# ---------------------------------------------------------------- C++ (CPU)
+
+
+def cpp_forward(indices, values, W):
+    """``reference_forward`` on the C++ kernel; the kernel checks the index range itself."""
+    I, _, d = W.shape
+    out = torch.empty(I, indices.shape[1], d, dtype=W.dtype)
+    _C.sparse_encode_forward(as_numpy(indices), as_numpy(values), as_numpy(W), as_numpy(out), threads())
+    return out
+
+
+def cpp_backward(grad_h, indices, values, W, need_values=True, need_W=True):
+    """``reference_backward`` on the C++ kernels (one pass over the slots when both are needed)."""
+    grad_values = grad_W = None
+    g, idx, nt = as_numpy(grad_h), as_numpy(indices), threads()
+    if need_values and need_W:
+        grad_values, grad_W = torch.empty_like(values), torch.empty_like(W)
+        _C.sparse_encode_backward(g, idx, as_numpy(values), as_numpy(W), as_numpy(grad_values), as_numpy(grad_W), nt)
+        return grad_values, grad_W
+    if need_values:
+        grad_values = torch.empty_like(values)
+        _C.sparse_encode_backward_values(g, idx, as_numpy(W), as_numpy(grad_values), nt)
+    if need_W:
+        grad_W = torch.empty_like(W)  # zeroed by the kernel, per column block
+        _C.sparse_encode_backward_weight(g, idx, as_numpy(values), as_numpy(grad_W), nt)
+    return grad_values, grad_W
+
+
+# ---------------------------------------------------------------- Triton (CUDA) and the table
+
+
+@functools.cache
+def _triton_impl() -> Impl:
+    from ..kernels import sparse_encode as kernel
+
+    return Impl(forward=kernel.sparse_encode_forward, backward=kernel.sparse_encode_backward)
+
+
+IMPLS = Table(
+    "sparse_encode",
+    reference=Impl(forward=reference_forward, backward=reference_backward),
+    cpp=Impl(forward=cpp_forward, backward=cpp_backward),
+    triton=_triton_impl,
+)
+
+
+def impl_checked(indices: torch.Tensor, W: torch.Tensor) -> Impl:
+    """The implementation for this call; checks the index values for the backends that do not."""
+    backend = IMPLS.backend(W.device, W.dtype)
+    if backend != "cpp":
+        checks.check_index_range(indices, W.shape[1])
+    return IMPLS.get(backend)
+
+
+# ---------------------------------------------------------------- torch.library registration
 
 
 def _forward(indices, values, W):
-    return _impl(indices, W).sparse_encode_forward(indices, values, W)
+    return impl_checked(indices, W).forward(indices, values, W)
 
 
 @torch.library.custom_op("supcomp::sparse_encode", mutates_args=())
@@ -37,19 +141,25 @@ def _(indices, values, W):
 
 @torch.library.custom_op("supcomp::sparse_encode_backward", mutates_args=())
 def sparse_encode_backward_op(
-    grad_h: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor,
-    need_values: bool, need_W: bool,
+    grad_h: torch.Tensor,
+    indices: torch.Tensor,
+    values: torch.Tensor,
+    W: torch.Tensor,
+    need_values: bool,
+    need_W: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Canonical backward -> (grad_values [I, B, k], grad_W [I, n, d]); an empty tensor for a gradient not needed."""
-    gv, gw = _impl(indices, W).sparse_encode_backward(grad_h, indices, values, W, need_values, need_W)
+    gv, gw = impl_checked(indices, W).backward(grad_h, indices, values, W, need_values, need_W)
     empty = W.new_empty(0)
     return (gv if gv is not None else empty), (gw if gw is not None else empty)
 
 
 @sparse_encode_backward_op.register_fake
 def _(grad_h, indices, values, W, need_values, need_W):
-    return (values.new_empty(values.shape) if need_values else W.new_empty(0),
-            W.new_empty(W.shape) if need_W else W.new_empty(0))
+    return (
+        values.new_empty(values.shape) if need_values else W.new_empty(0),
+        W.new_empty(W.shape) if need_W else W.new_empty(0),
+    )
 
 
 def _setup_context(ctx, inputs, output):
@@ -67,6 +177,9 @@ def _backward(ctx, grad_h):
 sparse_encode_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+# ---------------------------------------------------------------- public function
+
+
 def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     """Superpose padded sparse features: ``h = sum_j values[..., j] * W[indices[..., j]]``.
 
@@ -80,20 +193,30 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
     Returns:
         h: ``[..., d]`` (``[I, ..., d]``), dtype of ``W``.
 
-    Duplicate ids in a row add up. Differentiable in ``values`` and ``W``; the
-    gradient of ``W`` is a scatter into the rows that occur (never a dense
-    ``[B, n] x [B, d]`` product).
+    Raises:
+        TypeError: an argument is not a tensor, or has the wrong dtype.
+        ValueError: shapes or devices do not match.
+        IndexError: an index is outside ``[-1, n_features)``.
+
+    Duplicate ids in a row add up. Differentiable in ``values`` and ``W``; the gradient of ``W``
+    is a scatter into the rows that occur (never a dense ``[B, n] x [B, d]`` product).
     """
-    I, n, d = V.check_weight(W)
-    indices = V.check_indices(indices)
-    V.check_float(values, "values")
-    V.check_same_dtype(values, "values", W, "W")
-    V.check_same_device(indices, "indices", W, "W")
-    V.check_same_device(values, "values", W, "W")
+    I, n, d = checks.check_weight(W)
+    indices = checks.check_indices(indices)
+    checks.check_float(values, "values")
+    checks.check_same_dtype(values, "values", W, "W")
+    checks.check_same_device(indices, "indices", W, "W")
+    checks.check_same_device(values, "values", W, "W")
     if indices.shape != values.shape:
-        raise ValueError(f"values: shape {V.shape_str(values)} does not match indices {V.shape_str(indices)}")
-    batch = V.split_instance(indices, "indices", I, 1, "k")
+        raise ValueError(
+            f"values: shape {checks.shape_str(values)} does not match indices {checks.shape_str(indices)}"
+        )
+    batch = checks.split_instance(indices, "indices", I, 1, "k")
     k = indices.shape[-1]
-    args = (V.canon(indices, I, (k,)), V.canon(values, I, (k,)), W.reshape(V.n_inst(I), n, d).contiguous())
-    h = _forward(*args) if V.direct_ok(*args) else sparse_encode_op(*args)
+    args = (
+        checks.canon(indices, I, (k,)),
+        checks.canon(values, I, (k,)),
+        W.reshape(checks.n_inst(I), n, d).contiguous(),
+    )
+    h = _forward(*args) if checks.direct_ok(*args) else sparse_encode_op(*args)
     return h.reshape(*((I,) if I is not None else ()), *batch, d)

@@ -18,7 +18,7 @@ DEFAULTS = dict(S=5, L=2, z=2, kind="rotations", d=3, assignment="overlap1", n_s
 
 
 def run(points: list[dict]) -> list[dict]:
-    from ..circuits.experiments import error_row
+    from ..studies.circuits import error_row
 
     out = []
     for p in points:

@@ -38,7 +38,7 @@ def plot_phase(rows, path):
     """Trained phase (lowest exact loss over the seeds of a cell) next to the analytic diagram."""
     from matplotlib.colors import ListedColormap
 
-    from ..tms.experiments import phase_analytic
+    from ..studies.tms.experiments import phase_analytic
 
     import torch
     rel = sorted({r["importance"] * r["importance_decay"] for r in rows})
@@ -51,7 +51,7 @@ def plot_phase(rows, path):
     grid = np.full((len(rel), len(dens)), np.nan)
     for (ri, di), r in best.items():
         grid[rel.index(ri), dens.index(di)] = _PHASES.index(r["phase"])
-    from ..tms.experiments import _threads
+    from ..studies.tms.experiments import _threads
     # the analytic grid (each point optimises the antipodal solution: seconds on one thread)
     F = min(25, 4 * max(len(rel), len(dens)) + 1)
     fr = torch.logspace(float(np.log10(min(rel))) - 0.1, float(np.log10(max(rel))) + 0.1, F, dtype=torch.float64)

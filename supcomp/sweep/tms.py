@@ -50,7 +50,7 @@ def run(points: list[dict]) -> list[dict]:
     """Train every point as one instance of one batched ``supcomp.tms.train`` call; one metrics dict each."""
     from .. import metrics as M
     from ..tms import ToyModelConfig, train
-    from ..tms.experiments import LEARNED, PHASES, _threads, _threads_for, classify_phase, phase_exact_loss
+    from ..studies.tms.experiments import LEARNED, PHASES, _threads, _threads_for, classify_phase, phase_exact_loss
 
     p0 = points[0]
     for p in points[1:]:

@@ -4,8 +4,8 @@ Parameters (``required``: m, d, p): ``m`` inputs, ``d`` neurons, ``p`` connectio
 inputs (default 3), ``batch`` samples read at all pairs (32), ``extra_samples`` more read only at their own
 both-on / one-on pairs (2048), ``seed`` (0). Nothing is packed (``per_instance`` is empty): each point
 draws its own construction. Metrics (per case: ``both`` inputs on, ``one`` on, ``none`` on): the measured
-``<case>_mean`` and ``<case>_max`` error with ``<case>_theory`` (exact mean, :func:`supcomp.boolean.theory`)
-and ``<case>_std_theory``, as in :func:`supcomp.boolean.experiments.error_table`.
+``<case>_mean`` and ``<case>_max`` error with ``<case>_theory`` (exact mean, :func:`supcomp.uand.theory`)
+and ``<case>_std_theory``, as in :func:`supcomp.studies.uand.error_table`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ DEFAULTS = dict(s=3, batch=32, extra_samples=2048, seed=0)
 
 
 def run(points: list[dict]) -> list[dict]:
-    from ..boolean.experiments import error_table
+    from ..studies.uand import error_table
 
     out = []
     for p in points:

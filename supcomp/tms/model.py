@@ -48,11 +48,11 @@ class ToyModel(nn.Module):
         """Standard-normal ``W`` (and ``W_out`` for ``abs``), ``[I, n, m]`` float64. With ``instance_seeds``
         (``[I]`` ints) instance i gets what instance 0 of a run with ``seed = instance_seeds[i]`` gets
         (packing-invariant: see ``BatchSampler``)."""
-        from .data import _instance_seeds
+        from ..ops.tms_sample import instance_seed_tensor
 
         I, n, m = config.n_instances, config.n_features, config.n_hidden
         k = 2 if config.kind == "abs" else 1
-        seeds = _instance_seeds(instance_seeds, I)
+        seeds = instance_seed_tensor(instance_seeds, I)
         if seeds is None:
             g = torch.Generator().manual_seed(int(seed))
             draws = [torch.randn(I, n, m, generator=g, dtype=torch.float64) for _ in range(k)]
@@ -89,7 +89,7 @@ class ToyModel(nn.Module):
         renamed, so an interrupted save never leaves a half-written file)."""
         from safetensors.torch import save_file
 
-        from .._atomic import atomic_path
+        from ..utils.files import atomic_path
 
         os.makedirs(path, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}

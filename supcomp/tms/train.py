@@ -1,119 +1,70 @@
 """Training a batch of toy models: the fused trainer and the plain einsum reference.
 
-Both trainers draw identical batches (``BatchSampler``), start from identical
-weights (``ToyModel(config, seed)``), and step AdamW (torch's, or on CPU the same update inside the
-fused C++ step); they differ only in how the loss gradient is computed:
+Both trainers draw identical batches (``BatchSampler``), start from identical weights
+(``ToyModel(config, seed)``), and step AdamW (torch's, or on CPU the same update inside the fused
+C++ step); they differ only in how the loss gradient is computed (``supcomp.ops.tms_step``):
 
-* ``backend="fused"``: on CPU one C++ call per step draws the batch and runs
-  forward, loss and backward of every instance (``_C.tms_sample_step``: rows
-  drawn tile by tile inside the step, sparse read-in, register-tiled read-out
-  fused with the loss, and a backward that skips zero output gradients;
-  instances with at least 30% nonzeros use dense 8-row tiles for the read-in
-  and its gradient instead, bit for bit the same sums; ``_C.tms_step`` is the
-  same step on a batch already drawn), with AdamW run inside that call too, instance by instance
-  (``FusedAdamW``, ``_C.tms_sample_adamw_step``: torch's AdamW update to float rounding). ``fused_loss_and_grad``
-  on other devices runs the supcomp ops (Triton on CUDA) with torch autograd.
-* ``train`` off the CPU (a GPU) draws each batch on the device
-  (``DeviceBatchSampler``: the same numbers as the C++ sampler, dense) and runs
-  the dense einsum step for either backend: measured faster there (see the
-  comment in ``train``).
-* ``backend="reference"``: the papers' einsum code on the dense batch, with
-  torch autograd. Kept for tests and benchmarks.
+* ``backend="fused"``: on CPU one C++ call per step draws the batch, runs forward, loss and
+  backward of every instance and applies AdamW, instance by instance (``FusedAdamW``:
+  torch's AdamW update to float rounding). ``fused_loss_and_grad`` runs the op's table on a
+  batch already drawn (C++ on CPU, the Triton kernels on CUDA).
+* ``train`` off the CPU (a GPU) draws each batch on the device (``DeviceBatchSampler``: the same
+  numbers as the C++ sampler, dense) and runs the dense einsum step for either backend, measured
+  faster there (see the comment in ``train``).
+* ``backend="reference"``: the papers' einsum code on the dense batch, with torch autograd.
 
-Loss: the importance-weighted squared error, meaned over batch and features,
-summed over instances (as in the TMS notebook), so each instance's gradient is
-that of its own mean loss.
+Loss: the importance-weighted squared error, meaned over batch and features, summed over
+instances (as in the TMS notebook), so each instance's gradient is that of its own mean loss.
 """
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
-from .. import _C
-from ..ops import relu_readout, sparse_encode, superpose
-from ..sparse import padded_to_dense
+from ..ops import tms_step
+from ..utils.progress import progress_bar
 from .config import ToyModelConfig
-from .data import BatchSampler, SparseBatch
-from .device_sampler import DeviceBatchSampler
+from .data import BatchSampler, DeviceBatchSampler, SparseBatch
 from .model import ToyModel
 
 BACKENDS = ("fused", "reference")
 
 
-def _flags(kind):
-    hidden_relu = kind in ("relu_hidden", "abs")
-    output_relu = kind != "linear"
-    return hidden_relu, output_relu, kind == "abs"
-
-
-def fused_loss_and_grad(model: ToyModel, batch: SparseBatch) -> torch.Tensor:
-    """Per-instance losses ``[I]``; writes ``.grad`` of W (W_out) and b. One C++ call on CPU."""
-    kind = model.config.kind
-    hidden_relu, output_relu, abs_target = _flags(kind)
-    W, b = model.W, model.b
-    if W.device.type == "cpu" and W.dtype in (torch.float32, torch.float64):
-        D = model.decoder
-        gW = torch.empty_like(W)
-        gD = gW if model.W_out is None else torch.empty_like(D)
-        gb = torch.empty_like(b)
-        loss = torch.empty(W.shape[0], dtype=torch.float64)
-        Wd = W.detach()
-        _C.tms_step(batch.offsets.numpy(), batch.indices.numpy(), batch.values.numpy(), Wd.numpy(), D.detach().numpy(), b.detach().numpy(),
-                    model.importance.numpy(), gW.numpy(), gD.numpy(), gb.numpy(), loss.numpy(),
-                    hidden_relu, output_relu, abs_target, torch.get_num_threads())
-        W.grad = gW
-        if model.W_out is not None:
-            model.W_out.grad = gD
-        b.grad = gb
-        return loss.float()
-    # Other devices: the supcomp ops (Triton on CUDA) with autograd.
-    model.zero_grad(set_to_none=True)
-    idx, val = (t.to(W.device) for t in batch.to_padded())
-    target = padded_to_dense(idx, val, W.shape[1])
-    if abs_target:
-        target = target.abs()
-    if kind == "relu_output":
-        y = superpose(idx, val, W, b)
-    else:
-        h = sparse_encode(idx, val, W)
-        if hidden_relu:
-            h = torch.relu(h)
-        if output_relu:
-            y = relu_readout(h, model.decoder, b)
-        else:
-            y = torch.einsum("ibm,inm->ibn", h, model.decoder) + b[:, None]
-    loss = (model.importance[:, None] * (y - target) ** 2).mean((1, 2))
-    loss.sum().backward()
-    return loss.detach()
-
-
-def fused_sampled_loss_and_grad(model: ToyModel, sampler: BatchSampler, step: int) -> torch.Tensor:
-    """``fused_loss_and_grad(model, sampler.sample(step))`` in one C++ call (``_C.tms_sample_step``): the
-    step draws its rows tile by tile as it goes instead of reading a batch from memory. The same numbers,
-    so the same losses and gradients, bit for bit (tested); ``train`` on CPU runs it with AdamW inside (:func:`fused_sampled_adamw_step`). Per-instance
-    losses ``[I]``; writes ``.grad`` of W (W_out) and b. CPU, float32 / float64 only."""
-    W, b = model.W, model.b
-    if W.device.type != "cpu" or W.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"model: fused sampling needs a float32/float64 model on CPU, got {W.dtype} on {W.device}")
-    if W.dtype != sampler.dtype:
-        raise TypeError(f"sampler: dtype {sampler.dtype} does not match the model's {W.dtype}")
-    hidden_relu, output_relu, abs_target = _flags(model.config.kind)
-    D = model.decoder
-    gW = torch.empty_like(W)
-    gD = gW if model.W_out is None else torch.empty_like(D)
-    gb = torch.empty_like(b)
-    loss = torch.empty(W.shape[0], dtype=torch.float64)
-    c = sampler.config
-    _C.tms_sample_step(sampler.seed & 0xFFFFFFFFFFFFFFFF, int(step), sampler.p.numpy(), sampler.batch_size,
-                       c.correlated_pairs, c.anticorrelated_pairs, c.kind == "abs", W.detach().numpy(),
-                       D.detach().numpy(), b.detach().numpy(), model.importance.numpy(), gW.numpy(), gD.numpy(),
-                       gb.numpy(), loss.numpy(), hidden_relu, output_relu, abs_target, torch.get_num_threads(),
-                       instance_seeds=sampler._seeds)
-    W.grad = gW
+def _set_grads(model: ToyModel, grads) -> torch.Tensor:
+    loss, gE, gD, gb = grads
+    model.W.grad = gE
     if model.W_out is not None:
         model.W_out.grad = gD
-    b.grad = gb
-    return loss.float()
+    model.b.grad = gb
+    return loss
+
+
+def fused_loss_and_grad(model: ToyModel, batch: SparseBatch, dense_strategy: int = 0) -> torch.Tensor:
+    """Per-instance losses ``[I]``; writes ``.grad`` of W (W_out) and b.
+
+    Runs ``supcomp.ops.tms_step``'s table: one C++ call on CPU (``dense_strategy`` forces its
+    read-in layout, see ``tms_step.cpp_loss_and_grad``), the Triton kernels on CUDA, the reference
+    elsewhere.
+    """
+    W = model.W
+    backend = tms_step.IMPLS.backend(W.device, W.dtype)
+    args = (batch, W, model.decoder, model.b, model.importance, model.config.kind)
+    if backend == "cpp":
+        return _set_grads(model, tms_step.cpp_loss_and_grad(*args, dense_strategy=dense_strategy))
+    return _set_grads(model, tms_step.IMPLS.get(backend).loss_and_grad(*args))
+
+
+def fused_sampled_loss_and_grad(model: ToyModel, sampler: BatchSampler, step: int, dense_strategy: int = 0,
+                                lane_strategy: int = 0) -> torch.Tensor:
+    """``fused_loss_and_grad(model, sampler.sample(step))`` in one C++ call: the step draws its rows as it
+    goes instead of reading a batch from memory. The same numbers, so the same losses and gradients, bit
+    for bit. Per-instance losses ``[I]``; writes ``.grad`` of W (W_out) and b. CPU, float32 / float64 only.
+
+    Raises:
+        ValueError: the model is not float32/float64 on CPU. TypeError: the sampler's dtype differs.
+    """
+    grads = tms_step.cpp_sample_loss_and_grad(sampler, step, model.W, model.decoder, model.b, model.importance,
+                                              model.config.kind, dense_strategy, lane_strategy)
+    return _set_grads(model, grads)
 
 
 class FusedAdamW:
@@ -145,34 +96,31 @@ class FusedAdamW:
             self.exp_avg_D, self.exp_avg_sq_D = torch.zeros_like(W), torch.zeros_like(W)
         self.exp_avg_b, self.exp_avg_sq_b = torch.zeros_like(model.b.detach()), torch.zeros_like(model.b.detach())
 
-    def state_arrays(self):
-        return [t.numpy() for t in (self.exp_avg_W, self.exp_avg_sq_W, self.exp_avg_D, self.exp_avg_sq_D,
-                                    self.exp_avg_b, self.exp_avg_sq_b)]
+    def state_tensors(self) -> list[torch.Tensor]:
+        """[exp_avg_W, exp_avg_sq_W, exp_avg_D, exp_avg_sq_D, exp_avg_b, exp_avg_sq_b] (the D pair is W's when tied)."""
+        return [self.exp_avg_W, self.exp_avg_sq_W, self.exp_avg_D, self.exp_avg_sq_D, self.exp_avg_b,
+                self.exp_avg_sq_b]
 
 
-def fused_sampled_adamw_step(model: ToyModel, sampler: BatchSampler, step: int, opt: FusedAdamW) -> torch.Tensor:
+def fused_sampled_adamw_step(model: ToyModel, sampler: BatchSampler, step: int, opt: FusedAdamW,
+                             dense_strategy: int = 0, lane_strategy: int = 0) -> torch.Tensor:
     """One training step of ``train()`` on CPU in one C++ call: draw the batch of ``step``, forward, loss,
     backward, then ``opt``'s AdamW update of ``W`` (``W_out``) and ``b`` in place, instance by instance.
     The losses and gradients are those of :func:`fused_sampled_loss_and_grad`; no ``.grad`` is written.
-    Per-instance losses ``[I]`` (before the update)."""
-    W, b = model.W, model.b
-    if W.device.type != "cpu" or W.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"model: fused sampling needs a float32/float64 model on CPU, got {W.dtype} on {W.device}")
-    if W.dtype != sampler.dtype:
-        raise TypeError(f"sampler: dtype {sampler.dtype} does not match the model's {W.dtype}")
+    Per-instance losses ``[I]`` (before the update).
+
+    Raises:
+        ValueError: the model is not float32/float64 on CPU, or ``opt`` was made for another model.
+        TypeError: the sampler's dtype differs from the model's.
+    """
+    W = model.W
     if opt.exp_avg_W.shape != W.shape or opt.exp_avg_W.dtype != W.dtype:
         raise ValueError("opt: a FusedAdamW made for another model (shape or dtype differs)")
-    hidden_relu, output_relu, abs_target = _flags(model.config.kind)
-    loss = torch.empty(W.shape[0], dtype=torch.float64)
-    c = sampler.config
     opt.steps += 1
-    _C.tms_sample_adamw_step(sampler.seed & 0xFFFFFFFFFFFFFFFF, int(step), sampler.p.numpy(), sampler.batch_size,
-                             c.correlated_pairs, c.anticorrelated_pairs, c.kind == "abs", W.detach().numpy(),
-                             model.decoder.detach().numpy(), b.detach().numpy(), model.importance.numpy(),
-                             opt.state_arrays(), loss.numpy(), hidden_relu, output_relu, abs_target, opt.lr,
-                             opt.betas[0], opt.betas[1], opt.eps, opt.weight_decay, opt.steps,
-                             torch.get_num_threads(), instance_seeds=sampler._seeds)
-    return loss.float()
+    return tms_step.cpp_sample_adamw_step(
+        sampler, step, W, model.decoder, model.b, model.importance, model.config.kind, opt.state_tensors(),
+        opt.lr, opt.betas, opt.eps, opt.weight_decay, opt.steps, dense_strategy, lane_strategy,
+    )
 
 
 def reference_loss_and_grad(model: ToyModel, batch: SparseBatch) -> torch.Tensor:
@@ -231,7 +179,7 @@ def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, l
                 return reference_loss_and_grad(model, sampler.sample(step, copy=False))
     else:
         # Off the CPU (a GPU): batches are drawn on the device, the same numbers as the C++ sampler
-        # (device_sampler.py), and the step is the dense einsum one for both backends: on an H100 at
+        # (supcomp.ops.tms_sample), and the step is the dense einsum one for both backends: on an H100 at
         # TMS sizes the dense GEMMs beat the sparse Triton ops (superpose fwd+bwd 4.2 ms against
         # 1.1 ms for the einsum at I=100, n=400, m=30, B=1024), and drawing on the host cost ~340 ms/step.
         dsampler = DeviceBatchSampler(config, batch_size, seed=seed, dtype=dtype, device=device,
@@ -242,8 +190,7 @@ def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, l
         def step_fn(model, step):
             return dense_loss_and_grad(model, dsampler.sample(step))
     history, logged = [], []
-    bar = tqdm(range(steps), desc=f"tms {config.kind} I={config.n_instances}", disable=not progress,
-               mininterval=0.5)
+    bar = progress_bar(range(steps), desc=f"tms {config.kind} I={config.n_instances}", enabled=progress)
     for step in bar:
         loss = step_fn(model, step)
         if opt is not None:

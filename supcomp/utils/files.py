@@ -17,9 +17,8 @@ def atomic_path(path: str):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # The name is chosen before the file exists and the file is created inside the try: a Ctrl-C that
-    # lands anywhere after this line finds the name in scope and removes the file. (With mkstemp, one
-    # landing inside mkstemp or before the try left the empty temporary file behind; seen in the
-    # SIGINT test about once in 15 runs.)
+    # lands anywhere after this line finds the name in scope and removes the file (mkstemp would
+    # create the file before the name is known to this frame).
     tmp = os.path.join(folder, "." + os.path.basename(path) + "." + secrets.token_hex(6) + ".tmp")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # reserve the name
@@ -29,11 +28,3 @@ def atomic_path(path: str):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
-
-
-def save_figure(fig, path: str, **kwargs):
-    """``fig.savefig(path, **kwargs)`` through a temporary file (format taken from ``path``)."""
-    fmt = kwargs.pop("format", None) or os.path.splitext(path)[1].lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, **kwargs)
-    return path

@@ -26,10 +26,10 @@ import time
 
 import torch
 
-from .config import CCConfig
-from .evaluate import loss_per_feature, naive_loss_per_feature
-from .plots import plot_loss_vs_p, plot_loss_vs_sigma
-from .train import train
+from ..cc.config import CCConfig
+from ..cc.evaluate import loss_per_feature, naive_loss_per_feature
+from .cc_plots import plot_loss_vs_p, plot_loss_vs_sigma
+from ..cc.train import train
 
 DEFAULT_OUT = os.path.join("supcomp-report", "cc")
 TABLE_P = (0.001, 0.01, 0.1, 1.0)

@@ -21,12 +21,12 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from ..bench import timeit
-from .assign import max_circuits
-from .circuitset import CircuitSet
-from .interference import measure_interference
-from .network import compress
-from .reference import DenseNetwork
+from ..utils.timing import timeit
+from ..circuits.assign import max_circuits
+from ..circuits.circuitset import CircuitSet
+from ..circuits.interference import measure_interference
+from ..circuits.network import compress
+from ..circuits.reference import DenseNetwork
 
 DEFAULT_OUT = os.path.join("supcomp-report", "circuits")
 
@@ -163,7 +163,7 @@ def format_throughput(rows) -> str:
 def run(out_dir=DEFAULT_OUT, quick=False, progress=True, kind="rotations", assignment="overlap1", seed=0,
         bench=True):
     """The whole ``supcomp circuits`` report: tables on stdout, PNGs in ``out_dir``. Returns the results."""
-    from . import plots
+    from . import circuits_plots as plots
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
     cfg = QUICK if quick else FULL

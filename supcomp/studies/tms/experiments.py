@@ -36,10 +36,10 @@ import time
 
 import torch
 
-from .. import metrics as M
-from .config import ToyModelConfig
-from .data import sample_batch
-from .train import train
+from ... import metrics as M
+from ...tms.config import ToyModelConfig
+from ...tms.data import sample_batch
+from ...tms.train import train
 
 DEFAULT_OUT = os.path.join("supcomp-report", "tms")
 NAMES = ("intro", "dimensionality", "phase", "correlated", "dynamics", "cross_entropy")
@@ -587,9 +587,9 @@ def train_with_snapshots(cfg: ToyModelConfig, steps, snapshot_steps, batch_size=
     Returns ``(model, steps_list, W_snapshots [S, I, n, m], loss_history [steps, I])``."""
     from tqdm.auto import tqdm
 
-    from .data import BatchSampler
-    from .model import ToyModel
-    from .train import FusedAdamW, fused_sampled_adamw_step
+    from ...tms.data import BatchSampler
+    from ...tms.model import ToyModel
+    from ...tms.train import FusedAdamW, fused_sampled_adamw_step
 
     model = ToyModel(cfg, seed=seed)
     sampler = BatchSampler(cfg, batch_size, seed=seed)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from supcomp.boolean import UAnd, naive
+from supcomp.uand import UAnd, naive
 from supcomp.ops import use_backend
 from utils import assert_rel_close, device_for
 

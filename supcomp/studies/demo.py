@@ -23,11 +23,11 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
-from ._atomic import save_figure
-from .bench import format_ratios, quick_ratios
-from .ops import backends, relu_readout, relu_readout_topk, sparse_encode
-from .sparse import padded_to_dense, random_sparse
+from .. import __version__
+from ..utils.figures import save_figure
+from .quick_bench import format_ratios, quick_ratios
+from ..ops import dispatch, relu_readout, relu_readout_topk, sparse_encode
+from ..sparse import padded_to_dense, random_sparse
 
 WIDTHS = (32, 64, 128, 256)
 DENSITIES = (0.002, 0.01, 0.05)
@@ -102,7 +102,7 @@ def plot(rows, path):
     a2.set_ylabel("mean (W_j . h)^2 over inactive j")
     a2.set_title("interference vs. random-direction prediction")
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)  # temp file + rename (supcomp/_atomic.py)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -110,8 +110,8 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
     print(f"supcomp {__version__} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
-          f"CPU backend: {backends.backend_name(torch.device('cpu'), torch.float32)} | "
-          f"Triton available: {backends.triton_available()} | CUDA: {torch.cuda.is_available()}")
+          f"CPU backend: {dispatch.backend_name(torch.device('cpu'), torch.float32)} | "
+          f"Triton available: {dispatch.triton_available()} | CUDA: {torch.cuda.is_available()}")
     print("\n== 1. Sparse features in superposition: read-in, ReLU read-out, interference ==")
     rows = superposition_table(progress=progress)
     print(format_table(rows))
@@ -123,13 +123,13 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     text = demo_section(out_dir=os.path.join(out_dir, "tms"), progress=progress)
     print(text.replace("== Toy Models", "Toy Models", 1))
     print("\n== 3. ", end="")
-    from .circuits.experiments import demo_section as circuits_section
+    from .circuits import demo_section as circuits_section
     print(circuits_section(progress=progress))
     print("\n== 4. Compressed computation (Braun et al. 2025) and its mixing-matrix controls (Bhagat et al. 2025) ==")
-    from .cc.experiments import demo_section as cc_section
+    from .cc import demo_section as cc_section
     print(cc_section(progress=progress))
     print("\n== 5. ", end="")
-    from .boolean.experiments import demo_section as uand_section
+    from .uand import demo_section as uand_section
     print(uand_section(progress=progress))
     if bench:
         print("\n== 6. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")

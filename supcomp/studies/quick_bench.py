@@ -1,40 +1,28 @@
-"""Small timing helpers and the quick benchmark ratios that ``supcomp demo`` prints.
+"""The quick benchmark ratios that ``supcomp demo`` prints.
 
-The full benchmark suite (peers, byte / FLOP counts, fraction of the machine's
-ceiling) lives in ``benchmarks/`` of the repository; this is a few-second
-version of its headline comparisons at smaller sizes.
+The full benchmark suite (peers, byte / FLOP counts, fraction of the machine's ceiling) lives in
+``benchmarks/`` of the repository; this is a few-second version of its headline comparisons at
+smaller sizes, timed with the same harness (``supcomp.utils.timing``).
 """
-from __future__ import annotations
 
-import time
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-
-def timeit(fn, repeats: int = 7, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    ts.sort()
-    return 1e3 * ts[len(ts) // 2]
+from ..ops import relu_readout_topk, sparse_encode, superpose
+from ..sparse import random_sparse
+from ..utils.timing import time_interleaved
 
 
 def quick_ratios(progress=None) -> list[dict]:
     """Headline comparisons at demo sizes. Ratio = peer time / supcomp time (> 1: supcomp faster)."""
-    from .ops import relu_readout_topk, sparse_encode, superpose
-    from .sparse import random_sparse
-
     g = torch.Generator().manual_seed(0)
     rows = []
 
     def add(op, size, ours, peer_name, peer):
-        t_ours, t_peer = timeit(ours), timeit(peer)
+        med = time_interleaved({"ours": ours, "peer": peer}, reps=7)
+        t_ours, t_peer = 1e3 * med["ours"].median, 1e3 * med["peer"].median
         rows.append(dict(op=op, size=size, peer=peer_name, supcomp_ms=t_ours, peer_ms=t_peer, ratio=t_peer / t_ours))
         if progress is not None:
             progress.update(1)

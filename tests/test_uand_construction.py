@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from supcomp.boolean import UAnd, suggest_p, theory
+from supcomp.uand import UAnd, suggest_p, theory
 
 
 def random_active(B, m, s, seed):

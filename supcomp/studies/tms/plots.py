@@ -21,7 +21,7 @@ _PHASE_COLORS = ("#bdbdbd", "#4575b4", "#d73027", "#fee090")  # not learned, ded
 
 
 def _save(fig, path):
-    from .._atomic import save_figure  # temp file + rename: Ctrl-C never leaves a half-written PNG
+    from ...utils.figures import save_figure  # temp file + rename: Ctrl-C never leaves a half-written PNG
 
     try:
         save_figure(fig, str(path), dpi=110, bbox_inches="tight")

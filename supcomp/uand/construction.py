@@ -16,10 +16,11 @@ import warnings
 
 import torch
 
-from ..ops import _validate as V
-from . import backends
-from .naive import pair_gates, pair_offset
-from .theory import _check_fan_in, _check_p
+from ..ops import checks
+from ..ops import uand as uand_ops
+from ..ops.sparse_encode import sparse_encode
+from ..ops.uand import pair_gates, pair_offset
+from .theory import check_fan_in, check_p
 
 _SAMPLE_TILE = 1 << 22  # Bernoulli draws per sampling step: bounded memory (16 MB of floats) at any m, d
 
@@ -67,7 +68,7 @@ class UAnd:
     Args:
         n_inputs: m, number of boolean inputs.
         n_neurons: d, number of ReLU neurons.
-        p: connection probability in (0, 1] (see ``supcomp.boolean.suggest_p``: d p^k ~ 20 works at
+        p: connection probability in (0, 1] (see ``supcomp.uand.suggest_p``: d p^k ~ 20 works at
             practical sizes; the post's asymptotic rule is p ~ log^2(m) d^(-1/k)).
         fan_in: k >= 2, inputs per gate; bias -(k - 1).
         seed: seed of C (and of F with an input embedding).
@@ -85,9 +86,9 @@ class UAnd:
                  input_embedding=None, dtype=torch.float32, device="cpu", _connections=None):
         _check_int(n_inputs, "n_inputs")
         _check_int(n_neurons, "n_neurons")
-        _check_fan_in(fan_in)
+        check_fan_in(fan_in)
         if p is not None:
-            _check_p(p)
+            check_p(p)
         _check_int(seed, "seed", lo=0)
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
@@ -107,10 +108,10 @@ class UAnd:
         self.F = None
         if input_embedding is not None:
             if isinstance(input_embedding, torch.Tensor):
-                V.check_float(input_embedding, "input_embedding")
+                checks.check_float(input_embedding, "input_embedding")
                 if input_embedding.dim() != 2 or input_embedding.shape[0] != n_inputs:
                     raise ValueError(f"input_embedding: expected shape [n_inputs={n_inputs}, d0], "
-                                     f"got {V.shape_str(input_embedding)}")
+                                     f"got {checks.shape_str(input_embedding)}")
                 F = input_embedding.detach()
             else:
                 _check_int(input_embedding, "input_embedding")
@@ -183,7 +184,7 @@ class UAnd:
 
     # ------------------------------------------------------------------ forward
     def _indices(self, indices, name="indices"):
-        indices = V.check_indices(indices, name)
+        indices = checks.check_indices(indices, name)
         if indices.device != self.device:
             raise ValueError(f"{name}: on device {indices.device} but the model is on {self.device}")
         return indices
@@ -199,11 +200,11 @@ class UAnd:
         if self.F is not None:
             return self.forward_embedded(self.embed(indices))
         flat = indices.reshape(math.prod(batch), s).contiguous()  # explicit rows: s may be 0
-        be = backends.for_tensor(torch.empty(0, dtype=self.dtype, device=self.device))
-        if backends.name_for(self.device, self.dtype) != "cpp":
-            V.check_index_range(flat, self.m)
+        backend = uand_ops.IMPLS.backend(self.device, self.dtype)
+        if backend != "cpp":
+            checks.check_index_range(flat, self.m)
         values = torch.ones(flat.shape, dtype=self.dtype, device=self.device)
-        a = be.uand_forward(flat, values, self.col_ptr, self.col_idx, self.bias, self.d)
+        a = uand_ops.IMPLS.get(backend).forward(flat, values, self.col_ptr, self.col_idx, self.bias, self.d)
         return a.reshape(*batch, self.d)
 
     __call__ = forward
@@ -212,7 +213,6 @@ class UAnd:
         """Inputs in superposition: z = F^T x = sum of the rows F[i] of the active ids: [..., s] -> [..., d0]."""
         if self.F is None:
             raise ValueError("input_embedding: this model has none (construct with input_embedding=d0)")
-        from ..ops import sparse_encode  # the foundation's gather kernel
         indices = self._indices(indices)
         return sparse_encode(indices, torch.ones(indices.shape, dtype=self.dtype, device=self.device), self.F)
 
@@ -224,21 +224,20 @@ class UAnd:
         """
         if self.F is None:
             raise ValueError("input_embedding: this model has none (construct with input_embedding=d0)")
-        V.check_float(z, "z")
+        checks.check_float(z, "z")
         if z.shape[-1] != self.F.shape[1]:
-            raise ValueError(f"z: expected shape [..., d0={self.F.shape[1]}], got {V.shape_str(z)}")
+            raise ValueError(f"z: expected shape [..., d0={self.F.shape[1]}], got {checks.shape_str(z)}")
         batch = z.shape[:-1]
         u = (z.reshape(-1, z.shape[-1]).to(self.dtype) @ self.F.T).contiguous()  # [B, m]
         idx = torch.arange(self.m, device=self.device).expand(u.shape[0], self.m).contiguous()
-        be = backends.for_tensor(u)
-        a = be.uand_forward(idx, u, self.col_ptr, self.col_idx, self.bias, self.d)
+        a = uand_ops.IMPLS.impl_for(u).forward(idx, u, self.col_ptr, self.col_idx, self.bias, self.d)
         return a.reshape(*batch, self.d)
 
     # ------------------------------------------------------------------ read-out
     def _a(self, a, name="a"):
-        V.check_float(a, name)
+        checks.check_float(a, name)
         if a.dim() < 1 or a.shape[-1] != self.d:
-            raise ValueError(f"{name}: expected shape [..., d={self.d}], got {V.shape_str(a)}")
+            raise ValueError(f"{name}: expected shape [..., d={self.d}], got {checks.shape_str(a)}")
         if a.device != self.device:
             raise ValueError(f"{name}: on device {a.device} but the model is on {self.device}")
         return a
@@ -250,9 +249,8 @@ class UAnd:
     def intersections(self, gates) -> tuple[torch.Tensor, torch.Tensor]:
         """Read-out sets R_g = ∩ S_i of gates [G, k] in CSR: (row_ptr [G + 1], neuron ids [nnz_R])."""
         gates = self.check_gates(gates)
-        be = backends.get(backends.name_for(self.device, self.dtype))
-        fn = getattr(be, "uand_intersect", None) or backends.get("reference").uand_intersect
-        return fn(gates.contiguous(), self.col_ptr, self.col_idx, self.d)
+        impl = uand_ops.IMPLS.impl(self.device, self.dtype)
+        return impl.intersect(gates.contiguous(), self.col_ptr, self.col_idx, self.d)
 
     def readout_matrix(self, gates, on_empty: str = "raise") -> torch.Tensor:
         """Sparse read-out matrix R [G, d] (torch sparse CSR): R[g, n] = 1 / |R_g| for n in R_g.
@@ -280,7 +278,7 @@ class UAnd:
         readable = _empty_check(sizes, on_empty, "gates")
         batch = a.shape[:-1]
         flat = a.reshape(math.prod(batch), self.d).contiguous()
-        est = backends.for_tensor(flat).uand_readout(flat, row_ptr, nidx).reshape(*batch, sizes.numel())
+        est = uand_ops.IMPLS.impl_for(flat).readout(flat, row_ptr, nidx).reshape(*batch, sizes.numel())
         return (est, readable) if on_empty == "mask" else est
 
     def read_xor(self, a: torch.Tensor, gates, indices: torch.Tensor, on_empty: str = "raise"):
@@ -304,7 +302,7 @@ class UAnd:
         indices = self._indices(indices)
         if self.F is not None:
             return self.embed(indices) @ self.F.T
-        V.check_index_range(indices, self.m)
+        checks.check_index_range(indices, self.m)
         x = torch.zeros(*indices.shape[:-1], self.m + 1, dtype=self.dtype, device=self.device)
         x.scatter_add_(-1, torch.where(indices < 0, self.m, indices), torch.ones_like(x[..., : indices.shape[-1]]))
         return x[..., : self.m]
@@ -313,9 +311,8 @@ class UAnd:
     def pair_counts(self) -> torch.Tensor:
         """|S_i ∩ S_j| for all pairs in ``read_all_pairs`` order: [m (m - 1) / 2] int32 (cached)."""
         if self._pair_counts is None:
-            be = backends.get(backends.name_for(self.device, self.dtype))
-            fn = getattr(be, "uand_pair_counts", None) or backends.get("reference").uand_pair_counts
-            self._pair_counts = fn(self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, self.m)
+            impl = uand_ops.IMPLS.impl(self.device, self.dtype)
+            self._pair_counts = impl.pair_counts(self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, self.m)
         return self._pair_counts
 
     def read_all_pairs(self, a: torch.Tensor, on_empty: str = "raise", out: torch.Tensor | None = None):
@@ -332,7 +329,7 @@ class UAnd:
             raise ValueError(f"read_all_pairs: needs a fan-in 2 model, this one has fan_in = {self.fan_in}")
         a = self._a(a)
         if a.dim() != 2:
-            raise ValueError(f"a: expected shape [B, d={self.d}], got {V.shape_str(a)}")
+            raise ValueError(f"a: expected shape [B, d={self.d}], got {checks.shape_str(a)}")
         readable = _empty_check(self.pair_counts(), on_empty, "pairs")
         est = self._pairs_block(a.contiguous(), 0, self.m, out)
         return (est, readable) if on_empty == "mask" else est
@@ -349,7 +346,7 @@ class UAnd:
         _check_int(block_pairs, "block_pairs")
         a = self._a(a)
         if a.dim() != 2:
-            raise ValueError(f"a: expected shape [B, d={self.d}], got {V.shape_str(a)}")
+            raise ValueError(f"a: expected shape [B, d={self.d}], got {checks.shape_str(a)}")
         readable = _empty_check(self.pair_counts(), on_empty, "pairs")
         a = a.contiguous()
         i = 0
@@ -363,24 +360,17 @@ class UAnd:
             i = i1
 
     def _pairs_block(self, a, i0, i1, out):
-        name = backends.name_for(a.device, a.dtype)
         counts = self.pair_counts()
-        be = backends.get(name)
-        if name == "cpp":
-            return be.uand_all_pairs(a, self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, counts, self.m, i0, i1,
-                                     out=out)
-        est = be.uand_all_pairs(a, self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, counts, self.m, i0, i1)
-        if out is not None:
-            out.copy_(est)
-            return out
-        return est.contiguous()
+        return uand_ops.IMPLS.impl_for(a).all_pairs(
+            a, self.col_ptr, self.col_idx, self.nrn_ptr, self.nrn_idx, counts, self.m, i0, i1, out=out
+        )
 
     # ------------------------------------------------------------------ ground truth
     def true_and(self, indices: torch.Tensor, gates) -> torch.Tensor:
         """The boolean AND of each gate: indices [..., s], gates [G, k] -> [..., G] (0./1.)."""
         gates = self.check_gates(gates)
         indices = self._indices(indices)
-        V.check_index_range(indices, self.m)
+        checks.check_index_range(indices, self.m)
         on = torch.zeros(*indices.shape[:-1], self.m + 1, dtype=torch.bool, device=self.device)
         on.scatter_(-1, torch.where(indices < 0, self.m, indices), True)
         return on[..., gates].all(-1).to(self.dtype)
@@ -392,12 +382,12 @@ class UAnd:
 
 
 def _check_gates(gates, m: int, k, name: str) -> torch.Tensor:
-    V.check_tensor(gates, name)
+    checks.check_tensor(gates, name)
     if gates.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{name}: expected int64 or int32 input ids, got {gates.dtype}")
     if gates.dim() != 2 or (k is not None and gates.shape[1] != k):
         want = f"[G, fan_in={k}]" if k is not None else "[G, k]"
-        raise ValueError(f"{name}: expected shape {want}, got {V.shape_str(gates)}")
+        raise ValueError(f"{name}: expected shape {want}, got {checks.shape_str(gates)}")
     gates = gates.long()
     if gates.numel():
         bad = (gates < 0) | (gates >= m)

@@ -23,8 +23,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .theory import theory
-from .uand import UAnd
+from ..uand.theory import theory
+from ..uand.construction import UAnd
 
 PAPER_CASES = ((1000, 2000, 0.1), (2000, 8000, 0.05))
 QUICK_CASES = ((300, 2000, 0.1), (500, 8000, 0.05))

@@ -94,10 +94,10 @@ def theory(p: float, s: int, fan_in: int = 2, d: int | None = None) -> UAndTheor
         UAndTheory (``mean[on]``, ``std[on]``, ...). For fan-in 2: ``mean[2]`` = both on
         = (s - 2) p, ``mean[1]`` = one on = (s - 1) p, ``mean[0]`` = none on = s p - 1 + (1 - p)^s.
     """
-    _check_p(p)
+    check_p(p)
     if isinstance(s, bool) or not isinstance(s, int) or s < 0:
         raise ValueError(f"s: expected a non-negative int (number of active inputs), got {s!r}")
-    _check_fan_in(fan_in)
+    check_fan_in(fan_in)
     if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
         raise ValueError(f"d: expected a positive int (number of neurons) or None, got {d!r}")
     k = fan_in
@@ -127,7 +127,7 @@ def suggest_p(n_neurons: int, fan_in: int = 2, overlap: float = 20.0) -> float:
     This is the finite-size rule p ~ d^(-1/k); the asymptotic p = log^2(m) / d^(1/k) is above 1 at
     practical sizes.
     """
-    _check_fan_in(fan_in)
+    check_fan_in(fan_in)
     if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1:
         raise ValueError(f"n_neurons: expected a positive int, got {n_neurons!r}")
     if not (overlap > 0):
@@ -135,11 +135,11 @@ def suggest_p(n_neurons: int, fan_in: int = 2, overlap: float = 20.0) -> float:
     return min(1.0, (overlap / n_neurons) ** (1.0 / fan_in))
 
 
-def _check_p(p):
+def check_p(p):
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0.0 < float(p) <= 1.0):
         raise ValueError(f"p: expected a connection probability in (0, 1], got {p!r}")
 
 
-def _check_fan_in(fan_in):
+def check_fan_in(fan_in):
     if isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 2:
         raise ValueError(f"fan_in: expected an int >= 2 (inputs per AND gate), got {fan_in!r}")

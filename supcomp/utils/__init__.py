@@ -1,0 +1,1 @@
+"""Mechanisms every layer shares, one of each: atomic files, figures, progress bars, timing."""
