@@ -1,12 +1,12 @@
-# Both targets do all of their own set-up on a fresh clone: create .venv if
-# missing, install the project (editable, with the dev requirements), then run.
+# Both user targets do all of their own set-up on a fresh clone: create .venv if missing,
+# install the project (editable, with the dev requirements), then run.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.supcomp-installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test lint format sanitize bench bench-sweep install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,23 +23,32 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/supcomp demo
 
-test: $(STAMP)
+# Lint and format checks: ruff (lint + format) over the Python, clang-format over csrc/.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run --Werror csrc/*.cpp csrc/*.h
+
+# Apply the formatters (what `make lint` checks).
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format -i csrc/*.cpp csrc/*.h
+
+# The whole suite, then the C++ kernels under AddressSanitizer + UndefinedBehaviorSanitizer
+# (separate build in build/sanitize/; the normal build is untouched).
+test: lint
 	$(PY) -m pytest -q tests
+	$(PY) tools/sanitize.py
+
+sanitize: $(STAMP)
+	$(PY) tools/sanitize.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/report.py
-	$(PY) benchmarks/tms_train.py --append benchmarks/RESULTS.md
-
-clean:
-	rm -rf build *.egg-info supcomp/_C*.so $(VENV)
 
 bench-sweep: $(STAMP)
 	$(PY) benchmarks/sweep_tms.py --append benchmarks/RESULTS.md
 
-# C++ kernels under AddressSanitizer + UndefinedBehaviorSanitizer (separate build in build/sanitize/,
-# the normal build is untouched); runs the C++-touching tests there. `make test` runs it too.
-.PHONY: sanitize
-sanitize: $(STAMP)
-	$(PY) tools/sanitize.py
-# Added prerequisite (no recipe change): CI's `make test` also runs the sanitizer pass.
-test: sanitize
+clean:
+	rm -rf build *.egg-info supcomp/_C*.so $(VENV)

@@ -31,21 +31,23 @@ OUT = os.path.join(ROOT, "build", "sanitize")
 # The tests that call into supcomp._C, with a selection that keeps the run short (the sanitized
 # build is a few times slower). Extend this list when a module gains C++ code.
 TESTS = [
-    "tests/test_sparse_encode.py",
-    "tests/test_relu_readout.py",
-    "tests/test_relu_readout_topk.py",
-    "tests/test_superpose.py",
+    "tests/ops/test_sparse_encode.py",
+    "tests/ops/test_relu_readout.py",
+    "tests/ops/test_relu_readout_topk.py",
+    "tests/ops/test_superpose.py",
+    "tests/ops/test_tms_sample.py",
+    "tests/ops/test_tms_step.py",
+    "tests/test_tms_training.py",
     "tests/test_validation.py",
     "tests/test_bad_input.py",
-    "tests/test_tms.py",
     "tests/test_fuzz_ops.py::test_fuzz[sparse_encode-cpp]",
     "tests/test_fuzz_ops.py::test_fuzz[relu_readout-cpp]",
     "tests/test_fuzz_ops.py::test_fuzz[relu_readout_topk-cpp]",
     "tests/test_fuzz_ops.py::test_fuzz[superpose-cpp]",
     "tests/test_fuzz_modules.py::test_tms_sampler_valid_csr_and_fused_step_finite",
     # U-AND (csrc/uand.cpp): kernels against the reference, exact cases, bad gates
-    "tests/test_uand_kernels.py",
-    "tests/test_uand.py",
+    "tests/ops/test_uand.py",
+    "tests/test_uand_construction.py",
     # the constructions that run on the sparse_encode / readout kernels
     "tests/test_circuits.py",
     "tests/test_cc.py",

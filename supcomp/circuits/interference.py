@@ -34,7 +34,7 @@ counts ``P[t, u] = |A_l[t] & A_l[u]|`` (layer l's assignment, diagonal S) and
   ``k1 ~ S^2 / M``: ``read_out ~ (z-1) E[h^2] / M`` -- the ``(z-1) const / (D/d)`` of the
   2025 post, with ``M = D / (d + 2)`` (its D/d counts the indicator neurons in d). For the
   random assignment the shared count is hypergeometric, ``k1 ~ S^2/M + S^4/M^2``:
-  ``read_out ~ (z-1) E[h^2] (1/M + S^2/M^2)`` -- science.md 2.3's ``(z-1) d sigma^2 / D`` plus the
+  ``read_out ~ (z-1) E[h^2] (1/M + S^2/M^2)`` -- the "Circuits in Superposition" paper's ``(z-1) d sigma^2 / D`` plus the
   multi-collision term that the overlap-1 construction removes.
 * ``read_in = (z-1) / S^4 [ S^2 k1 E[g^2] + (G - S^2 k1) sigma^2 ]``, ``G`` the mean over
   t != u of ``sum_v P[t,v]^2 Q[v,u]^2`` and ``sigma^2 = E_v[tr(W_v E[h h^T] W_v^T) + |b_v|^2] / d``

@@ -254,7 +254,7 @@ class DenseSampler:
             i1 = min(I, i0 + self.rows_per_slice)
             s = self._row_state(step, i0, i1)
             s, k = _splitmix(s)
-            on, u = independent(k & _M32, _shr(k, 32), self.thr[i0:i1], self.signed)  # [i, B, n] each
+            on, values = independent(k & _M32, _shr(k, 32), self.thr[i0:i1], self.signed)  # [i, B, n] each
             p = self.p[i0:i1]
             for q in range(corr):
                 s, u = _uniform(s)
@@ -271,8 +271,9 @@ class DenseSampler:
                 a = u2 * s2 < pa
                 on[..., f] = hit & a
                 on[..., f + 1] = hit & ~a
-            x[i0:i1] = torch.where(on, u, torch.zeros((), dtype=u.dtype, device=u.device)).to(self.dtype)
-            del on, u
+            zero = torch.zeros((), dtype=values.dtype, device=values.device)
+            x[i0:i1] = torch.where(on, values, zero).to(self.dtype)
+            del on, values
         return x
 
 

@@ -1,4 +1,4 @@
-"""The U-AND construction (Vaintrob, Mendel & Hänni 2024; science.md §3).
+"""The U-AND construction ("Mathematical Models of Computation in Superposition", Hänni, Mendel & Vaintrob 2024).
 
 One ReLU layer of d neurons, ``a = relu(C x - (k - 1))`` with C in {0,1}^{d x m},
 whose activations let a linear read-out recover the AND of any k of the m
@@ -123,7 +123,7 @@ class UAnd:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def targeted(cls, n_inputs: int, n_neurons: int, gates, neurons_per_gate: int, seed: int = 0, **kw):
-        """Targeted-subset construction (science.md §3.3): only the requested gates.
+        """Targeted-subset construction: only the requested gates.
 
         Each gate [E, k] gets a uniformly random set of ``neurons_per_gate`` neurons; S_i is the
         union of the sets of the gates that use input i. Read-out as usual (mean over ∩ S_i ⊇ the
@@ -282,7 +282,7 @@ class UAnd:
         return (est, readable) if on_empty == "mask" else est
 
     def read_xor(self, a: torch.Tensor, gates, indices: torch.Tensor, on_empty: str = "raise"):
-        """XOR from AND (science.md §3.2): est = x_i + x_j - 2 AND_ij, gates [G, 2] -> [..., G].
+        """XOR from AND: est = x_i + x_j - 2 AND_ij, gates [G, 2] -> [..., G].
 
         x_i is read from ``indices`` [..., s] (the active ids); with an input embedding it is read
         linearly from the residual stream, x_i ~ F[i] . z.

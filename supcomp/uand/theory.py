@@ -1,4 +1,4 @@
-"""Predicted error of the U-AND read-out (Vaintrob, Mendel & Hänni 2024; science.md §3.2, §3.9).
+"""Predicted error of the U-AND read-out ("Mathematical Models of Computation in Superposition", Hänni, Mendel & Vaintrob 2024).
 
 Set-up: a gate of ``fan_in = k`` inputs, an input vector with exactly ``s``
 distinct active inputs, of which ``on`` belong to the gate. C has iid
@@ -14,7 +14,7 @@ H ~ Bin(r, p):
 
 * **Mean error, exact** (any d, given c >= 1): E[(on + H - k + 1)^+] - [on == k].
   For k = 2 this is (s - 2) p when both inputs are on, (s - 1) p when one is on
-  (the formulas of science.md §3.9, exact), and s p - 1 + (1 - p)^s when none is
+  (the paper's formulas, exact), and s p - 1 + (1 - p)^s when none is
   on, whose leading term C(s, 2) p^2 is the post's "quadruple intersection"
   term (that closed form is the approximation; ``mean_approx``).
 * **Spread, exact**: the a_n of distinct neurons are iid given c, so
@@ -122,7 +122,7 @@ def theory(p: float, s: int, fan_in: int = 2, d: int | None = None) -> UAndTheor
 
 
 def suggest_p(n_neurons: int, fan_in: int = 2, overlap: float = 20.0) -> float:
-    """p with an expected read-out set size d p^k = ``overlap`` (science.md §3.9: d p^2 >~ 10-20), capped at 1.
+    """p with an expected read-out set size d p^k = ``overlap`` (the paper suggests d p^2 >~ 10-20), capped at 1.
 
     This is the finite-size rule p ~ d^(-1/k); the asymptotic p = log^2(m) / d^(1/k) is above 1 at
     practical sizes.
