@@ -17,7 +17,7 @@ run, interleaved rounds rotated every round, medians):
 Outputs of the superposed, torch-index and dense providers are checked to agree (relative error <= 1e-4) first.
 FLOP count (the same for the three large-network providers): 2·B·L·D² for the dense layers (the
 sparse read-in / read-out add 2·B·z·S·(d+1) and are not counted); GFLOP/s and % of 190 GFLOP/s refer
-to the superposed provider's time.
+to the superposed provider's time. Timing: ``supcomp.utils.timing.time_interleaved`` (one warm-up call each).
 
     python benchmarks/bench_circuits.py [--quick] [--append benchmarks/RESULTS.md]
 """
@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common.machine import FLOP_CEILING  # noqa: E402
+from common.results import heading, put_section  # noqa: E402
+
 from supcomp.circuits import CircuitSet, compress  # noqa: E402
 from supcomp.circuits.reference import DenseNetwork, torch_index_forward  # noqa: E402
+from supcomp.utils.timing import time_interleaved  # noqa: E402
 
-CEILING_GFLOPS = 190.0
+CEILING_GFLOPS = FLOP_CEILING / 1e9
 
 
 def load():
@@ -65,16 +68,8 @@ def run(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, rounds=7):
                 "dense torch (same network)": lambda: dense(x, act),
                 "small circuits directly": lambda: cs.run(x, act),
             }
-            for f in fns.values():
-                f()
-            ts = {k: [] for k in fns}
+            med = {k: t.median for k, t in time_interleaved(fns, reps=rounds, warmup=1).items()}
             names = list(fns)
-            for r in range(rounds):
-                for k in names[r % len(names):] + names[:r % len(names)]:
-                    t0 = time.perf_counter()
-                    fns[k]()
-                    ts[k].append(time.perf_counter() - t0)
-            med = {k: statistics.median(v) for k, v in ts.items()}
             base = med["supcomp superposed"]
             gflops = 2 * batch * L * D * D / base / 1e9
             for k in names:
@@ -86,7 +81,7 @@ def run(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, rounds=7):
 def markdown(rows, info, cmd, date, load0, load1, secs):
     lines = [
         "",
-        "## Circuits in superposition: superposed forward (`python benchmarks/bench_circuits.py`)",
+        heading("Circuits in superposition: superposed forward", "bench_circuits.py"),
         "",
         f"{date}, torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load0} at start, "
         f"{load1} at end, {secs:.0f} s. Command: `{cmd}`.",
@@ -108,7 +103,8 @@ def markdown(rows, info, cmd, date, load0, load1, secs):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="T=500, D=1000, L=4, batch 64 (seconds)")
-    ap.add_argument("--append", default=None, help="append the section to this file (benchmarks/RESULTS.md)")
+    ap.add_argument("--append", default=None,
+                    help="put the section into this file (benchmarks/RESULTS.md), replacing its older version")
     args = ap.parse_args(argv)
     load0, t0 = load(), time.time()
     kw = dict(T=500, M=250, L=4, batch=64, rounds=5) if args.quick else {}
@@ -118,8 +114,7 @@ def main(argv=None):
     text = markdown(rows, info, cmd, date, load0, load(), time.time() - t0)
     print(text)
     if args.append:
-        with open(args.append, "a") as f:
-            f.write(text)
+        put_section(args.append, text)
 
 
 if __name__ == "__main__":

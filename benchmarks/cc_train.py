@@ -31,11 +31,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _steps  # noqa: E402
-from _steps import step_rows, time_round_robin  # noqa: E402
+from common import steps  # noqa: E402
+from common.results import heading, put_section  # noqa: E402
 
-from supcomp.cc import CCConfig, CCModel
-from supcomp.cc.train import fused_loss_and_grad, make_sampler
+from supcomp.cc import CCConfig, CCModel  # noqa: E402
+from supcomp.cc.train import fused_loss_and_grad, make_sampler  # noqa: E402
+from supcomp.utils.timing import time_interleaved  # noqa: E402
 
 CASES = [
     ("residual, paper size", dict(model="residual")),
@@ -114,17 +115,17 @@ def run(quick=False, compile_it=False, log=print):
                "plain torch folded (dense x)": peer_step(cfg, B, "folded")}
         if compile_it:
             fns["torch.compile(APD step)"] = peer_step(cfg, B, "compile")
-        med = time_round_robin(fns, reps=10 if quick else 40, warmup=3)
+        med = steps.medians(time_interleaved(fns, reps=10 if quick else 40, warmup=3))
         fl = flops(cfg, B)
         size = f"{name}: n=100 d_embed=1000 m=50 B={B} p=0.01"
-        rows += step_rows(size, med, fl)
+        rows += steps.step_rows(size, med, fl)
         for k, t in med.items():
             log(f"{size:<60} {k:<30} {1e3 * t:9.2f} ms/step")
     return rows
 
 
 def format_table(rows):
-    return _steps.format_table(rows, first="case", gflops_label="GFLOP/s (folded count)", ms_digits=2,
+    return steps.format_table(rows, first="case", gflops_label="GFLOP/s (folded count)", ms_digits=2,
                               sps_digits=0, pct_digits=1)
 
 
@@ -133,7 +134,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the APD step")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--append", default=None, help="append the section to this file")
+    ap.add_argument("--append", default=None, help="put the section into this file, replacing its older version")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,17 +142,16 @@ def main(argv=None):
     load = open("/proc/loadavg").read().split()[:3]
     rows = run(args.quick, args.compile)
     load_end = open("/proc/loadavg").read().split()[:3]
-    text = (f"## Compressed-computation training steps (`python benchmarks/cc_train.py"
-            f"{' --quick' if args.quick else ''}{' --compile' if args.compile else ''}"
-            f"{f' --threads {args.threads}' if args.threads else ''}`)\n\n"
+    flags = f"{' --quick' if args.quick else ''}{' --compile' if args.compile else ''}" \
+            f"{f' --threads {args.threads}' if args.threads else ''}"
+    text = (f"{heading('Compressed-computation training steps', 'cc_train.py', flags)}\n\n"
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads, load average {' '.join(load)} at start, {' '.join(load_end)} at end, "
             f"{time.time() - t0:.0f} s. One step = batch generation + forward + loss + backward + AdamW; medians "
             f"of interleaved rounds.\n\n" + format_table(rows) + "\n")
     print(text)
     if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+        put_section(args.append, text)
 
 
 if __name__ == "__main__":

@@ -5,21 +5,20 @@
     python benchmarks/gpu_report.py --quick --out gpu.md  # small sizes, a few seconds
 
 The cases, providers, work counts and agreement checks are those of
-``benchmarks/cases.py`` (the CPU report), with every input moved to the GPU.
-Timing: ``triton.testing.do_bench`` (CUDA events, L2 flushed between calls,
-median of the timed calls). Peak memory: ``torch.cuda.max_memory_allocated``
-over one call minus what was allocated before it (the provider's own input
-format, e.g. the dense x of ``dense_mm``, is built before, so it is not
-counted; it is reported in the note column instead).
+``benchmarks/common/cases.py`` (the CPU op tables), with every input moved to the GPU.
+Timing: :func:`supcomp.utils.timing.time_interleaved` with ``sync=torch.cuda.synchronize``
+(wall time of each call up to the end of its kernels, providers of a case interleaved, medians).
+Peak memory: ``torch.cuda.max_memory_allocated`` over one call minus what was allocated before it
+(the provider's own input format, e.g. the dense x of ``dense_mm``, is built before, so it is not
+counted).
 
 Ceilings are measured on the card in the same run (a device-to-device copy for
 bandwidth, counting bytes read + written; an fp32 ``torch.mm`` with TF32 off for
 FLOP/s), so "% of ceiling" is against what this card does, not its datasheet.
 
-The toy-model trainer (``benchmarks/tms_train.py`` cases) runs on the GPU too:
-supcomp's trainer there samples the sparse batch on the CPU (C++) and runs the
-Triton ops with autograd; the peers are the notebook's eager step and its
-``torch.compile``.
+The toy-model training step (the cases of ``benchmarks/ops/tms_step.py``) runs on the GPU too:
+supcomp's trainer there draws the batch on the GPU (``DeviceBatchSampler``) and runs the dense
+step; the peers are the notebook's eager step and its ``torch.compile``.
 """
 from __future__ import annotations
 
@@ -34,34 +33,38 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
+from common import cases  # noqa: E402
 
-import cases  # noqa: E402
+from supcomp.utils.timing import time_interleaved  # noqa: E402
 
 
 def _to(inp: dict, device) -> dict:
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inp.items()}
 
 
-def _bench(fn, quick: bool) -> float:
-    """Median milliseconds of one call."""
-    import triton.testing
+def _sync():
+    torch.cuda.synchronize()
 
-    return float(triton.testing.do_bench(fn, warmup=5 if quick else 25, rep=20 if quick else 200,
-                                         return_mode="median"))
+
+def _time(fns: dict, quick: bool) -> dict[str, float]:
+    """provider -> median milliseconds of one call, the providers interleaved."""
+    t = time_interleaved(fns, reps=20 if quick else 200, warmup=5 if quick else 25, min_reps=5 if quick else 20,
+                         budget_s=0.5 * len(fns) if quick else 3.0 * len(fns), sync=_sync)
+    return {k: 1e3 * v.median for k, v in t.items()}
 
 
 def probe_ceilings() -> dict:
     dev = "cuda"
     x = torch.empty(1 << 28, dtype=torch.float32, device=dev)  # 1 GiB
     y = torch.empty_like(x)
-    ms = _bench(lambda: y.copy_(x), quick=False)
+    ms = _time({"copy": lambda: y.copy_(x)}, quick=False)["copy"]
     bw = 2 * x.numel() * 4 / (ms * 1e-3)
-    del x, y
+    x = y = None  # free the 2 GiB before the GEMM
     prev = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     a = torch.randn(8192, 8192, device=dev)
     b = torch.randn(8192, 8192, device=dev)
-    ms = _bench(lambda: a @ b, quick=False)
+    ms = _time({"gemm": lambda: a @ b}, quick=False)["gemm"]
     fl = 2 * 8192 ** 3 / (ms * 1e-3)
     torch.backends.cuda.matmul.allow_tf32 = prev
     return {"B": bw, "FLOP": fl}
@@ -102,6 +105,7 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                 inp = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
                        for k, v in inp.items()}
                 inp = _to(inp, "cuda")
+                fns = {}
                 for mode, name in cases.combos(op, quick=quick):
                     if dtype != torch.float32 and name.startswith("sparse_"):
                         continue
@@ -125,21 +129,32 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                         row["peak_mib"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
                         row["setup_mib"] = setup_mem / 2 ** 20
                         row["out"] = out
-                        row["ms"] = _bench(fn, quick)
-                        amount, unit = cases.work(op, mode, s, inp)
-                        row["rate"] = amount / (row["ms"] * 1e-3)
-                        row["unit"] = "GB/s" if unit == "B" else "GFLOP/s"
-                        row["pct"] = 100 * row["rate"] / ceilings[unit]
+                        fns[(mode, name)] = fn
                     except Exception as e:  # one failing provider must not hide the others
                         row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
                         log(traceback.format_exc())
                     rows.append(row)
-                    log(f"{op:<18} {mode:<8} {row['dtype']:<9} {name:<18} "
-                        + (f"{row['ms']:8.3f} ms" if "ms" in row else row.get("error", "")))
-                # agreement with supcomp and ratios, per (mode)
+                # timing (the providers of each mode interleaved), agreement with supcomp and ratios
                 for mode in cases.modes(op):
                     group = [r for r in rows if r["op"] == op and r["mode"] == mode and r["size"] == cases.size_label(op, s)
                              and r["dtype"] == str(dtype).replace("torch.", "")]
+                    mode_fns = {nm: f for (m, nm), f in fns.items() if m == mode}
+                    try:
+                        ms = _time(mode_fns, quick) if mode_fns else {}
+                    except Exception as e:
+                        ms = {}
+                        for r in group:
+                            r.setdefault("error", f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
+                        log(traceback.format_exc())
+                    amount, unit = cases.work(op, mode, s, inp)
+                    for r in group:
+                        if r["provider"] in ms:
+                            r["ms"] = ms[r["provider"]]
+                            r["rate"] = amount / (r["ms"] * 1e-3)
+                            r["unit"] = "GB/s" if unit == "B" else "GFLOP/s"
+                            r["pct"] = 100 * r["rate"] / ceilings[unit]
+                        log(f"{op:<18} {mode:<8} {r['dtype']:<9} {r['provider']:<18} "
+                            + (f"{r['ms']:8.3f} ms" if "ms" in r else r.get("error", "")))
                     ref = next((r for r in group if r["provider"] == "supcomp" and "out" in r), None)
                     for r in group:
                         if ref is None or "ms" not in r:
@@ -150,33 +165,23 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                             r["check"] = cases.compare(op, mode, ref["out"], r["out"], tol=tol) or "agrees"
                     for r in group:
                         r.pop("out", None)
-                del inp
+                del inp, fns
     return rows
 
 
 def run_tms(quick: bool, log=print) -> list[dict]:
-    import tms_train
+    from ops import tms_step
 
     rows = []
-    for c in tms_train.CASES[:1] if quick else tms_train.CASES:
-        cfg = tms_train.config(c)
+    for c in tms_step.CASES[:1] if quick else tms_step.CASES:
+        cfg = tms_step.config(c)
         B = c["B"]
-        fns = {"supcomp train() step (device sampler + dense step)": tms_train.supcomp_step(cfg, B, device="cuda"),
-               "TMS notebook eager": tms_train.notebook_step(cfg, B, device="cuda")}
+        fns = {"supcomp train() step (device sampler + dense step)": tms_step.supcomp_step(cfg, B, device="cuda"),
+               "TMS notebook eager": tms_step.notebook_step(cfg, B, device="cuda")}
         if not quick:
-            fns["torch.compile(notebook step)"] = tms_train.notebook_step(cfg, B, compile_it=True, device="cuda")
-        for f in fns.values():  # warm-up and compile
-            f(), f()
-        torch.cuda.synchronize()
-        med = {}
-        for k, f in fns.items():
-            reps = 10 if quick else 50
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                f()
-            torch.cuda.synchronize()
-            med[k] = (time.perf_counter() - t0) / reps
+            fns["torch.compile(notebook step)"] = tms_step.notebook_step(cfg, B, compile_it=True, device="cuda")
+        timings = time_interleaved(fns, reps=10 if quick else 50, warmup=2, sync=_sync)  # warm-up: caches, compilation
+        med = {k: v.median for k, v in timings.items()}
         size = f"I={c['I']} n={c['n']} m={c['m']} B={B} p=1..1/20"
         first = next(iter(med))
         for k, t in med.items():
@@ -232,12 +237,13 @@ def main(argv=None) -> int:
             f"command `python benchmarks/gpu_report.py{' --quick' if args.quick else ''}{' --half' if args.half else ''}`, "
             f"{time.time() - t0:.0f} s. Measured ceilings on this card: copy {ceilings['B'] / 1e9:.0f} GB/s "
             f"(read + write), fp32 GEMM (TF32 off) {ceilings['FLOP'] / 1e12:.1f} TFLOP/s. Timing: "
-            f"triton.testing.do_bench medians. Speed-up = peer time / supcomp time. Rates from the work "
-            f"counts in benchmarks/cases.py (bytes models are fp32).\n\n"
+            f"supcomp.utils.timing.time_interleaved medians (CUDA synchronised after each call). Speed-up = peer "
+            f"time / supcomp time. Rates from the work counts in benchmarks/common/cases.py (bytes models are "
+            f"fp32).\n\n"
             + format_ops(rows, ceilings) + "\n")
     if tms_rows:
         text += ("\n### Toy-model training steps on the GPU\n\nOne step = batch + forward + loss + backward + AdamW; "
-                 "mean over consecutive steps after warm-up.\n\n" + format_tms(tms_rows) + "\n")
+                 "medians of interleaved steps after warm-up.\n\n" + format_tms(tms_rows) + "\n")
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm.auto import tqdm
 
 from ..ops import sparse_encode
+from ..utils.progress import progress_bar
 from ..ops.sparse_encode import sparse_encode_backward_op
 from ..tms.config import ToyModelConfig
 from ..tms.data import BatchSampler, SparseBatch
@@ -58,7 +58,7 @@ def fused_loss_and_grad(model: CCModel, batch: SparseBatch) -> torch.Tensor:
     # At least one slot: an all-empty batch would give k = 0, which the ops' reshape cannot take.
     k = max(1, int(batch.counts().max())) if batch.indices.numel() else 1
     idx, val = (t.to(dev) for t in batch.to_padded(k))
-    I, Bsz, n = idx.shape[0], idx.shape[1], model.config.n_features
+    Bsz, n = idx.shape[1], model.config.n_features
     with torch.no_grad():
         A, B, S = model.folded()
         pre = sparse_encode(idx, val, A)                               # [I, B, m]
@@ -153,8 +153,7 @@ def train(config: CCConfig, steps: int = 10_000, batch_size: int = 2048, seed: i
     logged = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
     history = torch.zeros(len(logged), config.n_instances)
     row = 0
-    bar = tqdm(range(steps), desc=f"cc {config.label()} I={config.n_instances}", disable=not progress,
-               mininterval=0.5)
+    bar = progress_bar(range(steps), desc=f"cc {config.label()} I={config.n_instances}", enabled=progress)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = cosine_lr(lr, step, steps)

@@ -20,7 +20,6 @@ first table uses the critique's figure σ values (0.033 symmetric, 0.025 asymmet
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -28,8 +27,9 @@ import torch
 
 from ..cc.config import CCConfig
 from ..cc.evaluate import loss_per_feature, naive_loss_per_feature
-from .cc_plots import plot_loss_vs_p, plot_loss_vs_sigma
 from ..cc.train import train
+from ..utils.threads import machine_busy, threads
+from .cc_plots import plot_loss_vs_p, plot_loss_vs_sigma
 
 DEFAULT_OUT = os.path.join("supcomp-report", "cc")
 TABLE_P = (0.001, 0.01, 0.1, 1.0)
@@ -37,6 +37,7 @@ CURVE_P = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 SIGMAS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1)
 QUICK_SIGMAS = (0.0, 0.02, 0.035, 0.06, 0.1)
 BELOW = 0.99  # a table cell is starred when L/p < BELOW * naive (the L/p estimates have ~0.5% sampling error)
+
 
 def table_configs(**size) -> list[CCConfig]:
     """The five models of the table (``size``: overrides such as n_features, d_mlp, n_instances)."""
@@ -46,22 +47,10 @@ def table_configs(**size) -> list[CCConfig]:
             CCConfig(model="mlp", mixing="none", **size)]
 
 
-@contextlib.contextmanager
 def _threads_if_loaded():
     """One thread when the machine is already busy (a stalled second core makes every small parallel
-    region wait), else leave torch's setting."""
-    old = torch.get_num_threads()
-    cores = os.cpu_count() or 1
-    try:
-        busy = cores > 1 and os.getloadavg()[0] >= cores - 0.5
-    except OSError:
-        busy = False
-    if busy:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    region wait), else torch's setting."""
+    return threads(1 if machine_busy() else None)
 
 
 def format_table(rows: list, ps=TABLE_P, naive: float = 1 / 12) -> str:

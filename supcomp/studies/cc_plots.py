@@ -1,18 +1,12 @@
-"""PNG plots of the compressed-computation results (matplotlib, Agg)."""
+"""PNG plots of the compressed-computation results."""
 from __future__ import annotations
 
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from ..utils.figures import new_figure, save_figure
 
 
 def plot_loss_vs_p(curves: dict, naive: float, path: str, train_p: float):
     """``curves``: label -> (ps [k], L/p [k]); the naive line; models trained at ``train_p``."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = new_figure(figsize=(6.4, 4.4))
     for i, (label, (ps, lp)) in enumerate(curves.items()):
         ax.plot(ps, lp, "o-", ms=3.5, color=f"C{i}", label=label)
     ax.axhline(naive, color="k", ls="--", lw=1, label=f"naive (1 neuron per function) = {naive:.4f}")
@@ -24,15 +18,13 @@ def plot_loss_vs_p(curves: dict, naive: float, path: str, train_p: float):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_loss_vs_sigma(sweeps: dict, naive: float, path: str, embedding_std: float | None = None,
                        embedding_lp: float | None = None):
     """``sweeps``: label -> (sigmas [k], L/p [k]); the naive line; the embedding's mixing std and L/p."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = new_figure(figsize=(6.4, 4.4))
     for i, (label, (s, lp)) in enumerate(sweeps.items()):
         ax.plot(s, lp, "o-", ms=3.5, color=f"C{i + 2}", label=label)
     ax.axhline(naive, color="k", ls="--", lw=1, label=f"naive = {naive:.4f}")
@@ -45,5 +37,4 @@ def plot_loss_vs_sigma(sweeps: dict, naive: float, path: str, embedding_std: flo
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

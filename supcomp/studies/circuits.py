@@ -1,5 +1,8 @@
 """``supcomp circuits``: error sweeps, the capacity plot and the throughput comparison.
 
+Circuits in superposition (Bushnaq & Mendel 2024), with the corrected construction of Linsefors &
+Bushnaq (2025, "Circuits in Superposition 2").
+
 =============  =================================================================================
 sweeps         error at the last layer against z, T, D/d (= M), S and depth L around one base
                configuration (rotation circuits, overlap-1 assignment by default): measured
@@ -8,9 +11,10 @@ sweeps         error at the last layer against z, T, D/d (= M), S and depth L ar
 capacity       for each width, the largest T whose last-layer error (z active, random assignment:
                no combinatorial cap on T) stays below a threshold, by bisection on measured
                errors; plotted against M = D/(d+2) with the D^2/d^2 (~ M^2) and D/d (~ M) lines.
-throughput     superposed forward at T=4000, D=2400 (M=600, S=5, L=8, rotations: the 2025 post's
-               sizes), z=1..4, against the z circuits run one by one through the large network and
-               against ``DenseNetwork`` (the same large network, dense torch read-in / read-out).
+throughput     superposed forward at T=4000, D=2400 (M=600, S=5, L=8, rotations: the sizes of
+               Linsefors & Bushnaq), z=1..4, against the z circuits run one by one through the
+               large network and against ``DenseNetwork`` (the same large network, dense torch
+               read-in / read-out).
 =============  =================================================================================
 """
 from __future__ import annotations
@@ -19,14 +23,14 @@ import os
 import time
 
 import torch
-from tqdm.auto import tqdm
 
-from ..utils.timing import timeit
 from ..circuits.assign import max_circuits
 from ..circuits.circuitset import CircuitSet
 from ..circuits.interference import measure_interference
 from ..circuits.network import compress
 from ..circuits.reference import DenseNetwork
+from ..utils.progress import progress_bar
+from ..utils.timing import time_interleaved
 
 DEFAULT_OUT = os.path.join("supcomp-report", "circuits")
 
@@ -61,7 +65,7 @@ def sweeps(cfg, kind="rotations", assignment="overlap1", progress=True, seed=0):
     base = cfg["base"]
     jobs = [(var, v) for var in ("z", "T", "M", "S", "L") for v in cfg[var]]
     out = {var: [] for var in ("z", "T", "M", "S", "L")}
-    for var, v in tqdm(jobs, desc="circuits sweeps", disable=not progress):
+    for var, v in progress_bar(jobs, desc="circuits sweeps", enabled=progress):
         c = dict(base, **{var: v})
         if assignment == "overlap1" and c["T"] > max_circuits(c["M"], c["S"]):
             continue  # beyond the overlap-1 capacity: skipped (the table says so)
@@ -86,7 +90,7 @@ def capacity(cfg, kind="rotations", progress=True, seed=0):
     """Largest T with last-layer MSE <= cfg['cap_err'] (z = cfg['cap_z'], random assignment), per M."""
     rows = []
     L, z, n, S = cfg["cap_L"], cfg["cap_z"], cfg["cap_n"], 5
-    for M in tqdm(cfg["cap_M"], desc="capacity", disable=not progress):
+    for M in progress_bar(cfg["cap_M"], desc="capacity", enabled=progress):
         def err(T):
             cs = _circuits(kind, T, L, 3, seed)
             net = compress(cs, (cs.d + 2) * M, min(S, M), assignment="random", seed=seed)
@@ -117,27 +121,22 @@ def format_capacity(rows) -> str:
 
 def throughput(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, repeats=5, progress=True, seed=0):
     """Median ms per batch of the superposed forward (z circuits at once), of z single-circuit
-    forwards through the same network ("one by one"), and of ``DenseNetwork``; measured
-    interleaved (each repeat runs all three in turn). Rows also carry the ratios."""
+    forwards through the same network ("one by one"), and of ``DenseNetwork``; timed with
+    :func:`supcomp.utils.timing.time_interleaved` (one warm-up call each, then ``repeats`` rounds
+    that run all three in turn). Rows also carry the ratios."""
     cs = CircuitSet.rotations(T, L, seed=seed)
     net = compress(cs, 4 * M, S, seed=seed)
     dense = DenseNetwork(net)
     rows = []
     D = net.width
     with torch.no_grad():
-        for z in tqdm(zs, desc="throughput", disable=not progress):
+        for z in progress_bar(zs, desc="throughput", enabled=progress):
             act, x = cs.sample(batch, z, seed=seed + z)
             singles = [(act[:, j:j + 1].contiguous(), x[:, j:j + 1].contiguous()) for j in range(z)]
             fns = {"superposed": lambda: net(x, act),
                    "one_by_one": lambda: [net(xj, aj) for aj, xj in singles],
                    "dense_torch": lambda: dense(x, act)}
-            for f in fns.values():
-                f()  # warm-up
-            ts = {k: [] for k in fns}
-            for _ in range(repeats):
-                for k, f in fns.items():
-                    ts[k].append(timeit(f, repeats=1, warmup=0))
-            med = {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
+            med = {k: 1e3 * t.median for k, t in time_interleaved(fns, reps=repeats, warmup=1).items()}
             flop = 2 * batch * L * D * D  # the dense layers
             rows.append(dict(z=z, batch=batch, T=T, D=D, **{k + "_ms": v for k, v in med.items()},
                              vs_one_by_one=med["one_by_one"] / med["superposed"],
@@ -197,7 +196,7 @@ def demo_section(progress=True) -> str:
     lines = ["Circuits in superposition: T=300 rotation circuits, D=480 (M=D/(d+2)=120), S=4, L=2, overlap-1",
              f"{'z':>3}{'total':>10}{'pred':>10}{'read_in':>10}{'pred':>10}{'read_out':>10}{'pred':>10}",
              "-" * 63]
-    for z in tqdm((1, 2, 3), desc="circuits", disable=not progress):
+    for z in progress_bar((1, 2, 3), desc="circuits", enabled=progress):
         r = measure_interference(net, cs, z, 100, seed=1)
         p = r["predicted"]
         lines.append(f"{z:>3}{r['total'][-1]:>10.2e}{p['total'][-1]:>10.2e}{r['read_in'][1:].mean():>10.2e}"

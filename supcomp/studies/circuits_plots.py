@@ -1,10 +1,7 @@
 """PNG plots of ``supcomp circuits``: sweeps with predictions, capacity, throughput."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from ..utils.figures import new_figure, save_figure
 
 _LABEL = {"z": "active circuits z", "T": "circuits T", "M": "M = D/(d+2)", "S": "hosts per neuron S",
           "L": "depth L"}
@@ -13,7 +10,7 @@ _LABEL = {"z": "active circuits z", "T": "circuits T", "M": "M = D/(d+2)", "S": 
 def plot_sweeps(res, path):
     """One panel per swept variable: measured (markers) and predicted (lines) MSEs, log scale."""
     vars_ = [v for v in res if res[v]]
-    fig, axes = plt.subplots(1, len(vars_), figsize=(4.2 * len(vars_), 3.8), squeeze=False)
+    fig, axes = new_figure(1, len(vars_), figsize=(4.2 * len(vars_), 3.8), squeeze=False)
     for ax, var in zip(axes[0], vars_):
         rows = res[var]
         xs = [r[var] for r in rows]
@@ -30,8 +27,7 @@ def plot_sweeps(res, path):
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Circuits in superposition: error vs. z, T, D/d, S, L (markers measured, lines theory)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -39,7 +35,7 @@ def plot_capacity(rows, path):
     """Largest T at fixed error against M, with the M^2 (~D^2/d^2) and M (~D/d) lines through the first point."""
     Ms = [r["M"] for r in rows]
     Ts = [r["T_max"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig, ax = new_figure(figsize=(5.5, 4.2))
     ax.plot(Ms, Ts, "o-", label="measured T_max")
     ax.plot(Ms, [Ts[0] * (m / Ms[0]) ** 2 for m in Ms], "--", label="~ D^2/d^2 (M^2)")
     ax.plot(Ms, [Ts[0] * (m / Ms[0]) for m in Ms], ":", label="~ D/d (M)")
@@ -51,14 +47,14 @@ def plot_capacity(rows, path):
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
 def plot_throughput(rows, path):
+    """Median ms per batch against z: superposed, one by one, and the dense torch network."""
     zs = [r["z"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig, ax = new_figure(figsize=(5.5, 4.2))
     for key, lab in (("superposed_ms", "superposed (supcomp)"), ("one_by_one_ms", "z circuits one by one"),
                      ("dense_torch_ms", "dense torch, same network")):
         ax.plot(zs, [r[key] for r in rows], "o-", label=lab)
@@ -69,6 +65,5 @@ def plot_throughput(rows, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path

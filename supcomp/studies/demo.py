@@ -9,10 +9,17 @@
    reconstruction error without a bias and with the best negative (filtering)
    bias, and how many active features the top-k read-out
    (``relu_readout_topk``) recovers.
-2. Toy Models of Superposition: the intro experiment (dense -> 2 orthogonal
-   features, sparse -> pentagon) and a small dimensionality sweep, trained
-   with the fused trainer (``supcomp.tms``).
-3. Benchmark ratios against the strongest torch peers at demo sizes.
+2. "Toy Models of Superposition" (Elhage et al. 2022): the intro experiment
+   (dense -> 2 orthogonal features, sparse -> pentagon) and a small
+   dimensionality sweep, trained with the fused trainer (``supcomp.tms``).
+3. Circuits in superposition (Bushnaq & Mendel 2024; the construction of
+   Linsefors & Bushnaq 2025, "Circuits in Superposition 2"): measured against
+   predicted error of rotation circuits.
+4. Compressed computation (Braun et al. 2025) against its mixing-matrix controls.
+5. U-AND of "Mathematical Models of Computation in Superposition" (Hänni,
+   Mendel & Vaintrob 2024): measured against theoretical error.
+6. Benchmark ratios against the strongest torch peers at demo sizes.
+
 Plots go to ``./supcomp-report/``.
 """
 from __future__ import annotations
@@ -21,13 +28,13 @@ import os
 import time
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import __version__
-from ..utils.figures import save_figure
-from .quick_bench import format_ratios, quick_ratios
 from ..ops import dispatch, relu_readout, relu_readout_topk, sparse_encode
 from ..sparse import padded_to_dense, random_sparse
+from ..utils.figures import new_figure, save_figure
+from ..utils.progress import progress_bar
+from .quick_bench import format_ratios, quick_ratios
 
 WIDTHS = (32, 64, 128, 256)
 DENSITIES = (0.002, 0.01, 0.05)
@@ -38,7 +45,7 @@ def superposition_table(n=1024, batch=2048, widths=WIDTHS, densities=DENSITIES, 
     """Measure read-in / read-out error against width and density. Returns a list of row dicts."""
     g = torch.Generator().manual_seed(seed)
     rows = []
-    with tqdm(total=len(widths) * len(densities), desc="superposition sweep", disable=not progress) as bar:
+    with progress_bar(total=len(widths) * len(densities), desc="superposition sweep", enabled=progress) as bar:
         for p in densities:
             idx, val = random_sparse(batch, n, p, generator=g)
             x = padded_to_dense(idx, val, n)
@@ -78,11 +85,8 @@ def format_table(rows):
 
 
 def plot(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    """Reconstruction error and interference against width, one colour per density (PNG at ``path``)."""
+    fig, (a1, a2) = new_figure(1, 2, figsize=(11, 4.2))
     for i, p in enumerate(sorted({r["p"] for r in rows})):
         rs = [r for r in rows if r["p"] == p]
         ds = [r["d"] for r in rs]
@@ -103,7 +107,6 @@ def plot(rows, path):
     a2.set_title("interference vs. random-direction prediction")
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
-    plt.close(fig)
 
 
 def run(out_dir="supcomp-report", progress=True, bench=True):
@@ -133,7 +136,7 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     print(uand_section(progress=progress))
     if bench:
         print("\n== 6. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
-        with tqdm(total=4, desc="benchmarks", disable=not progress) as bar:
+        with progress_bar(total=4, desc="benchmarks", enabled=progress) as bar:
             print(format_ratios(quick_ratios(progress=bar)))
         print("Full suite with GB/s, GFLOP/s and peak memory: `make bench` -> benchmarks/RESULTS.md")
     print(f"\ndone in {time.time() - t0:.1f} s")

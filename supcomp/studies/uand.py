@@ -1,5 +1,8 @@
 """Measurements behind ``supcomp uand``: error tables against ``theory``, the capacity sweep, plots.
 
+The construction and its theory are those of "Mathematical Models of Computation in Superposition"
+(Hänni, Mendel & Vaintrob 2024).
+
 Error tables (the paper's cases): for each s, ``batch`` samples with exactly s distinct active
 inputs; every pair of the m inputs is read (``iter_all_pairs``, bounded memory) and its error
 (estimate - AND) is split by how many of the pair's inputs are on. Mean and max are over all
@@ -7,8 +10,9 @@ inputs; every pair of the m inputs is read (``iter_all_pairs``, bounded memory) 
 
 Capacity: for each m, the smallest d (geometric grid, factor 1.25) such that, for some p on a
 small grid p = sqrt(c / d), c in (6, 12, 24), the per-gate max error over the batch stays below
-``eps`` on a fraction ``quantile`` of all pairs (doubling, then bisection to within 25%). Two settings: inputs given as indices, and inputs
-in superposition with residual width d0 = d (the setting of the Õ(m^{2/3}) result). The search
+``eps`` on a fraction ``quantile`` of all pairs (doubling, then bisection to within 25%). Two
+settings: inputs given as indices, and inputs in superposition with residual width d0 = d (the
+setting of the Õ(m^{2/3}) result). The search
 for m starts at the d found for the previous (smaller) m (d_min assumed non-decreasing in m).
 For inputs given as indices the error at fixed s does not depend on m (only a union bound over
 all gates would add log factors), so expect a flat curve there; with superposed inputs each
@@ -16,15 +20,17 @@ neuron also sums the interference of its ~p m connected inputs, which makes d gr
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
 
 import torch
-from tqdm.auto import tqdm
 
-from ..uand.theory import theory
 from ..uand.construction import UAnd
+from ..uand.theory import theory
+from ..utils.figures import new_figure, save_figure
+from ..utils.progress import progress_bar
 
 PAPER_CASES = ((1000, 2000, 0.1), (2000, 8000, 0.05))
 QUICK_CASES = ((300, 2000, 0.1), (500, 8000, 0.05))
@@ -38,21 +44,21 @@ def random_active(B: int, m: int, s: int, generator: torch.Generator) -> torch.T
 def _pair_blocks(u: UAnd, a: torch.Tensor, x: torch.Tensor, block_pairs: int):
     """Yield (est [B, nb], on [B, nb] uint8) over all pairs; x [B, m] uint8 active flags."""
     for p0, p1, est, *_ in u.iter_all_pairs(a, block_pairs=block_pairs, on_empty="mask"):
-        i0 = int(torch.searchsorted(_row_offsets(u), torch.tensor(p0), right=True)) - 1
-        pr = u.pairs(i0, _row_end(u, p1))
+        i0 = int(torch.searchsorted(_row_offsets(u.m), torch.tensor(p0), right=True)) - 1
+        pr = u.pairs(i0, _row_end(u.m, p1))
         on = x[:, pr[:, 0]] + x[:, pr[:, 1]]
         yield est, on
 
 
-def _row_offsets(u):
-    if getattr(u, "_row_off", None) is None:
-        i = torch.arange(u.m + 1)
-        u._row_off = i * (2 * u.m - i - 1) // 2
-    return u._row_off
+@functools.lru_cache(maxsize=8)
+def _row_offsets(m):
+    """``[m + 1]``: the flat index of the first pair (i, j > i) of each row i in the list of all pairs."""
+    i = torch.arange(m + 1)
+    return i * (2 * m - i - 1) // 2
 
 
-def _row_end(u, p1):
-    return int(torch.searchsorted(_row_offsets(u), torch.tensor(p1), right=False))
+def _row_end(m, p1):
+    return int(torch.searchsorted(_row_offsets(m), torch.tensor(p1), right=False))
 
 
 def error_stats(u: UAnd, idx: torch.Tensor, block_pairs: int = 1 << 17, extra=None) -> dict:
@@ -126,7 +132,7 @@ def error_table(m: int, d: int, p: float, s_values=range(2, 11), batch: int = 32
     u = UAnd(m, d, p, seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
     rows = []
-    for s in tqdm(list(s_values), desc=f"U-AND errors m={m} d={d} p={p}", disable=not progress):
+    for s in progress_bar(list(s_values), desc=f"U-AND errors m={m} d={d} p={p}", enabled=progress):
         extra = own_gate_stats(u, extra_samples, s, g) if extra_samples else None
         st = error_stats(u, random_active(batch, m, s, g), extra=extra)
         th = theory(p, s, 2, d)
@@ -154,12 +160,9 @@ def format_error_table(rows) -> str:
 
 
 def plot_errors(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Measured mean and max error against s beside the theory, one panel per (m, d, p) (PNG at ``path``)."""
     cases = sorted({(r["m"], r["d"], r["p"]) for r in rows})
-    fig, axes = plt.subplots(1, len(cases), figsize=(5.5 * len(cases), 4.2), squeeze=False)
+    fig, axes = new_figure(1, len(cases), figsize=(5.5 * len(cases), 4.2), squeeze=False)
     for ax, (m, d, p) in zip(axes[0], cases):
         rs = [r for r in rows if (r["m"], r["d"], r["p"]) == (m, d, p)]
         s = [r["s"] for r in rs]
@@ -176,8 +179,7 @@ def plot_errors(rows, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def _passes(m, d, s, batch, eps, quantile, seed, embed):
@@ -206,8 +208,8 @@ def capacity(m_values=(125, 250, 500, 1000, 2000), s: int = 3, eps: float = 0.5,
     rows = []
     for embed in (False, True):
         d_lo = d_start  # the d found for the previous m (d_min assumed non-decreasing in m)
-        for m in tqdm(list(m_values), desc="capacity " + ("superposed" if embed else "indices"),
-                      disable=not progress):
+        for m in progress_bar(list(m_values), desc="capacity " + ("superposed" if embed else "indices"),
+                              enabled=progress):
             # Doubling from the previous d_min to a passing d, then bisection on the 1.25x grid.
             fail, found, d = None, None, d_lo
             while d <= d_max:
@@ -233,7 +235,7 @@ def capacity(m_values=(125, 250, 500, 1000, 2000), s: int = 3, eps: float = 0.5,
 def format_capacity(rows) -> str:
     lines = [f"{'inputs':>11}{'m':>7}{'d_min':>8}{'p':>8}{'m^(2/3)':>9}", "-" * 43]
     for r in rows:
-        dm = f"{r['d_min']}" if r["d_min"] else f"> max"
+        dm = f"{r['d_min']}" if r["d_min"] else "> max"
         p = f"{r['p']:.3f}" if r["p"] else "-"
         lines.append(f"{'superposed' if r['superposed'] else 'indices':>11}{r['m']:>7}{dm:>8}{p:>8}"
                      f"{r['m'] ** (2 / 3):>9.1f}")
@@ -241,11 +243,8 @@ def format_capacity(rows) -> str:
 
 
 def plot_capacity(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    """Smallest working d against m for both input settings, with m^(2/3) and m reference lines (PNG at ``path``)."""
+    fig, ax = new_figure(figsize=(6, 4.5))
     for c, emb in enumerate((False, True)):
         rs = [r for r in rows if r["superposed"] == emb and r["d_min"]]
         if rs:
@@ -266,8 +265,7 @@ def plot_capacity(rows, path):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def run(out_dir="supcomp-report/uand", quick=False, batch=None, seed=0, progress=True, capacity_sweep=True):

@@ -7,7 +7,8 @@
 * :mod:`.packing`: points differing only in per-instance parameters -> one batched run;
 * :mod:`.table`: the results table (Parquet or JSON lines), written point by point, resumable;
 * :mod:`.executors`: local (one process or a pool) and Ray;
-* :mod:`.tms`: the toy-models adapter.
+* :mod:`.tms`, :mod:`.circuits`, :mod:`.cc`, :mod:`.uand`: the adapters of the built-in experiments;
+* :mod:`.plot`: each experiment's standard figures from a results table.
 """
 from .grid import Grid, load_grid, point_key
 from .plot import plot_results

@@ -13,6 +13,9 @@ the defaults) and ``ratio_to_naive``.
 """
 from __future__ import annotations
 
+import os
+
+from ..utils.figures import new_figure, save_figure
 from .registry import Experiment
 
 DEFAULTS = dict(model="residual", mixing="embedding", sigma=None, n_features=100, d_embed=1000, d_mlp=50,
@@ -39,22 +42,22 @@ def run(points: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], out_dir: str) -> list[str]:
     """L/p against sigma (one line per model/mixing), the naive baseline drawn in."""
-    from ._figures import axes, save
-
     ok = [r for r in rows if r.get("loss_per_feature") is not None]
     if not ok:
         return []
-    fig, ax = axes((5.5, 4))
+    fig, ax = new_figure(figsize=(5.5, 4))
     groups = sorted({(r["model"], r["mixing"]) for r in ok})
     for g in groups:
         sel = sorted((r for r in ok if (r["model"], r["mixing"]) == g), key=lambda r: r["sigma"] or 0.0)
-        ax.plot([r["sigma"] or 0.0 for r in sel], [r["loss_per_feature"] for r in sel], "o-", ms=3, label=f"{g[0]} / {g[1]}")
+        ax.plot([r["sigma"] or 0.0 for r in sel], [r["loss_per_feature"] for r in sel], "o-", ms=3,
+                label=f"{g[0]} / {g[1]}")
     ax.axhline(ok[0]["naive"], color="k", ls="--", lw=1, label="naive")
     ax.set_xlabel("σ of the mixing matrix (0: none / embedding)")
     ax.set_ylabel("L / p")
     ax.set_title("compressed computation: L/p")
     ax.legend(fontsize=8)
-    return [save(fig, out_dir, "cc_loss_per_feature.png")]
+    fig.tight_layout()
+    return [save_figure(fig, os.path.join(out_dir, "cc_loss_per_feature.png"), dpi=120)]
 
 
 EXPERIMENT = Experiment(name="cc", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=(), plot=plot,

@@ -7,11 +7,14 @@ per small neuron (default 5), ``L`` layers (2), ``z`` active circuits (2), ``kin
 (``"overlap1"``), ``n_samples`` (256), ``seed`` (0).
 
 Nothing is packed (``per_instance`` is empty): each point builds its own network. Metrics are those of
-:func:`supcomp.circuits.experiments.error_row`: last-layer ``total`` MSE and its prediction, the z = 1
+:func:`supcomp.studies.circuits.error_row`: last-layer ``total`` MSE and its prediction, the z = 1
 error ``alone``, layer means of ``read_in`` and ``read_out`` with their predictions, ``total_se``.
 """
 from __future__ import annotations
 
+import os
+
+from ..utils.figures import new_figure, save_figure
 from .registry import Experiment
 
 DEFAULTS = dict(S=5, L=2, z=2, kind="rotations", d=3, assignment="overlap1", n_samples=256, seed=0)
@@ -30,12 +33,10 @@ def run(points: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], out_dir: str) -> list[str]:
     """Measured against predicted last-layer error, one point per configuration (log-log)."""
-    from ._figures import axes, save
-
     ok = [r for r in rows if r.get("total") is not None and r.get("total_pred") is not None]
     if not ok:
         return []
-    fig, ax = axes((5, 4.5))
+    fig, ax = new_figure(figsize=(5, 4.5))
     zs = sorted({int(r["z"]) for r in ok})
     for z in zs:
         sel = [r for r in ok if int(r["z"]) == z]
@@ -50,7 +51,8 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     ax.set_ylabel("measured last-layer MSE")
     ax.set_title("circuits in superposition: error vs theory")
     ax.legend(fontsize=8)
-    return [save(fig, out_dir, "circuits_error_vs_theory.png")]
+    fig.tight_layout()
+    return [save_figure(fig, os.path.join(out_dir, "circuits_error_vs_theory.png"), dpi=120)]
 
 
 EXPERIMENT = Experiment(name="circuits", run=run, per_instance=frozenset(), defaults=DEFAULTS,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from .worker import _error_row, run_pack
+from .worker import error_row, run_pack
 
 
 def serial(packs, exp_name, exp_path, base, threads=None):
@@ -25,7 +25,7 @@ def serial(packs, exp_name, exp_path, base, threads=None):
 
 
 def _dead_rows(exp_name, pts, base, attempt, why):
-    return [_error_row(exp_name, pt, why, dict(base, attempt=attempt), 0.0) for pt in pts]
+    return [error_row(exp_name, pt, why, dict(base, attempt=attempt), 0.0) for pt in pts]
 
 
 def pool(packs, exp_name, exp_path, base, workers, threads=None, retries=2):

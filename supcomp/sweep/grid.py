@@ -113,7 +113,7 @@ class Grid:
         return math.prod(len(v) for v in self._values.values())
 
     @classmethod
-    def from_dict(cls, d: dict, name: str | None = None) -> "Grid":
+    def from_dict(cls, d: dict, name: str | None = None) -> Grid:
         unknown = set(d) - {"experiment", "fixed", "axes", "name", "max_instances"}
         if unknown:
             raise ValueError(f"grid: unknown top-level keys {sorted(unknown)} (expected experiment, name, "

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ..tms.analysis import PHASES, phase_analytic
+from ..utils.figures import new_figure, save_figure
+from ..utils.threads import threads
 
 _SETTING = ("n_features", "n_hidden", "kind", "steps", "batch_size", "lr", "weight_decay", "backend",
             "correlated_pairs", "anticorrelated_pairs", "grid")
-_PHASES = ("not learned", "dedicated", "superposition", "other")
 _COLORS = ("#d9d9d9", "#4c72b0", "#dd8452", "#8c8c8c")
 
 
-def _groups(rows, extra=()):
+def _groups(rows):
     out = {}
     for r in rows:
-        out.setdefault(tuple(r.get(k) for k in _SETTING + tuple(extra)), []).append(r)
+        out.setdefault(tuple(r.get(k) for k in _SETTING), []).append(r)
     return list(out.values())
 
 
@@ -36,11 +38,6 @@ def _title(r):
 
 def plot_phase(rows, path):
     """Trained phase (lowest exact loss over the seeds of a cell) next to the analytic diagram."""
-    from matplotlib.colors import ListedColormap
-
-    from ..studies.tms.experiments import phase_analytic
-
-    import torch
     rel = sorted({r["importance"] * r["importance_decay"] for r in rows})
     dens = sorted({r["density"] for r in rows}, reverse=True)
     best = {}
@@ -50,17 +47,16 @@ def plot_phase(rows, path):
             best[c] = r
     grid = np.full((len(rel), len(dens)), np.nan)
     for (ri, di), r in best.items():
-        grid[rel.index(ri), dens.index(di)] = _PHASES.index(r["phase"])
-    from ..studies.tms.experiments import _threads
+        grid[rel.index(ri), dens.index(di)] = PHASES.index(r["phase"])
     # the analytic grid (each point optimises the antipodal solution: seconds on one thread)
     F = min(25, 4 * max(len(rel), len(dens)) + 1)
     fr = torch.logspace(float(np.log10(min(rel))) - 0.1, float(np.log10(max(rel))) + 0.1, F, dtype=torch.float64)
     fd = torch.logspace(float(np.log10(max(dens))) + 0.05, float(np.log10(min(dens))) - 0.1, F, dtype=torch.float64)
-    with _threads(1):
+    with threads(1):
         fine, fc = phase_analytic(fr[:, None], fd[None, :])
     margin = (torch.minimum(fc["[1,0]"], fc["[0,1]"]) - fc["[1,-1]"]).numpy()
     cmap = ListedColormap(_COLORS)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, axes = new_figure(1, 2, figsize=(11, 4.4))
     seeds = len({r["seed"] for r in rows})
     for ax, (xs, ys, g, title) in zip(axes, ((dens, rel, grid, f"trained (lowest exact loss of {seeds} seed(s))"),
                                              (fd.numpy(), fr.numpy(), fine.numpy(), "analytic"))):
@@ -72,20 +68,18 @@ def plot_phase(rows, path):
         ax.set_xlabel("feature density 1 - S")
         ax.set_ylabel("relative importance of the extra feature")
         ax.set_title(title, fontsize=9)
-    from matplotlib.patches import Patch
-    fig.legend(handles=[Patch(color=c, label=l) for c, l in zip(_COLORS, _PHASES)], loc="lower center", ncol=4,
+    fig.legend(handles=[Patch(color=c, label=l) for c, l in zip(_COLORS, PHASES)], loc="lower center", ncol=4,
                fontsize=8)
     fig.suptitle("TMS phase diagram: " + _title(rows[0]), fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
 def plot_dimensionality(rows, path):
     """Dimensions per feature m/‖W‖_F² against 1/(1-S): one line per importance profile (mean over seeds,
     seeds as dots)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    fig, ax = new_figure(figsize=(6.5, 4.4))
     profiles = sorted({(r["importance"], r["importance_decay"]) for r in rows})
     for k, prof in enumerate(profiles):
         rs = [r for r in rows if (r["importance"], r["importance_decay"]) == prof]
@@ -107,8 +101,7 @@ def plot_dimensionality(rows, path):
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 

@@ -5,8 +5,7 @@ import dataclasses
 import os
 import time
 
-from tqdm.auto import tqdm
-
+from ..utils.progress import progress_bar
 from . import executors, registry
 from .grid import Grid, load_grid, point_key
 from .packing import pack
@@ -16,7 +15,7 @@ from .table import ResultStore, default_suffix
 @dataclasses.dataclass
 class SweepSummary:
     """What a call of :func:`run_sweep` did. ``n_points``: the grid's size; ``n_skipped``: already done;
-    ``n_run``: points run now (``n_failed`` of them failed); ``n_packs``: packed runs; ``wall_s``."""
+    ``n_run``: points run by this call (``n_failed`` of them failed); ``n_packs``: packed runs; ``wall_s``."""
 
     out: str
     n_points: int
@@ -99,8 +98,8 @@ def run_sweep(grid, out: str | None = None, workers: int = 1, ray: str | None = 
     t0 = time.perf_counter()
     n_run = n_failed = 0
     interrupted = False
-    bar = tqdm(total=len(points), initial=len(points) - n_todo, desc=f"sweep {grid.name}", unit="pt",
-               disable=not progress, smoothing=0.1)
+    bar = progress_bar(total=len(points), initial=len(points) - n_todo, desc=f"sweep {grid.name}", unit="pt",
+                       enabled=progress, smoothing=0.1)
     try:
         for _, rows in gen:
             store.append(rows)

@@ -20,8 +20,8 @@ pass ``instance_seeds``.
 Metrics: ``loss`` (mean of the last 100 training losses: the library's loss, meaned over features),
 ``frobenius_sq`` (‖W‖_F²), ``dims_per_feature`` (m / ‖W‖_F²), ``n_learned`` (features with ‖W_i‖ >= 0.5),
 and for n=2, m=1, ReLU output (the phase diagram): ``w1, w2, b1, b2``, ``exact_loss`` (by quadrature,
-:func:`supcomp.tms.experiments.phase_exact_loss`) and ``phase`` (:data:`~supcomp.tms.experiments.PHASES`
-name, :func:`~supcomp.tms.experiments.classify_phase`).
+:func:`supcomp.tms.analysis.phase_exact_loss`) and ``phase`` (:data:`~supcomp.tms.analysis.PHASES`
+name, :func:`~supcomp.tms.analysis.classify_phase`).
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def run(points: list[dict]) -> list[dict]:
     """Train every point as one instance of one batched ``supcomp.tms.train`` call; one metrics dict each."""
     from .. import metrics as M
     from ..tms import ToyModelConfig, train
-    from ..studies.tms.experiments import LEARNED, PHASES, _threads, _threads_for, classify_phase, phase_exact_loss
+    from ..tms.analysis import LEARNED, PHASES, classify_phase, phase_exact_loss, threads_for
+    from ..utils.threads import threads
 
     p0 = points[0]
     for p in points[1:]:
@@ -67,9 +68,9 @@ def run(points: list[dict]) -> list[dict]:
     cfg = ToyModelConfig(n, m, I, feature_probability=dens, importance=imp, kind=p0["kind"],
                          correlated_pairs=int(p0["correlated_pairs"]),
                          anticorrelated_pairs=int(p0["anticorrelated_pairs"]))
-    # the TMS experiments' thread rule: one thread for tiny models or a loaded machine (only ever lowers
-    # the executor's share)
-    with _threads(_threads_for(n, m)):
+    # the TMS thread rule: one thread for tiny models or a loaded machine (only ever lowers the
+    # executor's share)
+    with threads(threads_for(n, m)):
         model = train(cfg, steps=int(p0["steps"]), batch_size=int(p0["batch_size"]), lr=float(p0["lr"]),
                       weight_decay=float(p0["weight_decay"]), backend=p0["backend"], device=p0["device"],
                       progress=False, instance_seeds=seeds)

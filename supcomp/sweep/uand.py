@@ -9,6 +9,9 @@ and ``<case>_std_theory``, as in :func:`supcomp.studies.uand.error_table`.
 """
 from __future__ import annotations
 
+import os
+
+from ..utils.figures import new_figure, save_figure
 from .registry import Experiment
 
 DEFAULTS = dict(s=3, batch=32, extra_samples=2048, seed=0)
@@ -27,12 +30,10 @@ def run(points: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], out_dir: str) -> list[str]:
     """Measured mean error against theory for each case, one point per configuration."""
-    from ._figures import axes, save
-
     ok = [r for r in rows if r.get("both_mean") is not None]
     if not ok:
         return []
-    fig, ax = axes((5, 4.5))
+    fig, ax = new_figure(figsize=(5, 4.5))
     for case in ("both", "one", "none"):
         xs = [r[f"{case}_theory"] for r in ok if r.get(f"{case}_theory") is not None]
         ys = [r[f"{case}_mean"] for r in ok if r.get(f"{case}_theory") is not None]
@@ -45,7 +46,8 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     ax.set_ylabel("measured mean error")
     ax.set_title("U-AND: error vs theory")
     ax.legend(fontsize=8)
-    return [save(fig, out_dir, "uand_error_vs_theory.png")]
+    fig.tight_layout()
+    return [save_figure(fig, os.path.join(out_dir, "uand_error_vs_theory.png"), dpi=120)]
 
 
 EXPERIMENT = Experiment(name="uand", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=("m", "d", "p"),

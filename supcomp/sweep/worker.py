@@ -58,7 +58,8 @@ def _rows(exp, pts, metrics, base, pack_s):
     return out
 
 
-def _error_row(exp_name, pt, err: str, base, run_s):
+def error_row(exp_name, pt, err: str, base, run_s):
+    """The table row of a point that failed: ``status="error"``, the error text, the point's parameters."""
     row = {"key": pt["key"], "experiment": exp_name, "grid": base.get("grid"), "status": "error", "error": err}
     row.update(pt["params"])
     row.update(_meta(base, run_s, 1))
@@ -83,7 +84,7 @@ def run_pack(exp_name: str, exp_path: str | None, pts: list[dict], base: dict, t
     except Exception as e:
         if len(pts) == 1:
             err = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
-            return [_error_row(exp_name, pts[0], err, base, time.perf_counter() - t0)]
+            return [error_row(exp_name, pts[0], err, base, time.perf_counter() - t0)]
     out = []
     for pt in pts:  # find the failing point(s): every point alone
         out.extend(run_pack(exp_name, exp_path, [pt], base))

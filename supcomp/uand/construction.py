@@ -8,6 +8,9 @@ activation over R_gate = ∩_{i in gate} S_i, S_i the neurons fed by input i.
 C is stored sparsely, by input (``col_ptr``/``col_idx``: S_i) and by neuron
 (``nrn_ptr``/``nrn_idx``: L_n, the inputs feeding neuron n), both sorted:
 memory O(p d m), never d x m.
+
+This file holds one class, ``UAnd``, whose construction, forward and read-outs share the sparse
+C; it runs past 400 lines because splitting it would split one object's methods across files.
 """
 from __future__ import annotations
 

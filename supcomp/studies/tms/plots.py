@@ -1,33 +1,24 @@
-"""Figures of the TMS reproductions (:mod:`supcomp.tms.experiments`), one function per figure.
+"""Figures of the TMS reproductions (:mod:`supcomp.studies.tms`), one function per figure.
 
-Each takes the experiment's result dict and a path, writes a PNG with the Agg backend and returns the
-path. Weights follow the library's convention: ``W [n, m]``, row i = feature i's direction, so the
-paper's ``WᵀW`` (its W is m x n) is ``W @ W.T`` here.
+Each takes the experiment's result dict and a path, writes a PNG (:func:`supcomp.utils.figures.save_figure`,
+on a figure of :func:`supcomp.utils.figures.new_figure`: matplotlib's global backend is left alone) and
+returns the path. Weights follow the library's convention: ``W [n, m]``, row i = feature i's direction,
+so the paper's ``WᵀW`` (its W is m x n) is ``W @ W.T`` here.
 """
 from __future__ import annotations
 
-import math
-
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Circle, Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from .experiments import D_LINES, PHASES  # noqa: E402
+from ...tms.analysis import D_LINES
+from ...utils.figures import new_figure, save_figure
 
 _PHASE_COLORS = ("#bdbdbd", "#4575b4", "#d73027", "#fee090")  # not learned, dedicated, superposition, other
-
-
-def _save(fig, path):
-    from ...utils.figures import save_figure  # temp file + rename: Ctrl-C never leaves a half-written PNG
-
-    try:
-        save_figure(fig, str(path), dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return str(path)
+_SAVE = dict(dpi=110, bbox_inches="tight")  # save_figure's options for every figure here
 
 
 def _np(x):
@@ -38,7 +29,7 @@ def _directions(ax, W, colors, labels=None, lim=None, title=None):
     """2-D feature directions as segments from the origin."""
     W = _np(W)
     r = max(1.0, float(np.abs(W).max())) * 1.15 if lim is None else lim
-    ax.add_patch(plt.Circle((0, 0), 1, fill=False, ls=":", color="0.6"))
+    ax.add_patch(Circle((0, 0), 1, fill=False, ls=":", color="0.6"))
     ax.axhline(0, color="0.85", lw=0.6, zorder=0)
     ax.axvline(0, color="0.85", lw=0.6, zorder=0)
     for i, (x, y) in enumerate(W):
@@ -60,9 +51,9 @@ def plot_intro(res, path):
     W, b, dens = _np(res["W"]), _np(res["b"]), _np(res["densities"])
     P, n, _ = W.shape
     imp = _np(res["importance"])
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     colors = [cmap(0.9 * (1 - (v - imp.min()) / max(1e-12, imp.max() - imp.min()))) for v in imp]
-    fig, axes = plt.subplots(2, P, figsize=(2.1 * P, 4.6), squeeze=False)
+    fig, axes = new_figure(2, P, figsize=(2.1 * P, 4.6), squeeze=False)
     lim = max(1.0, float(np.abs(W).max())) * 1.15
     for k in range(P):
         D = _np(res["D"][k])
@@ -80,10 +71,10 @@ def plot_intro(res, path):
     fig.colorbar(im, ax=axes[1, :].tolist(), fraction=0.02, pad=0.01)
     fig.suptitle(f"Toy model n=5 features, m=2 hidden, ReLU output: dense -> 2 orthogonal features, sparse -> "
                  f"pentagon (best of {res['restarts']} restarts, {res['steps']} steps)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, str(path), **_SAVE)
 
 
-def _d_lines(ax, xmin=None, xmax=None, labels=True):
+def _d_lines(ax, labels=True):
     for v, lab in D_LINES:
         ax.axhline(v, color="0.5", lw=0.7, ls="--", zorder=0)
         if labels:
@@ -96,7 +87,7 @@ def plot_dimensionality(res, path):
     D, norms = _np(res["D"]), _np(res["norms"])
     n, m = res["n_features"], res["n_hidden"]
     x = 1 / dens
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12.5, 4.6))
+    fig, (a1, a2) = new_figure(1, 2, figsize=(12.5, 4.6))
     a1.plot(x, dpf, "o-", color="C0")
     a1.axhline(1, color="0.6", ls=":", lw=1)
     a1.axhline(0.5, color="C3", ls="--", lw=1, label="1/2 (antipodal pairs)")
@@ -124,14 +115,11 @@ def plot_dimensionality(res, path):
     fig.suptitle(f"Uniform superposition ({res['steps']} steps, batch {res['batch_size']}, lr {res['lr']:g})",
                  fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, str(path), **_SAVE)
 
 
 def plot_phase(res, path):
     """Trained phase diagram (lowest-loss model per point) next to the analytic one."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
     cmap = ListedColormap(_PHASE_COLORS)
     rel, dens = _np(res["importance"]), _np(res["densities"])
     fr, fd = _np(res["fine_importance"]), _np(res["fine_densities"])
@@ -142,7 +130,7 @@ def plot_phase(res, path):
         e = np.concatenate([[lv[0] - d[0] / 2], lv[:-1] + d / 2, [lv[-1] + d[-1] / 2]])
         return 10 ** e
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, axes = new_figure(1, 3, figsize=(15, 4.6))
     for ax, grid, (xs, ys), title in (
             (axes[0], res["best"], (dens, rel), "trained: lowest-loss of the models per point"),
             (axes[1], res["majority"], (dens, rel), "trained: majority of the kept models (worst dropped)"),
@@ -161,21 +149,21 @@ def plot_phase(res, path):
     handles = [Patch(color=c, label=l) for c, l in zip(_PHASE_COLORS, ("extra feature not learned",
                                                                          "extra feature gets the dimension",
                                                                          "superposition (antipodal)", "other"))]
-    handles += [plt.Line2D([], [], color="k", lw=1.2, label="analytic boundary (optimal b, norms)"),
-                plt.Line2D([], [], color="k", lw=0.8, ls="--", label="analytic boundary (W=[1,-1], b=0)")]
+    handles += [Line2D([], [], color="k", lw=1.2, label="analytic boundary (optimal b, norms)"),
+                Line2D([], [], color="k", lw=0.8, ls="--", label="analytic boundary (W=[1,-1], b=0)")]
     fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8, bbox_to_anchor=(0.5, -0.04))
     fig.suptitle(f"n=2, m=1 phase diagram ({res['models_per_point']} models per point, {res['steps']} steps); "
                  f"lowest-loss model agrees with the analytic phase at {res['match'] * 100:.0f}% of points",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return _save(fig, path)
+    return save_figure(fig, str(path), **_SAVE)
 
 
 def plot_correlated(res, path):
     """2-D directions of the best model per density, for correlated and anticorrelated pairs."""
     dens = _np(res["densities"])
     P = len(dens)
-    fig, axes = plt.subplots(2, P, figsize=(2.8 * P + 0.5, 5.8), squeeze=False)
+    fig, axes = new_figure(2, P, figsize=(2.8 * P + 0.5, 5.8), squeeze=False)
     colors = ["C0", "C0", "C1", "C1"]
     for row, name in enumerate(("correlated", "anticorrelated")):
         r = res[name]
@@ -186,7 +174,7 @@ def plot_correlated(res, path):
     fig.suptitle("n=4, m=2: pairs (a0,a1) blue and (b0,b1) orange. Correlated members -> orthogonal, "
                  "anticorrelated members -> antipodal", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, str(path), **_SAVE)
 
 
 def plot_dynamics(res, path):
@@ -194,11 +182,11 @@ def plot_dynamics(res, path):
     st = np.asarray(res["steps_list"])
     D, norms = _np(res["D"]), _np(res["norms"])
     loss = _np(res["loss_history"])
-    fig, axes = plt.subplots(2, 2, figsize=(15, 7.5), sharex="col", gridspec_kw=dict(height_ratios=(1, 2.3)))
+    fig, axes = new_figure(2, 2, figsize=(15, 7.5), sharex="col", gridspec_kw=dict(height_ratios=(1, 2.3)))
     steps = np.arange(1, len(loss) + 1)
     w = max(1, len(loss) // 400)
     sm = np.convolve(loss, np.ones(w) / w, mode="valid")
-    cmap = plt.get_cmap("tab20")
+    cmap = matplotlib.colormaps["tab20"]
     for col, scale in enumerate(("log", "linear")):
         a1, a2 = axes[0, col], axes[1, col]
         a1.plot(steps[w - 1:], sm, color="C3", lw=1)
@@ -219,13 +207,13 @@ def plot_dynamics(res, path):
     fig.suptitle(f"Learning dynamics: n={res['n_features']}, m={res['n_hidden']}, 1-S={res['density']:g}, "
                  f"batch {res['batch_size']}, lr {res['lr']:g}: every feature's D_i during one run", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, str(path), **_SAVE)
 
 
 def plot_cross_entropy(res, path):
     """Losses of the trained models against the analytic binary codes; the best neurons' activations."""
     an = res["analytic"]
-    fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(16, 4.4))
+    fig, (a0, a1, a2) = new_figure(1, 3, figsize=(16, 4.4))
     ks = np.arange(5)
     for j, name in enumerate(("ce", "mse")):
         a0.plot(ks, [an[k][name] for k in ks], "-", color=f"C{j}", lw=1, label=f"{name.upper()} analytic")
@@ -262,4 +250,4 @@ def plot_cross_entropy(res, path):
     a2.set_title("what the neuron fires on", fontsize=10)
     a2.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, str(path), **_SAVE)

@@ -1,6 +1,6 @@
-"""U-AND all-pairs read-out: supcomp vs torch.sparse CSR and vs dense torch (time and peak memory).
+"""uand: the U-AND all-pairs read-out, supcomp against torch.sparse CSR and dense torch (time and peak memory).
 
-    python benchmarks/uand_bench.py [--quick] [--append benchmarks/RESULTS.md]
+    python benchmarks/ops/uand.py [--quick] [--append benchmarks/RESULTS.md]
 
 1. All pairs of m=2000 inputs (P = 1,999,000 AND estimates per sample), d=8000, p=0.05, batch 256,
    s in (3, 5, 10) active inputs: ``UAnd.read_all_pairs`` (C++, output [B, P] preallocated) against
@@ -11,18 +11,17 @@
    time, and peak memory (RSS high-water mark of a fresh subprocess above its baseline, state
    built inside the measurement).
 
-Timings are medians of interleaved repeats (ours, peer, ours, peer, ...) in one process; the ratio
-is peer time / supcomp time. Work counts: the read-out of one estimate touches |S_i ∩ S_j| ~ d p^2
-activations in the peer (2 nnz(R) B FLOP); supcomp's cost is the output write (4 B P bytes) plus
-sum over active (b, n) of |L_n|^2 / 2 adds.
+``--quick``: m=600 in part 1, m=200 in part 2.
+
+Timings: :func:`supcomp.utils.timing.time_interleaved` (one warm-up call each, then interleaved
+rounds, order rotated every round, medians); the ratio is peer time / supcomp time. Work counts: the
+read-out of one estimate touches |S_i ∩ S_j| ~ d p^2 activations in the peer (2 nnz(R) B FLOP);
+supcomp's cost is the output write (4 B P bytes) plus sum over active (b, n) of |L_n|^2 / 2 adds.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -30,25 +29,26 @@ import warnings
 
 import torch
 
-warnings.simplefilter("ignore", UserWarning)
-HERE = os.path.dirname(os.path.abspath(__file__))
-MEM_CEIL_GBS = 50.0
+_BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _BENCH not in sys.path:
+    sys.path.insert(0, _BENCH)
+
+from common import cli  # noqa: E402
+from common.machine import MEM_CEILING, RunContext  # noqa: E402
+from common.results import heading  # noqa: E402
+
+from supcomp.uand import UAnd  # noqa: E402
+from supcomp.utils.timing import time_interleaved  # noqa: E402
+
+warnings.simplefilter("ignore", UserWarning)  # torch.sparse CSR: "beta state"
+TITLE = "U-AND all-pairs read-out"
+MEM_CEIL_GBS = MEM_CEILING / 1e9
+REPEATS = 3
 
 
-def loadavg():
-    return open("/proc/loadavg").read().split()[:3]
-
-
-def interleaved(fns: dict, repeats: int):
-    times = {k: [] for k in fns}
-    for k, f in fns.items():  # warm-up
-        f()
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+def interleaved(fns: dict, repeats: int) -> dict:
+    """provider -> median seconds."""
+    return {k: t.median for k, t in time_interleaved(fns, reps=repeats, warmup=1).items()}
 
 
 def active(B, m, s, seed):
@@ -57,7 +57,6 @@ def active(B, m, s, seed):
 
 
 def throughput(m, d, p, B, s_values, repeats):
-    from supcomp.uand import UAnd
     u = UAnd(m, d, p, seed=0)
     u.pair_counts()
     t0 = time.time()
@@ -130,7 +129,6 @@ def memory(m, d, p, B, s):
 
 
 def dense_time(m, d, p, B, s, repeats):
-    from supcomp.uand import UAnd
     u = UAnd(m, d, p, seed=0)
     u.pair_counts()
     idx = active(B, m, s, seed=s)
@@ -149,16 +147,14 @@ def dense_time(m, d, p, B, s, repeats):
                  est_per_s=B * u.n_pairs / v, ratio=v / med["supcomp"], max_abs_diff=diff) for k, v in med.items()]
 
 
-def markdown(res) -> str:
-    mc = res["machine"]
-    L = [f"## U-AND all-pairs read-out (`python benchmarks/uand_bench.py{' --quick' if res['quick'] else ''}`)", "",
-         f"{mc['date']}, torch {mc['torch']}, {mc['threads']} threads, load average at start {mc['load_start']}, "
-         f"at end {mc['load_end']}, git {mc['git']}. Medians of {res['repeats']} interleaved repeats; "
+def markdown(res, ctx_line: str, flags: str) -> str:
+    L = [heading(TITLE, "ops/uand.py", flags), "",
+         f"{ctx_line} Medians of {res['repeats']} interleaved repeats; "
          "ratio = peer time / supcomp time (> 1: supcomp faster).", "",
          "All pairs (P = m(m-1)/2 estimates per sample), supcomp `read_all_pairs` (C++, [B, P] output "
          "preallocated) vs `torch.sparse.mm(R_csr, a.T)` (R [P, d] CSR built once, "
          f"{res['peer']['R_nnz']:,} nnz, build {res['peer']['R_build_s']:.1f} s not timed):", "",
-         "| case | provider | ms | AND estimates / s | speed-up | active neurons | output write GB/s (% of 50) |",
+         f"| case | provider | ms | AND estimates / s | speed-up | active neurons | output write GB/s (% of {MEM_CEIL_GBS:.0f}) |",
          "|---|---|--:|--:|--:|--:|--:|"]
     for r in res["throughput"]:
         L.append(f"| {r['case']} | {r['provider']} | {r['median_ms']:.0f} | {r['est_per_s']:.3g} | "
@@ -178,28 +174,19 @@ def markdown(res) -> str:
     return "\n".join(L)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smaller sizes (m=600 instead of 2000)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--append", default=None, help="append a markdown section to this file")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("SUPCOMP_BENCH_THREADS", "2")))
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
-    res = dict(quick=args.quick, repeats=args.repeats, machine=dict(
-        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), torch=torch.__version__,
-        threads=torch.get_num_threads(), load_start=" ".join(loadavg()), git=git))
-    m = 600 if args.quick else 2000
-    res["throughput"], res["peer"] = throughput(m, 8000, 0.05, 256, (3, 5, 10), args.repeats)
-    res["dense"] = dense_time(500, 2000, 0.1, 256, 5, args.repeats)
-    res["memory"] = memory(500, 2000, 0.1, 256, 5)
-    res["machine"]["load_end"] = " ".join(loadavg())
-    text = markdown(res)
-    print(text)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write("\n" + text)
+def run(opts: cli.Options) -> str:
+    """Run both parts and the memory subprocesses; return the RESULTS.md section."""
+    ctx = RunContext()
+    res = dict(quick=opts.quick, repeats=REPEATS)
+    m = 600 if opts.quick else 2000
+    dm, dd = (200, 2000) if opts.quick else (500, 2000)
+    opts.log(f"uand: all pairs, m={m}")
+    res["throughput"], res["peer"] = throughput(m, 8000, 0.05, 256, (3, 5, 10), REPEATS)
+    opts.log(f"uand: dense peer and memory, m={dm} d={dd}")
+    res["dense"] = dense_time(dm, dd, 0.1, 256, 5, REPEATS)
+    res["memory"] = memory(dm, dd, 0.1, 256, 5)
+    return markdown(res, ctx.line(), opts.flags)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.main(run, __doc__.split("\n")[0]))

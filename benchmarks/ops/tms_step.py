@@ -1,4 +1,4 @@
-"""Toy-model training steps per second: supcomp's fused trainer against the papers' einsum code.
+"""tms_step: toy-model training steps per second, supcomp's fused trainer against the papers' einsum code.
 
 One "step" is everything a training loop does per step: draw the batch, forward, importance-weighted MSE,
 backward, AdamW. Providers (same run, each peer in rounds interleaved with supcomp, medians):
@@ -14,26 +14,33 @@ Each peer runs interleaved with supcomp in its own group of rounds (see run()).
 FLOP count (useful work, the same for every provider): forward 2·I·B·n·m (read-out) + 2·I·B·nnz·m
 (read-in over the nonzeros), backward twice the forward; GFLOP/s is against the 190 GFLOP/s fp32 ceiling.
 
-    python benchmarks/tms_train.py [--quick] [--out FILE | --append benchmarks/RESULTS.md]
+    python benchmarks/ops/tms_step.py [--quick] [--out FILE | --append benchmarks/RESULTS.md]
+
+``benchmarks/gpu_report.py`` times the same steps on CUDA (``supcomp_step``, ``notebook_step``).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _steps  # noqa: E402
-from _steps import step_rows, time_round_robin  # noqa: E402
+_BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _BENCH not in sys.path:
+    sys.path.insert(0, _BENCH)
 
-from supcomp.tms import ToyModelConfig
-from supcomp.tms.data import BatchSampler
-from supcomp.tms.model import ToyModel
-from supcomp.tms.data import DeviceBatchSampler
-from supcomp.tms.train import FusedAdamW, dense_loss_and_grad, fused_sampled_adamw_step
+from common import cli  # noqa: E402
+from common.machine import RunContext  # noqa: E402
+from common.results import heading  # noqa: E402
+from common.steps import format_table, medians, step_rows  # noqa: E402
+
+from supcomp.tms import ToyModelConfig  # noqa: E402
+from supcomp.tms.data import BatchSampler, DeviceBatchSampler  # noqa: E402
+from supcomp.tms.model import ToyModel  # noqa: E402
+from supcomp.tms.train import FusedAdamW, dense_loss_and_grad, fused_sampled_adamw_step  # noqa: E402
+from supcomp.utils.timing import time_interleaved  # noqa: E402
+
+TITLE = "Toy-model training steps"
 
 CASES = [
     dict(I=100, n=400, m=30, B=1024),
@@ -98,25 +105,28 @@ def flops(cfg, B):
     return 3 * (2 * I * B * n * m + 2 * I * B * nnz * m)
 
 
-def run(quick=False, log=print):
+def run_rows(quick=False, log=print):
     rows = []
     for c in CASES:
         cfg = config(c)
         B = c["B"]
         ours = supcomp_step(cfg, B)
         reps = 3 if quick else 7
-        # Each peer interleaved with supcomp in its own group: interleaved with the compiled step, the
-        # eager one ran at 1.8-2.4 s instead of its 1.3 s alone (measured; its 600 MB of fresh
-        # tensors a step meet the compiled step's allocations), which would flatter the ratio.
-        med = time_round_robin({"supcomp fused": ours, "TMS notebook eager": notebook_step(cfg, B)}, reps=reps)
+
+        def group(fns):
+            return medians(time_interleaved(fns, reps=reps, warmup=2))
+
+        # Each peer is interleaved with supcomp in its own group: the eager step allocates ~600 MB of fresh
+        # tensors a step, and interleaved with the compiled step's allocations it runs slower than alone,
+        # which would flatter the ratio.
+        med = group({"supcomp fused": ours, "TMS notebook eager": notebook_step(cfg, B)})
         if not quick:
-            med2 = time_round_robin({"supcomp fused": ours,
-                                     "torch.compile(notebook step)": notebook_step(cfg, B, compile_it=True)}, reps=reps)
+            med2 = group({"supcomp fused": ours, "torch.compile(notebook step)": notebook_step(cfg, B, compile_it=True)})
             # supcomp: the mean of its two group medians; each peer's own time as measured in its group
             med["supcomp fused"] = (med["supcomp fused"] + med2["supcomp fused"]) / 2
             med["torch.compile(notebook step)"] = med2["torch.compile(notebook step)"]
             # and the eager step with nothing else in its rounds (its best case: a lower bound on the ratio)
-            med["TMS notebook eager, timed alone"] = time_round_robin({"eager": notebook_step(cfg, B)}, reps=reps)["eager"]
+            med["TMS notebook eager, timed alone"] = group({"eager": notebook_step(cfg, B)})["eager"]
         fl = flops(cfg, B)
         size = f"I={c['I']} n={c['n']} m={c['m']} B={B} p=1..1/20"
         rows += step_rows(size, med, fl)
@@ -124,12 +134,6 @@ def run(quick=False, log=print):
             log(f"{size:<36} {k:<30} {1e3 * t:9.1f} ms/step")
     return rows
 
-
-def format_table(rows):
-    return _steps.format_table(rows)
-
-
-HEADING = "## Toy-model training steps (`python benchmarks/tms_train.py`)"
 
 NOTES = """\
 How the fused step works and where its time goes (see `csrc/tms.cpp`): `train()` on CPU calls
@@ -147,7 +151,7 @@ gradient, m padded to 32) are ~310 M FMAs a step, ~52 ms on 2 cores at 3 GHz. Wh
 (`perf record` samples in the C++ step by source line, 2026-11-26): read-out 21%, gh 17%, gD 17%, dense-tile
 read-in and its gradient 14%, drawing 11%, sparse read-in, its gradient and the tile scatter 6%, loss epilogue 4%,
 AdamW under 1%, the rest (6%) vector loads and stores attributed to `vec.h`, spread over these.
-The target rows use the eager step timed in the same rounds as supcomp, as issue 3 specifies; the row "timed
+The target rows use the eager step timed in the same rounds as supcomp, as the targets specify; the row "timed
 alone" is the eager step with nothing else in its rounds. The eager step's time varies between runs on this
 shared machine (1.24-2.3 s single steps seen on 2026-11-26, 1.30-1.33 s medians on 2026-11-25: it allocates
 ~600 MB of fresh tensors a step), so compare the I=100 supcomp time with the fastest eager time seen, 1.24 s,
@@ -155,8 +159,8 @@ for the conservative ratio."""
 
 
 def targets_table(rows):
-    """Issue 3's CPU targets from the measured rows: >= 20x the eager notebook step, >= 5x its torch.compile."""
-    lines = ["| target (issue 3, this CPU) | size | measured | met? |", "|---|---|--:|---|"]
+    """The CPU targets from the measured rows: >= 20x the eager notebook step, >= 5x its torch.compile."""
+    lines = ["| target (this CPU) | size | measured | met? |", "|---|---|--:|---|"]
     for r in rows:
         for peer, need in (("TMS notebook eager", 20.0), ("torch.compile(notebook step)", 5.0)):
             if r["provider"] == peer:
@@ -165,28 +169,14 @@ def targets_table(rows):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None, help="write the section to this file")
-    ap.add_argument("--append", default=None, help="put the section into this file, replacing an older one (make bench: RESULTS.md)")
-    args = ap.parse_args(argv)
-    t0 = time.time()
-    load = open("/proc/loadavg").read().split()[:3]
-    rows = run(args.quick)
-    text = (f"{HEADING}\n\n"
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, load average at start {' '.join(load)}, "
-            f"{time.time() - t0:.0f} s. One step = batch generation + forward + loss + backward + AdamW. "
-            "GFLOP/s counts the useful work 3·(2·I·B·n·m + 2·I·B·nnz·m) for every provider.\n\n"
-            + format_table(rows) + "\n\n" + targets_table(rows) + "\n\n" + NOTES + "\n")
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    if args.append:  # replaces this script's section if the file has one
-        _steps.put_section(args.append, text)
+def run(opts: cli.Options) -> str:
+    """The RESULTS.md section: the steps table, the targets and the notes."""
+    ctx = RunContext()
+    rows = run_rows(opts.quick, log=opts.log)
+    return (f"{heading(TITLE, 'ops/tms_step.py', opts.flags)}\n\n{ctx.line()} One step = batch generation + forward + "
+            "loss + backward + AdamW. GFLOP/s counts the useful work 3·(2·I·B·n·m + 2·I·B·nnz·m) for every "
+            "provider.\n\n" + format_table(rows) + "\n\n" + targets_table(rows) + "\n\n" + NOTES + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.main(run, __doc__.split("\n")[0]))

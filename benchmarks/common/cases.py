@@ -1,9 +1,10 @@
-"""Benchmark cases shared by ``report.py`` and the pytest-benchmark suites (``bench_*.py``).
+"""The op-table cases of ``benchmarks/ops/{sparse_encode,relu_readout,relu_readout_topk,superpose}.py``
+(run by :mod:`common.optable`) and of ``benchmarks/gpu_report.py``.
 
 A case is (op, mode, size); for each case there is one callable per provider
 (supcomp and its peers) built over the same inputs. Every callable returns
 something comparable (the forward output, plus the gradients for fwd+bwd) so
-the report can check that the providers agree before it times them.
+the benchmark can check that the providers agree before it times them.
 
 Sizes: ``SIZES["full"]`` are the sizes of the benchmark brief; ``SIZES["quick"]``
 are small versions that run in a few seconds.
@@ -307,7 +308,7 @@ def make_provider(op: str, mode: str, name: str, inp: dict, s: dict, go: torch.T
                 y.backward(go)
                 return y.detach(), Wg.grad, bg.grad
         if name == "compiled_einsum":
-            run()  # compile now, not in the timed or warm-up calls
+            run()  # compile here, outside the timed and warm-up calls
         return run
 
     raise ValueError(f"no provider {name!r} for {op} {mode}")
