@@ -3,9 +3,11 @@
 
 namespace supcomp {
 void register_sparse_encode(py::module_ &m);
-void register_readout(py::module_ &m);
+void register_relu_readout(py::module_ &m);
+void register_relu_readout_topk(py::module_ &m);
 void register_superpose(py::module_ &m);
-void register_tms(py::module_ &m);
+void register_tms_sample(py::module_ &m);
+void register_tms_step(py::module_ &m);
 void register_uand(py::module_ &m);
 }  // namespace supcomp
 
@@ -22,9 +24,11 @@ PYBIND11_MODULE(_C, m) {
     }
   });
   supcomp::register_sparse_encode(m);
-  supcomp::register_readout(m);
+  supcomp::register_relu_readout(m);
+  supcomp::register_relu_readout_topk(m);
   supcomp::register_superpose(m);
-  supcomp::register_tms(m);
+  supcomp::register_tms_sample(m);
+  supcomp::register_tms_step(m);
   supcomp::register_uand(m);
 #ifdef _OPENMP
   m.attr("has_openmp") = true;

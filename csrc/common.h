@@ -27,7 +27,7 @@ using carray = py::array_t<T, py::array::c_style>;  // no forcecast: a wrong dty
 // ValueError / IndexError with the GIL held. Local, because pybind11's global
 // translator list can be shared with other extensions (torch's, when their
 // pybind11 internals match ours), and handing our exceptions to their
-// translators crashed the interpreter on the GPU machine (torch 2.11, Python 3.12).
+// translators crashes the interpreter (seen on the GPU machine: torch 2.11, Python 3.12).
 struct ArgValueError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
@@ -47,7 +47,7 @@ struct ArgIndexError : std::out_of_range {
 
 // Messages are built with std::to_string, never iostreams: where the extension
 // ends up with its own static copy of libstdc++ (seen on the GPU image: Ubuntu's
-// g++ 13 with Python 3.12), std::ostringstream segfaulted on first use.
+// g++ 13 with Python 3.12), std::ostringstream segfaults on first use.
 inline std::string shape_str(const py::array &a) {
   std::string s = "[";
   for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));

@@ -9,9 +9,11 @@
 // order, so every sum is taken in a fixed order whatever the thread count.
 #pragma once
 
+#include "common.h"
+
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -78,25 +80,24 @@ inline void build_csc(const int64_t *idx, int64_t count, int64_t n, Csc &c, int 
 constexpr int64_t kCscMinSlots = 4096;
 constexpr int64_t kCscRowBytes = (int64_t)12 << 20;
 
-// Strategy override for tests and benchmarks (_C.sparse_encode_strategy):
-// 0 = automatic, 1 = always row-major, 2 = feature-major wherever it is valid.
-inline std::atomic<int> &csc_strategy() {
-  static std::atomic<int> s{0};
-  return s;
+// The kernels' `strategy` argument (tests and benchmarks force either layout; the results agree to
+// rounding): 0 = automatic, 1 = always row-major, 2 = feature-major wherever it is valid.
+inline void check_csc_strategy(int strategy) {
+  if (strategy < 0 || strategy > 2)
+    fail("strategy", "expected 0 (automatic), 1 (row-major) or 2 (feature-major), got " + std::to_string(strategy));
 }
 
 // Automatic choice: the backward only. The feature-major forward measured at parity with the row-major
 // gathers in isolation (10.2 against 10.8 ms at B=8192, k=32, n=65536, d=256) but slower inside the full
 // benchmark report (14.7 against 11.4 ms for embedding_bag), so the forward stays row-major unless forced;
 // the feature-major backward measured 1.4x faster than the row-major one (60 against 86 ms fwd+bwd).
-inline bool use_csc(int64_t B, int64_t k, int64_t d, int64_t n, int64_t elem_bytes, bool forward = false) {
+inline bool use_csc(int64_t B, int64_t k, int64_t d, int64_t n, int64_t elem_bytes, int strategy, bool forward) {
   const int64_t slots = B * k;
-  const int forced = csc_strategy().load(std::memory_order_relaxed);
-  if (forced == 1) return false;
-  if (forced == 2) return slots > 0 && slots < ((int64_t)1 << 31);
+  if (strategy == 1) return false;
+  if (strategy == 2) return slots > 0 && slots < ((int64_t)1 << 31);
   if (forward) return false;
-  return slots >= kCscMinSlots && slots < ((int64_t)1 << 31) && B * d * elem_bytes <= kCscRowBytes &&
-         4 * slots >= n && d >= 16;
+  return slots >= kCscMinSlots && slots < ((int64_t)1 << 31) && B * d * elem_bytes <= kCscRowBytes && 4 * slots >= n &&
+         d >= 16;
 }
 
 }  // namespace supcomp

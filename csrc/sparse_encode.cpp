@@ -4,6 +4,9 @@
 //
 // Layout (all C-contiguous): indices int64 [I, B, k], values T [I, B, k],
 // W T [I, n, d], h T [I, B, d]. T is float or double.
+//
+// One file of over 400 lines: the forward and the three backward kernels (both gradients, each
+// alone), row-major and feature-major (csc.h), are the one op and share its helpers.
 #include "common.h"
 #include "csc.h"
 
@@ -105,7 +108,7 @@ void backward_csc(const T *g, const int64_t *idx, const T *val, const T *w, T *g
   const int64_t slots = B * k;
   const std::vector<Csc> csc = build_all_csc(idx, I, slots, n, nthreads);
   if (gv != nullptr) std::fill(gv, gv + I * slots, T(0));  // empty slots stay 0
-  constexpr int64_t kFeatures = 256;                        // features per work item
+  constexpr int64_t kFeatures = 256;                       // features per work item
   const int64_t chunks = (n + kFeatures - 1) / kFeatures;
 #pragma omp parallel num_threads(nthreads)
   {
@@ -153,13 +156,14 @@ void backward_csc(const T *g, const int64_t *idx, const T *val, const T *w, T *g
 }
 
 // The forward prefetches W rows only when one instance's W exceeds this: with W in cache (8 MiB of L3 here)
-// the prefetches are only instructions, d / 16 per slot; skipping them measured 0.69-0.76x -> 0.80-0.85x of
-// F.embedding_bag at B=4096, n=16384, d=128. Between 8 and 64 MiB the measurements did not separate.
+// the prefetches are only instructions, d / 16 per slot. Measured at B=4096, n=16384, d=128: 0.80-0.85x of
+// F.embedding_bag without them, 0.69-0.76x with them. Between 8 and 64 MiB the measurements do not separate.
 constexpr int64_t kPrefetchMinBytes = (int64_t)8 << 20;
 
 template <typename T>
-void forward(const carray<int64_t> &indices, const carray<T> &values, const carray<T> &W, carray<T> &out,
-             int nthreads) {
+void forward(const carray<int64_t> &indices, const carray<T> &values, const carray<T> &W, carray<T> &out, int nthreads,
+             int strategy) {
+  check_csc_strategy(strategy);
   check_shape(W, "W", {-1, -1, -1});
   const py::ssize_t I = W.shape(0), n = W.shape(1), d = W.shape(2);
   check_shape(indices, "indices", {I, -1, -1});
@@ -173,7 +177,8 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  if (use_csc(B, k, d, n, sizeof(T), /*forward=*/true)) return forward_csc<T>(idx, val, w, h, I, B, k, n, d, nthreads);
+  if (use_csc(B, k, d, n, sizeof(T), strategy, /*forward=*/true))
+    return forward_csc<T>(idx, val, w, h, I, B, k, n, d, nthreads);
   constexpr int CH = 256 / sizeof(T);  // 4 AVX-512 registers of running sums (a wider tile measured slower)
   const int64_t rows = I * B;
   const bool prefetch = n * d * (int64_t)sizeof(T) > kPrefetchMinBytes;
@@ -208,7 +213,8 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
 // grad_values[i, b, j] = <grad_h[i, b], W[i, indices[i, b, j]]>   (0 for empty slots)
 template <typename T>
 void backward_values(const carray<T> &grad_h, const carray<int64_t> &indices, const carray<T> &W,
-                     carray<T> &grad_values, int nthreads) {
+                     carray<T> &grad_values, int nthreads, int strategy) {
+  check_csc_strategy(strategy);
   check_shape(W, "W", {-1, -1, -1});
   const py::ssize_t I = W.shape(0), n = W.shape(1), d = W.shape(2);
   check_shape(indices, "indices", {I, -1, -1});
@@ -222,7 +228,7 @@ void backward_values(const carray<T> &grad_h, const carray<int64_t> &indices, co
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  if (use_csc(B, k, d, n, sizeof(T)))
+  if (use_csc(B, k, d, n, sizeof(T), strategy, /*forward=*/false))
     return backward_csc<T>(g, idx, nullptr, w, gv, nullptr, I, B, k, n, d, nthreads);
   const int64_t rows = I * B;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -268,7 +274,8 @@ inline void column_blocks(int64_t I, int64_t d, int nthreads, int64_t &blocks_pe
 // count (bitwise-deterministic results).
 template <typename T>
 void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, const carray<T> &values,
-                     carray<T> &grad_W, int nthreads) {
+                     carray<T> &grad_W, int nthreads, int strategy) {
+  check_csc_strategy(strategy);
   check_shape(grad_W, "grad_W", {-1, -1, -1});
   const py::ssize_t I = grad_W.shape(0), n = grad_W.shape(1), d = grad_W.shape(2);
   check_shape(indices, "indices", {I, -1, -1});
@@ -282,7 +289,7 @@ void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, co
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  if (use_csc(B, k, d, n, sizeof(T)))
+  if (use_csc(B, k, d, n, sizeof(T), strategy, /*forward=*/false))
     return backward_csc<T>(g, idx, val, nullptr, nullptr, gw, I, B, k, n, d, nthreads);
   int64_t blocks_per_inst, cb;
   column_blocks(I, d, nthreads, blocks_per_inst, cb);
@@ -320,8 +327,9 @@ void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, co
 // partial dot product for grad_values; the partials of the column blocks are
 // added in block order afterwards (deterministic whatever the thread count).
 template <typename T>
-void backward_both(const carray<T> &grad_h, const carray<int64_t> &indices, const carray<T> &values,
-                   const carray<T> &W, carray<T> &grad_values, carray<T> &grad_W, int nthreads) {
+void backward_both(const carray<T> &grad_h, const carray<int64_t> &indices, const carray<T> &values, const carray<T> &W,
+                   carray<T> &grad_values, carray<T> &grad_W, int nthreads, int strategy) {
+  check_csc_strategy(strategy);
   check_shape(W, "W", {-1, -1, -1});
   const py::ssize_t I = W.shape(0), n = W.shape(1), d = W.shape(2);
   check_shape(indices, "indices", {I, -1, -1});
@@ -339,7 +347,8 @@ void backward_both(const carray<T> &grad_h, const carray<int64_t> &indices, cons
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  if (use_csc(B, k, d, n, sizeof(T))) return backward_csc<T>(g, idx, val, w, gv, gw, I, B, k, n, d, nthreads);
+  if (use_csc(B, k, d, n, sizeof(T), strategy, /*forward=*/false))
+    return backward_csc<T>(g, idx, val, w, gv, gw, I, B, k, n, d, nthreads);
   int64_t blocks_per_inst, cb;
   column_blocks(I, d, nthreads, blocks_per_inst, cb);
   const int64_t items = I * blocks_per_inst;
@@ -396,15 +405,18 @@ void backward_both(const carray<T> &grad_h, const carray<int64_t> &indices, cons
 
 template <typename T>
 void register_dtype(py::module_ &m) {
-  m.def("sparse_encode_forward", &forward<T>, py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("W").noconvert(), py::arg("out").noconvert(),
-        py::arg("nthreads") = 0);
-  m.def("sparse_encode_backward_values", &backward_values<T>, py::arg("grad_h").noconvert(), py::arg("indices").noconvert(), py::arg("W").noconvert(),
-        py::arg("grad_values").noconvert(), py::arg("nthreads") = 0);
+  m.def("sparse_encode_forward", &forward<T>, py::arg("indices").noconvert(), py::arg("values").noconvert(),
+        py::arg("W").noconvert(), py::arg("out").noconvert(), py::arg("nthreads") = 0, py::kw_only(),
+        py::arg("strategy") = 0);
+  m.def("sparse_encode_backward_values", &backward_values<T>, py::arg("grad_h").noconvert(),
+        py::arg("indices").noconvert(), py::arg("W").noconvert(), py::arg("grad_values").noconvert(),
+        py::arg("nthreads") = 0, py::kw_only(), py::arg("strategy") = 0);
   m.def("sparse_encode_backward", &backward_both<T>, py::arg("grad_h").noconvert(), py::arg("indices").noconvert(),
         py::arg("values").noconvert(), py::arg("W").noconvert(), py::arg("grad_values").noconvert(),
-        py::arg("grad_W").noconvert(), py::arg("nthreads") = 0);
-  m.def("sparse_encode_backward_weight", &backward_weight<T>, py::arg("grad_h").noconvert(), py::arg("indices").noconvert(),
-        py::arg("values").noconvert(), py::arg("grad_W").noconvert(), py::arg("nthreads") = 0);
+        py::arg("grad_W").noconvert(), py::arg("nthreads") = 0, py::kw_only(), py::arg("strategy") = 0);
+  m.def("sparse_encode_backward_weight", &backward_weight<T>, py::arg("grad_h").noconvert(),
+        py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("grad_W").noconvert(),
+        py::arg("nthreads") = 0, py::kw_only(), py::arg("strategy") = 0);
 }
 
 }  // namespace
@@ -412,14 +424,6 @@ void register_dtype(py::module_ &m) {
 void register_sparse_encode(py::module_ &m) {
   register_dtype<float>(m);
   register_dtype<double>(m);
-  m.def(
-      "sparse_encode_strategy",
-      [](int s) {
-        if (s < 0 || s > 2) fail("strategy", "expected 0 (automatic), 1 (row-major) or 2 (feature-major)");
-        return csc_strategy().exchange(s);
-      },
-      py::arg("strategy"),
-      "Set the sparse_encode CPU strategy (0 automatic, 1 row-major gathers, 2 feature-major); returns the old one.");
 }
 
 }  // namespace supcomp

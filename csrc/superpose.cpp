@@ -76,8 +76,7 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
 template <typename T>
 void register_dtype(py::module_ &m) {
   m.def("superpose_forward", &forward<T>, py::arg("indices").noconvert(), py::arg("values").noconvert(),
-        py::arg("W").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(),
-        py::arg("nthreads") = 0);
+        py::arg("W").noconvert(), py::arg("b").noconvert(), py::arg("out").noconvert(), py::arg("nthreads") = 0);
 }
 
 }  // namespace

@@ -19,6 +19,9 @@
 //
 // Every index read through is bounds-checked before it touches memory; a bad
 // one raises IndexError naming the argument (never a segfault).
+//
+// One file of over 400 lines: the kernels above make up the one U-AND op and share its CSR
+// checks, pair numbering and streaming stores, which no other file uses.
 #include "common.h"
 
 #include <algorithm>
@@ -31,7 +34,9 @@
 namespace supcomp {
 namespace {
 
-inline int64_t pair_off(int64_t i, int64_t m) { return i * (2 * m - i - 1) / 2; }
+inline int64_t pair_off(int64_t i, int64_t m) {
+  return i * (2 * m - i - 1) / 2;
+}
 
 // Copy a row from an L1 buffer to the (large, write-once) output with non-temporal stores where
 // the CPU has them: the all-pairs output is far larger than the caches, and streaming stores skip
@@ -60,7 +65,9 @@ inline void stream_fence() {
 #endif
 }
 
-[[noreturn]] void index_fail(const char *arg, const std::string &what) { fail_index(arg, what); }
+[[noreturn]] void index_fail(const char *arg, const std::string &what) {
+  fail_index(arg, what);
+}
 
 // A CSR pointer array must start at 0, never decrease and end at nnz.
 void check_ptr(const int64_t *ptr, int64_t rows, int64_t nnz, const char *arg) {
@@ -130,8 +137,8 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
     }
   }
   if (bad.load() >= 0) {
-    index_fail("col_idx", "neuron id " + std::to_string(ci[bad.load()]) + " at position " +
-                              std::to_string(bad.load()) + " is out of range [0, " + std::to_string(d) + ")");
+    index_fail("col_idx", "neuron id " + std::to_string(ci[bad.load()]) + " at position " + std::to_string(bad.load()) +
+                              " is out of range [0, " + std::to_string(d) + ")");
   }
 }
 
@@ -157,8 +164,11 @@ inline int64_t intersect_lists(const int64_t *cp, const int64_t *ci, const int64
   int64_t q0 = 0, q1 = 1;
   if (len(q1) < len(q0)) std::swap(q0, q1);
   for (int64_t q = 2; q < k; ++q) {
-    if (len(q) < len(q0)) { q1 = q0; q0 = q; }
-    else if (len(q) < len(q1)) q1 = q;
+    if (len(q) < len(q0)) {
+      q1 = q0;
+      q0 = q;
+    } else if (len(q) < len(q1))
+      q1 = q;
   }
   tmp.resize((size_t)len(q0) + 1);
   tmp2.resize((size_t)len(q0) + 1);
@@ -352,15 +362,15 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
   const int64_t items = B * nchunks;
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<int32_t> loc;            // compact int32 copy of the active neurons' lists, inputs >= r0
-    std::vector<int64_t> loc_ptr;        // ... one CSR row per active neuron
-    std::vector<T> act_v;                // activations of the active neurons
-    std::vector<int32_t> head;           // bucket row pointer over the chunk's rows
-    std::vector<int32_t> ent_start;      // bucket entries: the tail of the list after i, in loc
+    std::vector<int32_t> loc;        // compact int32 copy of the active neurons' lists, inputs >= r0
+    std::vector<int64_t> loc_ptr;    // ... one CSR row per active neuron
+    std::vector<T> act_v;            // activations of the active neurons
+    std::vector<int32_t> head;       // bucket row pointer over the chunk's rows
+    std::vector<int32_t> ent_start;  // bucket entries: the tail of the list after i, in loc
     std::vector<int32_t> ent_end;
-    std::vector<T> ent_v;                // ... and a[b, n]
+    std::vector<T> ent_v;  // ... and a[b, n]
     std::vector<int32_t> pos;
-    std::vector<T> buf((size_t)m, T(0));  // one output row's sums, zero between rows
+    std::vector<T> buf((size_t)m, T(0));      // one output row's sums, zero between rows
     std::vector<uint8_t> mark((size_t)m, 0);  // touched flags of the sparse path, zero between rows
     std::vector<int32_t> touched;
 #pragma omp for schedule(dynamic, 1)
@@ -458,8 +468,7 @@ void register_dtype(py::module_ &m) {
         py::arg("col_ptr").noconvert(), py::arg("col_idx").noconvert(), py::arg("bias"), py::arg("out").noconvert(),
         py::arg("nthreads") = 0);
   m.def("uand_readout", &readout<T>, py::arg("aT").noconvert(), py::arg("row_ptr").noconvert(),
-        py::arg("nidx").noconvert(), py::arg("outT").noconvert(),
-        py::arg("nthreads") = 0);
+        py::arg("nidx").noconvert(), py::arg("outT").noconvert(), py::arg("nthreads") = 0);
   m.def("uand_all_pairs", &all_pairs<T>, py::arg("a").noconvert(), py::arg("nrn_ptr").noconvert(),
         py::arg("nrn_idx").noconvert(), py::arg("counts").noconvert(), py::arg("m"), py::arg("i0"), py::arg("i1"),
         py::arg("out").noconvert(), py::arg("nthreads") = 0);

@@ -1,6 +1,6 @@
 // One 64-byte SIMD vector of T (an AVX-512 register; GCC / clang vector extensions, so the code
 // still builds, as narrower vectors or scalars, without AVX-512). Used where the auto-vectoriser
-// made poor choices: running sums that must live in registers across a loop over sparse rows.
+// makes poor choices: running sums that must live in registers across a loop over sparse rows.
 #pragma once
 
 #include <cstddef>
@@ -40,9 +40,13 @@ struct CacheAligned {
   }
   void deallocate(T *p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
   template <typename U>
-  bool operator==(const CacheAligned<U> &) const { return true; }
+  bool operator==(const CacheAligned<U> &) const {
+    return true;
+  }
   template <typename U>
-  bool operator!=(const CacheAligned<U> &) const { return false; }
+  bool operator!=(const CacheAligned<U> &) const {
+    return false;
+  }
 };
 template <typename T>
 using avector = std::vector<T, CacheAligned<T>>;

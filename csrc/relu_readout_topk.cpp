@@ -1,67 +1,14 @@
-// Epilogues of the dense ReLU readout  y = relu(h @ W^T + b).
+// The blockwise top-k epilogue of the ReLU read-out  topk(relu(h @ W^T + b))  (op relu_readout_topk).
 //
-// On CPU the GEMM itself runs in the BLAS that torch links (MKL / oneDNN /
-// OpenBLAS): a hand-written SGEMM would not beat it. Everything around the
-// GEMM is fused here, in one pass over the [rows, n] tile each:
-//   relu_            y = relu(y) in place (after a GEMM that already added the bias)
-//   relu_grad        g = grad_y * (y > 0) and grad_b = sum_rows g (backward prologue)
-//   topk_merge       relu(tile + b) folded into a running per-row top-k
-//                    (blockwise top-k readout: the [B, n] matrix is never held whole)
+// The GEMM runs tile by tile in the BLAS that torch links; topk_merge folds
+// relu(tile + b) into a running per-row top-k, so the [B, n] matrix is never
+// held whole.
 #include "common.h"
 
 #include <algorithm>
-#include <limits>
 
 namespace supcomp {
 namespace {
-
-// y <- relu(y) in place, any shape (flat).
-template <typename T>
-void relu_(carray<T> &y, int nthreads) {
-  T *yp = y.mutable_data();
-  const int64_t size = (int64_t)y.size();
-  nthreads = set_threads(nthreads);
-  py::gil_scoped_release release;
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-  for (int64_t t = 0; t < size; ++t) yp[t] = yp[t] < T(0) ? T(0) : yp[t];  // a NaN stays NaN
-}
-
-// g [I, B, n] = grad_y * (y > 0);  grad_b [I, n] = sum over B of g.
-// Parallel over (instance, column block) so the column sums need no atomics
-// and are summed in row order (deterministic).
-template <typename T>
-void relu_grad(const carray<T> &grad_y, const carray<T> &y, carray<T> &g, carray<T> &grad_b, int nthreads) {
-  check_shape(y, "y", {-1, -1, -1});
-  const py::ssize_t I = y.shape(0), B = y.shape(1), n = y.shape(2);
-  check_shape(grad_y, "grad_y", {I, B, n});
-  check_shape(g, "g", {I, B, n});
-  check_shape(grad_b, "grad_b", {I, n});
-  const T *gy = grad_y.data();
-  const T *yp = y.data();
-  T *gp = g.mutable_data();
-  T *gb = grad_b.mutable_data();
-  nthreads = set_threads(nthreads);
-  py::gil_scoped_release release;
-  const int64_t cb = 256;  // columns per item: a few KB of running sums stay in L1
-  const int64_t nblk = (n + cb - 1) / cb;
-  const int64_t items = I * nblk;
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t i = it / nblk;
-    const int64_t c0 = (it % nblk) * cb, c1 = std::min<int64_t>(n, c0 + cb);
-    T *gbi = gb + i * n;
-    std::fill(gbi + c0, gbi + c1, T(0));
-    for (int64_t bb = 0; bb < B; ++bb) {
-      const int64_t off = (i * B + bb) * n;
-#pragma omp simd
-      for (int64_t t = c0; t < c1; ++t) {
-        const T v = yp[off + t] > T(0) ? gy[off + t] : T(0);
-        gp[off + t] = v;
-        gbi[t] += v;
-      }
-    }
-  }
-}
 
 // Fold one tile of pre-activations into the running top-k of each row.
 //   tile      [I, Bt, nt]  raw GEMM output for rows r0..r0+Bt and features f0..f0+nt
@@ -73,8 +20,8 @@ void relu_grad(const carray<T> &grad_y, const carray<T> &y, carray<T> &g, carray
 // among equal values the lower feature id is kept first (a stable sort's
 // order), and slots never filled keep (0, -1) -- the documented fill rule.
 template <typename T>
-void topk_merge(const carray<T> &tile, const carray<T> &b, carray<T> &run_vals, carray<int64_t> &run_idx,
-                int64_t r0, int64_t f0, int nthreads) {
+void topk_merge(const carray<T> &tile, const carray<T> &b, carray<T> &run_vals, carray<int64_t> &run_idx, int64_t r0,
+                int64_t f0, int nthreads) {
   check_shape(tile, "tile", {-1, -1, -1});
   const py::ssize_t I = tile.shape(0), Bt = tile.shape(1), nt = tile.shape(2);
   check_shape(b, "b", {I, -1});
@@ -131,9 +78,6 @@ void topk_merge(const carray<T> &tile, const carray<T> &b, carray<T> &run_vals, 
 
 template <typename T>
 void register_dtype(py::module_ &m) {
-  m.def("relu_", &relu_<T>, py::arg("y").noconvert(), py::arg("nthreads") = 0);
-  m.def("relu_grad", &relu_grad<T>, py::arg("grad_y").noconvert(), py::arg("y").noconvert(),
-        py::arg("g").noconvert(), py::arg("grad_b").noconvert(), py::arg("nthreads").noconvert() = 0);
   m.def("topk_merge", &topk_merge<T>, py::arg("tile").noconvert(), py::arg("b").noconvert(),
         py::arg("run_vals").noconvert(), py::arg("run_idx").noconvert(), py::arg("r0"), py::arg("f0"),
         py::arg("nthreads") = 0);
@@ -141,7 +85,7 @@ void register_dtype(py::module_ &m) {
 
 }  // namespace
 
-void register_readout(py::module_ &m) {
+void register_relu_readout_topk(py::module_ &m) {
   register_dtype<float>(m);
   register_dtype<double>(m);
 }
