@@ -8,6 +8,7 @@ Environment switches:
   SUPCOMP_NO_OPENMP=1  build without OpenMP (single-threaded kernels)
   SUPCOMP_DEBUG=1      -O0 -g, assertions on
 """
+
 import os
 import sys
 
@@ -39,9 +40,7 @@ def _link_args():
     return []
 
 
-sources = sorted(
-    os.path.join("csrc", f) for f in os.listdir(os.path.join(HERE, "csrc")) if f.endswith(".cpp")
-)
+sources = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(HERE, "csrc")) if f.endswith(".cpp"))
 
 ext = Pybind11Extension(
     "supcomp._C",
@@ -57,7 +56,9 @@ setup(
     name="supcomp",
     version="0.1.0",
     description="Compiled kernels for computation in superposition (toy models, U-AND, circuits in superposition)",
-    long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
+    long_description=open(os.path.join(HERE, "README.md")).read()
+    if os.path.exists(os.path.join(HERE, "README.md"))
+    else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     # The Triton kernels live in the top-level kernels/ folder of the repository

@@ -21,6 +21,7 @@ to the superposed provider's time. Timing: ``supcomp.utils.timing.time_interleav
 
     python benchmarks/bench_circuits.py [--quick] [--append benchmarks/RESULTS.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,7 +61,7 @@ def run(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, rounds=7):
             for name, o in (("superposed", out), ("torch index ops", torch_index_forward(net, x, act))):
                 err = ((o - ref).norm() / ref.norm()).item()
                 assert err <= 1e-4, f"{name} vs dense: relative error {err:.2e}"
-            singles = [(act[:, j:j + 1].contiguous(), x[:, j:j + 1].contiguous()) for j in range(z)]
+            singles = [(act[:, j : j + 1].contiguous(), x[:, j : j + 1].contiguous()) for j in range(z)]
             fns = {
                 "supcomp superposed": lambda: net(x, act),
                 "one by one (z forwards)": lambda: [net(xj, aj) for aj, xj in singles],
@@ -73,8 +74,16 @@ def run(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, rounds=7):
             base = med["supcomp superposed"]
             gflops = 2 * batch * L * D * D / base / 1e9
             for k in names:
-                rows.append(dict(z=z, provider=k, ms=1e3 * med[k], ratio=med[k] / base,
-                                 runs_per_s=batch * z / med[k], gflops=gflops if k == names[0] else None))
+                rows.append(
+                    dict(
+                        z=z,
+                        provider=k,
+                        ms=1e3 * med[k],
+                        ratio=med[k] / base,
+                        runs_per_s=batch * z / med[k],
+                        gflops=gflops if k == names[0] else None,
+                    )
+                )
     return rows, dict(T=T, D=D, M=M, S=S, L=L, batch=batch, rounds=rounds)
 
 
@@ -95,16 +104,20 @@ def markdown(rows, info, cmd, date, load0, load1, secs):
     ]
     for r in rows:
         g = f"{r['gflops']:.1f} ({100 * r['gflops'] / CEILING_GFLOPS:.0f}%)" if r["gflops"] else ""
-        lines.append(f"| {r['z']} | {r['provider']} | {r['ms']:.1f} | {r['runs_per_s']:.0f} | {r['ratio']:.2f}× "
-                     f"| {g} |")
+        lines.append(
+            f"| {r['z']} | {r['provider']} | {r['ms']:.1f} | {r['runs_per_s']:.0f} | {r['ratio']:.2f}× | {g} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="T=500, D=1000, L=4, batch 64 (seconds)")
-    ap.add_argument("--append", default=None,
-                    help="put the section into this file (benchmarks/RESULTS.md), replacing its older version")
+    ap.add_argument(
+        "--append",
+        default=None,
+        help="put the section into this file (benchmarks/RESULTS.md), replacing its older version",
+    )
     args = ap.parse_args(argv)
     load0, t0 = load(), time.time()
     kw = dict(T=500, M=250, L=4, batch=64, rounds=5) if args.quick else {}

@@ -21,6 +21,7 @@ about 4·d_embed·(n + m)·3 FLOPs per sample, which the folded form avoids.
 
     python benchmarks/cc_train.py [--quick] [--compile] [--threads N] [--append benchmarks/RESULTS.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ def supcomp_step(cfg, B):
         fused_loss_and_grad(model, sampler.sample(state["step"], copy=False))
         opt.step()
         state["step"] += 1
+
     return step
 
 
@@ -96,6 +98,7 @@ def peer_step(cfg, B, mode="eager"):
         opt.zero_grad(set_to_none=True)
         fn(_dense_batch(I, B, n, p), W_in, W_out).backward()
         opt.step()
+
     return step
 
 
@@ -111,8 +114,11 @@ def run(quick=False, compile_it=False, log=print):
     B = 2048
     for name, kw in CASES:
         cfg = CCConfig(**kw)
-        fns = {"supcomp fused": supcomp_step(cfg, B), "APD einsum eager": peer_step(cfg, B),
-               "plain torch folded (dense x)": peer_step(cfg, B, "folded")}
+        fns = {
+            "supcomp fused": supcomp_step(cfg, B),
+            "APD einsum eager": peer_step(cfg, B),
+            "plain torch folded (dense x)": peer_step(cfg, B, "folded"),
+        }
         if compile_it:
             fns["torch.compile(APD step)"] = peer_step(cfg, B, "compile")
         med = steps.medians(time_interleaved(fns, reps=10 if quick else 40, warmup=3))
@@ -125,8 +131,9 @@ def run(quick=False, compile_it=False, log=print):
 
 
 def format_table(rows):
-    return steps.format_table(rows, first="case", gflops_label="GFLOP/s (folded count)", ms_digits=2,
-                              sps_digits=0, pct_digits=1)
+    return steps.format_table(
+        rows, first="case", gflops_label="GFLOP/s (folded count)", ms_digits=2, sps_digits=0, pct_digits=1
+    )
 
 
 def main(argv=None):
@@ -142,13 +149,17 @@ def main(argv=None):
     load = open("/proc/loadavg").read().split()[:3]
     rows = run(args.quick, args.compile)
     load_end = open("/proc/loadavg").read().split()[:3]
-    flags = f"{' --quick' if args.quick else ''}{' --compile' if args.compile else ''}" \
-            f"{f' --threads {args.threads}' if args.threads else ''}"
-    text = (f"{heading('Compressed-computation training steps', 'cc_train.py', flags)}\n\n"
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, load average {' '.join(load)} at start, {' '.join(load_end)} at end, "
-            f"{time.time() - t0:.0f} s. One step = batch generation + forward + loss + backward + AdamW; medians "
-            f"of interleaved rounds.\n\n" + format_table(rows) + "\n")
+    flags = (
+        f"{' --quick' if args.quick else ''}{' --compile' if args.compile else ''}"
+        f"{f' --threads {args.threads}' if args.threads else ''}"
+    )
+    text = (
+        f"{heading('Compressed-computation training steps', 'cc_train.py', flags)}\n\n"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load average {' '.join(load)} at start, {' '.join(load_end)} at end, "
+        f"{time.time() - t0:.0f} s. One step = batch generation + forward + loss + backward + AdamW; medians "
+        f"of interleaved rounds.\n\n" + format_table(rows) + "\n"
+    )
     print(text)
     if args.append:
         put_section(args.append, text)

@@ -20,6 +20,7 @@ The toy-model training step (the cases of ``benchmarks/ops/tms_step.py``) runs o
 supcomp's trainer there draws the batch on the GPU (``DeviceBatchSampler``) and runs the dense
 step; the peers are the notebook's eager step and its ``torch.compile``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,14 @@ def _sync():
 
 def _time(fns: dict, quick: bool) -> dict[str, float]:
     """provider -> median milliseconds of one call, the providers interleaved."""
-    t = time_interleaved(fns, reps=20 if quick else 200, warmup=5 if quick else 25, min_reps=5 if quick else 20,
-                         budget_s=0.5 * len(fns) if quick else 3.0 * len(fns), sync=_sync)
+    t = time_interleaved(
+        fns,
+        reps=20 if quick else 200,
+        warmup=5 if quick else 25,
+        min_reps=5 if quick else 20,
+        budget_s=0.5 * len(fns) if quick else 3.0 * len(fns),
+        sync=_sync,
+    )
     return {k: 1e3 * v.median for k, v in t.items()}
 
 
@@ -65,7 +72,7 @@ def probe_ceilings() -> dict:
     a = torch.randn(8192, 8192, device=dev)
     b = torch.randn(8192, 8192, device=dev)
     ms = _time({"gemm": lambda: a @ b}, quick=False)["gemm"]
-    fl = 2 * 8192 ** 3 / (ms * 1e-3)
+    fl = 2 * 8192**3 / (ms * 1e-3)
     torch.backends.cuda.matmul.allow_tf32 = prev
     return {"B": bw, "FLOP": fl}
 
@@ -89,6 +96,7 @@ def _provider(op, mode, name, inp, s, go):
             h = torch.sparse.mm(xs, Wg)
             h.backward(go)
             return h.detach(), Wg.grad, None
+
         return run
     return cases.make_provider(op, mode, name, inp, s, go)
 
@@ -102,8 +110,10 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                 if dtype != torch.float32 and op == "superpose":
                     continue
                 inp = cases.make_inputs(op, s)
-                inp = {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
-                       for k, v in inp.items()}
+                inp = {
+                    k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+                    for k, v in inp.items()
+                }
                 inp = _to(inp, "cuda")
                 fns = {}
                 for mode, name in cases.combos(op, quick=quick):
@@ -113,8 +123,14 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                     if mode == "fwd+bwd":
                         go = cases.grad_out(op, inp, s)
                         go = go.to(device="cuda", dtype=dtype)
-                    row = dict(op=op, mode=mode, size=cases.size_label(op, s), dtype=str(dtype).replace("torch.", ""),
-                               provider=name, label=cases.LABELS.get(name, name))
+                    row = dict(
+                        op=op,
+                        mode=mode,
+                        size=cases.size_label(op, s),
+                        dtype=str(dtype).replace("torch.", ""),
+                        provider=name,
+                        label=cases.LABELS.get(name, name),
+                    )
                     try:
                         torch.cuda.synchronize()
                         torch.cuda.empty_cache()
@@ -126,8 +142,8 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                         base = torch.cuda.memory_allocated()
                         out = fn()
                         torch.cuda.synchronize()
-                        row["peak_mib"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
-                        row["setup_mib"] = setup_mem / 2 ** 20
+                        row["peak_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+                        row["setup_mib"] = setup_mem / 2**20
                         row["out"] = out
                         fns[(mode, name)] = fn
                     except Exception as e:  # one failing provider must not hide the others
@@ -136,8 +152,14 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                     rows.append(row)
                 # timing (the providers of each mode interleaved), agreement with supcomp and ratios
                 for mode in cases.modes(op):
-                    group = [r for r in rows if r["op"] == op and r["mode"] == mode and r["size"] == cases.size_label(op, s)
-                             and r["dtype"] == str(dtype).replace("torch.", "")]
+                    group = [
+                        r
+                        for r in rows
+                        if r["op"] == op
+                        and r["mode"] == mode
+                        and r["size"] == cases.size_label(op, s)
+                        and r["dtype"] == str(dtype).replace("torch.", "")
+                    ]
                     mode_fns = {nm: f for (m, nm), f in fns.items() if m == mode}
                     try:
                         ms = _time(mode_fns, quick) if mode_fns else {}
@@ -153,8 +175,10 @@ def run_ops(quick: bool, ceilings: dict, dtypes, log=print) -> list[dict]:
                             r["rate"] = amount / (r["ms"] * 1e-3)
                             r["unit"] = "GB/s" if unit == "B" else "GFLOP/s"
                             r["pct"] = 100 * r["rate"] / ceilings[unit]
-                        log(f"{op:<18} {mode:<8} {r['dtype']:<9} {r['provider']:<18} "
-                            + (f"{r['ms']:8.3f} ms" if "ms" in r else r.get("error", "")))
+                        log(
+                            f"{op:<18} {mode:<8} {r['dtype']:<9} {r['provider']:<18} "
+                            + (f"{r['ms']:8.3f} ms" if "ms" in r else r.get("error", ""))
+                        )
                     ref = next((r for r in group if r["provider"] == "supcomp" and "out" in r), None)
                     for r in group:
                         if ref is None or "ms" not in r:
@@ -176,8 +200,10 @@ def run_tms(quick: bool, log=print) -> list[dict]:
     for c in tms_step.CASES[:1] if quick else tms_step.CASES:
         cfg = tms_step.config(c)
         B = c["B"]
-        fns = {"supcomp train() step (device sampler + dense step)": tms_step.supcomp_step(cfg, B, device="cuda"),
-               "TMS notebook eager": tms_step.notebook_step(cfg, B, device="cuda")}
+        fns = {
+            "supcomp train() step (device sampler + dense step)": tms_step.supcomp_step(cfg, B, device="cuda"),
+            "TMS notebook eager": tms_step.notebook_step(cfg, B, device="cuda"),
+        }
         if not quick:
             fns["torch.compile(notebook step)"] = tms_step.notebook_step(cfg, B, compile_it=True, device="cuda")
         timings = time_interleaved(fns, reps=10 if quick else 50, warmup=2, sync=_sync)  # warm-up: caches, compilation
@@ -191,16 +217,22 @@ def run_tms(quick: bool, log=print) -> list[dict]:
 
 
 def format_ops(rows, ceilings) -> str:
-    out = ["| op | mode | size | dtype | provider | ms (median) | supcomp speed-up | rate | % of measured ceiling | "
-           "peak extra MiB (call) | agreement |",
-           "|---|---|---|---|---|--:|--:|--:|--:|--:|---|"]
+    out = [
+        "| op | mode | size | dtype | provider | ms (median) | supcomp speed-up | rate | % of measured ceiling | "
+        "peak extra MiB (call) | agreement |",
+        "|---|---|---|---|---|--:|--:|--:|--:|--:|---|",
+    ]
     for r in rows:
         if "error" in r:
-            out.append(f"| {r['op']} | {r['mode']} | {r['size']} | {r['dtype']} | {r['label']} | failed: {r['error']} |||||| ")
+            out.append(
+                f"| {r['op']} | {r['mode']} | {r['size']} | {r['dtype']} | {r['label']} | failed: {r['error']} |||||| "
+            )
             continue
-        out.append(f"| {r['op']} | {r['mode']} | {r['size']} | {r['dtype']} | {r['label']} | {r['ms']:.3f} | "
-                   f"{r.get('ratio', float('nan')):.2f}× | {r['rate'] / 1e9:.0f} {r['unit']} | {r['pct']:.0f}% | "
-                   f"{r['peak_mib']:.0f} | {r.get('check', '(reference)')} |")
+        out.append(
+            f"| {r['op']} | {r['mode']} | {r['size']} | {r['dtype']} | {r['label']} | {r['ms']:.3f} | "
+            f"{r.get('ratio', float('nan')):.2f}× | {r['rate'] / 1e9:.0f} {r['unit']} | {r['pct']:.0f}% | "
+            f"{r['peak_mib']:.0f} | {r.get('check', '(reference)')} |"
+        )
     return "\n".join(out)
 
 
@@ -232,18 +264,21 @@ def main(argv=None) -> int:
     dtypes = [torch.float32] + ([torch.float16, torch.bfloat16] if args.half else [])
     rows = [] if args.no_ops else run_ops(args.quick, ceilings, dtypes)
     tms_rows = [] if args.no_tms else run_tms(args.quick)
-    text = (f"## GPU: {name}\n\n"
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, triton {triton.__version__}, "
-            f"command `python benchmarks/gpu_report.py{' --quick' if args.quick else ''}{' --half' if args.half else ''}`, "
-            f"{time.time() - t0:.0f} s. Measured ceilings on this card: copy {ceilings['B'] / 1e9:.0f} GB/s "
-            f"(read + write), fp32 GEMM (TF32 off) {ceilings['FLOP'] / 1e12:.1f} TFLOP/s. Timing: "
-            f"supcomp.utils.timing.time_interleaved medians (CUDA synchronised after each call). Speed-up = peer "
-            f"time / supcomp time. Rates from the work counts in benchmarks/common/cases.py (bytes models are "
-            f"fp32).\n\n"
-            + format_ops(rows, ceilings) + "\n")
+    text = (
+        f"## GPU: {name}\n\n"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, triton {triton.__version__}, "
+        f"command `python benchmarks/gpu_report.py{' --quick' if args.quick else ''}{' --half' if args.half else ''}`, "
+        f"{time.time() - t0:.0f} s. Measured ceilings on this card: copy {ceilings['B'] / 1e9:.0f} GB/s "
+        f"(read + write), fp32 GEMM (TF32 off) {ceilings['FLOP'] / 1e12:.1f} TFLOP/s. Timing: "
+        f"supcomp.utils.timing.time_interleaved medians (CUDA synchronised after each call). Speed-up = peer "
+        f"time / supcomp time. Rates from the work counts in benchmarks/common/cases.py (bytes models are "
+        f"fp32).\n\n" + format_ops(rows, ceilings) + "\n"
+    )
     if tms_rows:
-        text += ("\n### Toy-model training steps on the GPU\n\nOne step = batch + forward + loss + backward + AdamW; "
-                 "medians of interleaved steps after warm-up.\n\n" + format_tms(tms_rows) + "\n")
+        text += (
+            "\n### Toy-model training steps on the GPU\n\nOne step = batch + forward + loss + backward + AdamW; "
+            "medians of interleaved steps after warm-up.\n\n" + format_tms(tms_rows) + "\n"
+        )
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -18,6 +18,7 @@ experiments' rule for tiny models; on this shared 2-core machine a second thread
 
     python benchmarks/sweep_tms.py [--steps 200] [--batch 256,128] [--rounds 2] [--append benchmarks/RESULTS.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,16 +35,25 @@ from common.results import heading, put_section  # noqa: E402
 from supcomp.sweep import Grid, run_sweep  # noqa: E402
 from supcomp.utils.timing import time_interleaved  # noqa: E402
 
-ARMS = (("packed, fused", 256, "fused"), ("point by point, reference", 1, "reference"),
-        ("point by point, fused", 1, "fused"), ("packed, reference", 256, "reference"))
+ARMS = (
+    ("packed, fused", 256, "fused"),
+    ("point by point, reference", 1, "reference"),
+    ("point by point, fused", 1, "fused"),
+    ("packed, reference", 256, "reference"),
+)
 BASELINE = "point by point, reference"
 
 
 def grid(steps, batch, max_instances, backend) -> Grid:
-    return Grid("tms", name="bench_phase", max_instances=max_instances,
-                fixed=dict(n_features=2, n_hidden=1, kind="relu_output", steps=steps, batch_size=batch, lr=3e-3,
-                           backend=backend),
-                axes=dict(importance={"logspace": [-1, 1, 10]}, density={"logspace": [0, -2, 10]}, seed=[0, 1]))
+    return Grid(
+        "tms",
+        name="bench_phase",
+        max_instances=max_instances,
+        fixed=dict(
+            n_features=2, n_hidden=1, kind="relu_output", steps=steps, batch_size=batch, lr=3e-3, backend=backend
+        ),
+        axes=dict(importance={"logspace": [-1, 1, 10]}, density={"logspace": [0, -2, 10]}, seed=[0, 1]),
+    )
 
 
 def run(steps=200, batches=(256, 128), rounds=2, log=print):
@@ -67,30 +77,45 @@ def run(steps=200, batches=(256, 128), rounds=2, log=print):
                 assert s.n_run == 200 and s.n_failed == 0, s
                 packs[name] = s.n_packs
                 log(f"batch {B}: {name}: {t:.2f} s ({s.n_packs} runs)")
+
             return call
 
-        times = time_interleaved({name: arm(name, mi, backend) for name, mi, backend in ARMS}, reps=rounds,
-                                 warmup=0)
+        times = time_interleaved({name: arm(name, mi, backend) for name, mi, backend in ARMS}, reps=rounds, warmup=0)
         base = times[BASELINE].median
         for name, _, _ in ARMS:
             t = times[name].median
-            rows.append(dict(batch=B, arm=name, runs=packs[name], s=t, ms_per_point=1e3 * t / 200,
-                             speedup=base / t, all_s=list(times[name].samples)))
+            rows.append(
+                dict(
+                    batch=B,
+                    arm=name,
+                    runs=packs[name],
+                    s=t,
+                    ms_per_point=1e3 * t / 200,
+                    speedup=base / t,
+                    all_s=list(times[name].samples),
+                )
+            )
     return rows
 
 
 def section(rows, steps, rounds, load0, load1, wall):
-    lines = [heading("Sweep: 200-point TMS phase diagram, packed vs point by point", "sweep_tms.py"), "",
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, 1 thread, "
-             f"load average at start {load0}, at end {load1}, {wall:.0f} s. Grid: n=2, m=1, ReLU output, 10 "
-             f"importances x 10 densities x 2 seeds = 200 points, lr 3e-3, **{steps} steps per point for every arm** "
-             f"(the experiment itself uses 4,000). Each arm is a whole `run_sweep` into "
-             f"a fresh table; medians of {rounds} interleaved rounds.", "",
-             "| batch | arm | runs | wall s | ms / point | speed-up vs point by point, reference |",
-             "|--:|---|--:|--:|--:|--:|"]
+    lines = [
+        heading("Sweep: 200-point TMS phase diagram, packed vs point by point", "sweep_tms.py"),
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, 1 thread, "
+        f"load average at start {load0}, at end {load1}, {wall:.0f} s. Grid: n=2, m=1, ReLU output, 10 "
+        f"importances x 10 densities x 2 seeds = 200 points, lr 3e-3, **{steps} steps per point for every arm** "
+        f"(the experiment itself uses 4,000). Each arm is a whole `run_sweep` into "
+        f"a fresh table; medians of {rounds} interleaved rounds.",
+        "",
+        "| batch | arm | runs | wall s | ms / point | speed-up vs point by point, reference |",
+        "|--:|---|--:|--:|--:|--:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['batch']} | {r['arm']} | {r['runs']} | {r['s']:.2f} | {r['ms_per_point']:.1f} | "
-                     f"{r['speedup']:.1f}x |")
+        lines.append(
+            f"| {r['batch']} | {r['arm']} | {r['runs']} | {r['s']:.2f} | {r['ms_per_point']:.1f} | "
+            f"{r['speedup']:.1f}x |"
+        )
     lines.append("")
     return "\n".join(lines)
 

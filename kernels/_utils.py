@@ -5,6 +5,7 @@ autotuning does not run under ``TRITON_INTERPRET=1`` and would make the first
 call on every new shape slow; the shapes of superposition toy models are
 regular enough that a simple rule does well.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,7 +33,9 @@ def tl_dtype(dtype: torch.dtype):
     try:
         return _TL_DTYPES[dtype]
     except KeyError:
-        raise TypeError(f"supcomp.kernels: unsupported dtype {dtype}, expected float16/bfloat16/float32/float64") from None
+        raise TypeError(
+            f"supcomp.kernels: unsupported dtype {dtype}, expected float16/bfloat16/float32/float64"
+        ) from None
 
 
 def acc_dtype(dtype: torch.dtype):
@@ -137,9 +140,13 @@ def check_sizes(op: str, grid=(), **sizes) -> None:
     """Raise ValueError if a size or the launch grid is too large for 32-bit Triton offsets."""
     for name, v in sizes.items():
         if int(v) > MAX_DIM:
-            raise ValueError(f"{op}: {name} = {int(v)} exceeds {MAX_DIM}, the largest size the Triton kernels "
-                             "index with 32-bit offsets; split the call into smaller pieces")
+            raise ValueError(
+                f"{op}: {name} = {int(v)} exceeds {MAX_DIM}, the largest size the Triton kernels "
+                "index with 32-bit offsets; split the call into smaller pieces"
+            )
     for axis, (g, lim) in enumerate(zip(grid, MAX_GRID)):
         if int(g) > lim:
-            raise ValueError(f"{op}: the launch needs {int(g)} programs along grid axis {axis} (limit {lim}); "
-                             "split the call into smaller pieces")
+            raise ValueError(
+                f"{op}: the launch needs {int(g)} programs along grid axis {axis} (limit {lim}); "
+                "split the call into smaller pieces"
+            )

@@ -26,6 +26,7 @@ Two GEMM strategies (``GEMM``, or the environment variable ``SUPCOMP_TRITON_GEMM
   forward 5x and the fp16 forward+backward 4x faster than the fused Triton GEMMs
   at B=4096, d=256, n=65536 (benchmarks/RESULTS.md, GPU section).
 """
+
 from __future__ import annotations
 
 import os
@@ -78,10 +79,12 @@ def _relu_readout_forward_kernel(
     for k0 in range(0, d, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask_k = offs_k < d
-        a = tl.load(h_base + rows_m[:, None] * d + offs_k[None, :],
-                    mask=mask_m[:, None] & mask_k[None, :], other=0.0)  # [BLOCK_M, BLOCK_K]
-        wt = tl.load(W_base + rows_n[None, :] * d + offs_k[:, None],
-                     mask=mask_n[None, :] & mask_k[:, None], other=0.0)  # [BLOCK_K, BLOCK_N] = W^T tile
+        a = tl.load(
+            h_base + rows_m[:, None] * d + offs_k[None, :], mask=mask_m[:, None] & mask_k[None, :], other=0.0
+        )  # [BLOCK_M, BLOCK_K]
+        wt = tl.load(
+            W_base + rows_n[None, :] * d + offs_k[:, None], mask=mask_n[None, :] & mask_k[:, None], other=0.0
+        )  # [BLOCK_K, BLOCK_N] = W^T tile
         acc += tl.dot(a.to(DOT_DTYPE), wt.to(DOT_DTYPE), input_precision=PREC).to(ACC)
 
     bias = tl.load(b_ptr + inst * n + offs_n, mask=mask_n, other=0.0).to(ACC)
@@ -89,8 +92,11 @@ def _relu_readout_forward_kernel(
     # where(acc < 0, 0, acc) rather than maximum: keeps NaN like torch.relu.
     acc = tl.where(acc < 0, 0.0, acc)
     y_base = y_ptr + inst * B * n
-    tl.store(y_base + rows_m[:, None] * n + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_n[None, :])
+    tl.store(
+        y_base + rows_m[:, None] * n + offs_n[None, :],
+        acc.to(y_ptr.dtype.element_ty),
+        mask=mask_m[:, None] & mask_n[None, :],
+    )
 
 
 @triton.jit
@@ -136,15 +142,21 @@ def _relu_readout_backward_dh_kernel(
         goff = rows_m[:, None] * n + offs_k[None, :]
         gy = tl.load(gy_base + goff, mask=gmask, other=0.0)
         yv = tl.load(y_base + goff, mask=gmask, other=0.0)
-        # Multiply by the mask (not where) so a NaN gradient propagates as in naive.py.
+        # Multiply by the mask (not where) so a NaN gradient propagates as in the reference.
         g = gy * (yv > 0).to(gy.dtype)  # [BLOCK_M, BLOCK_K]
-        w = tl.load(W_base + offs_k.to(tl.int64)[:, None] * d + offs_d[None, :],
-                    mask=mask_k[:, None] & mask_d[None, :], other=0.0)  # [BLOCK_K, BLOCK_D]
+        w = tl.load(
+            W_base + offs_k.to(tl.int64)[:, None] * d + offs_d[None, :],
+            mask=mask_k[:, None] & mask_d[None, :],
+            other=0.0,
+        )  # [BLOCK_K, BLOCK_D]
         acc += tl.dot(g.to(DOT_DTYPE), w.to(DOT_DTYPE), input_precision=PREC).to(ACC)
 
     gh_base = gh_ptr + inst * B * d
-    tl.store(gh_base + rows_m[:, None] * d + offs_d[None, :], acc.to(gh_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_d[None, :])
+    tl.store(
+        gh_base + rows_m[:, None] * d + offs_d[None, :],
+        acc.to(gh_ptr.dtype.element_ty),
+        mask=mask_m[:, None] & mask_d[None, :],
+    )
 
 
 @triton.jit
@@ -198,14 +210,18 @@ def _relu_readout_backward_dw_kernel(
         gy = tl.load(gy_base + goff, mask=gmask, other=0.0)
         yv = tl.load(y_base + goff, mask=gmask, other=0.0)
         gt = gy * (yv > 0).to(gy.dtype)
-        hh = tl.load(h_base + rows_k[:, None] * d + offs_d[None, :],
-                     mask=mask_k[:, None] & mask_d[None, :], other=0.0)  # [BLOCK_K, BLOCK_D]
+        hh = tl.load(
+            h_base + rows_k[:, None] * d + offs_d[None, :], mask=mask_k[:, None] & mask_d[None, :], other=0.0
+        )  # [BLOCK_K, BLOCK_D]
         acc += tl.dot(gt.to(DOT_DTYPE), hh.to(DOT_DTYPE), input_precision=PREC).to(ACC)
         gb += tl.sum(gt.to(ACC), axis=1)
 
     gW_base = gW_ptr + inst * n * d
-    tl.store(gW_base + offs_n.to(tl.int64)[:, None] * d + offs_d[None, :], acc.to(gW_ptr.dtype.element_ty),
-             mask=mask_n[:, None] & mask_d[None, :])
+    tl.store(
+        gW_base + offs_n.to(tl.int64)[:, None] * d + offs_d[None, :],
+        acc.to(gW_ptr.dtype.element_ty),
+        mask=mask_n[:, None] & mask_d[None, :],
+    )
     if pid_d == 0:
         tl.store(gb_ptr + inst * n + offs_n, gb.to(gb_ptr.dtype.element_ty), mask=mask_n)
 
@@ -231,8 +247,9 @@ def _relu_inplace_kernel(y_ptr, N, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _relu_grad_kernel(gy_ptr, y_ptr, g_ptr, part_ptr, B, n, n_b_blocks,
-                      BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, ACC: tl.constexpr):
+def _relu_grad_kernel(
+    gy_ptr, y_ptr, g_ptr, part_ptr, B, n, n_b_blocks, BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, ACC: tl.constexpr
+):
     """g = grad_y * (y > 0) for one [BLOCK_B, BLOCK_N] tile; part[inst, b_block, :] = its column sums."""
     inst = tl.program_id(0).to(tl.int64)
     pb = tl.program_id(1)
@@ -272,7 +289,8 @@ def _cublas_backward(grad_y, y, h, W):
     check_sizes("relu_readout backward (epilogue)", (I, n_b_blocks, triton.cdiv(n, BLOCK_N)), I=I, B=B, n=n)
     part = torch.empty((I, n_b_blocks, n), dtype=acc_t, device=y.device)
     _relu_grad_kernel[(I, n_b_blocks, triton.cdiv(n, BLOCK_N))](
-        grad_y, y, g, part, B, n, n_b_blocks, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N, ACC=acc_dtype(y.dtype))
+        grad_y, y, g, part, B, n, n_b_blocks, BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N, ACC=acc_dtype(y.dtype)
+    )
     grad_b = part.sum(1).to(y.dtype)
     grad_h = torch.bmm(g, W)
     grad_W = torch.bmm(g.transpose(1, 2), h)
@@ -287,9 +305,21 @@ def _launch_forward(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, y: torch.
     grid = (I * n_m_blocks * n_n_blocks,)
     check_sizes("relu_readout", grid, I=I, B=B, n=n, d=d)
     _relu_readout_forward_kernel[grid](
-        h, W, b, y, B, n, d, n_m_blocks, n_n_blocks,
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
-        DOT_DTYPE=dot_dtype(h.dtype), PREC=dot_precision(h.dtype), ACC=acc_dtype(h.dtype),
+        h,
+        W,
+        b,
+        y,
+        B,
+        n,
+        d,
+        n_m_blocks,
+        n_n_blocks,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        BLOCK_K=BLOCK_K,
+        DOT_DTYPE=dot_dtype(h.dtype),
+        PREC=dot_precision(h.dtype),
+        ACC=acc_dtype(h.dtype),
         num_warps=num_warps_for(BLOCK_M * BLOCK_N),
     )
 
@@ -321,8 +351,9 @@ def relu_readout_backward(grad_y: torch.Tensor, y: torch.Tensor, h: torch.Tensor
         return grad_h.zero_(), grad_W.zero_(), grad_b.zero_()  # empty sums: all zero
     if _gemm_strategy(h) == "cublas":
         return _cublas_backward(grad_y, y, h, W)
-    check_sizes("relu_readout backward", (I * triton.cdiv(max(B, n), 16) * triton.cdiv(max(d, 1), 16),),
-                I=I, B=B, n=n, d=d)
+    check_sizes(
+        "relu_readout backward", (I * triton.cdiv(max(B, n), 16) * triton.cdiv(max(d, 1), 16),), I=I, B=B, n=n, d=d
+    )
     # From here every element of the three outputs is written by a kernel.
     common = dict(DOT_DTYPE=dot_dtype(dt), PREC=dot_precision(dt), ACC=acc_dtype(dt))
 
@@ -330,17 +361,40 @@ def relu_readout_backward(grad_y: torch.Tensor, y: torch.Tensor, h: torch.Tensor
         BLOCK_M, BLOCK_D, BLOCK_K = gemm_blocks(B, d, n)
         n_m_blocks, n_d_blocks = triton.cdiv(B, BLOCK_M), triton.cdiv(d, BLOCK_D)
         _relu_readout_backward_dh_kernel[(I * n_m_blocks * n_d_blocks,)](
-            grad_y, y, W, grad_h, B, n, d, n_m_blocks, n_d_blocks,
-            BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
-            num_warps=num_warps_for(BLOCK_M * BLOCK_D), **common,
+            grad_y,
+            y,
+            W,
+            grad_h,
+            B,
+            n,
+            d,
+            n_m_blocks,
+            n_d_blocks,
+            BLOCK_M=BLOCK_M,
+            BLOCK_D=BLOCK_D,
+            BLOCK_K=BLOCK_K,
+            num_warps=num_warps_for(BLOCK_M * BLOCK_D),
+            **common,
         )
 
     BLOCK_N, BLOCK_D, BLOCK_K = gemm_blocks(n, d, B)
     # At least one d block, so that grad_b is written even when d == 0.
     n_n_blocks, n_d_blocks = triton.cdiv(n, BLOCK_N), max(1, triton.cdiv(d, BLOCK_D))
     _relu_readout_backward_dw_kernel[(I * n_n_blocks * n_d_blocks,)](
-        grad_y, y, h, grad_W, grad_b, B, n, d, n_n_blocks, n_d_blocks,
-        BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, BLOCK_K=BLOCK_K,
-        num_warps=num_warps_for(BLOCK_N * BLOCK_D), **common,
+        grad_y,
+        y,
+        h,
+        grad_W,
+        grad_b,
+        B,
+        n,
+        d,
+        n_n_blocks,
+        n_d_blocks,
+        BLOCK_N=BLOCK_N,
+        BLOCK_D=BLOCK_D,
+        BLOCK_K=BLOCK_K,
+        num_warps=num_warps_for(BLOCK_N * BLOCK_D),
+        **common,
     )
     return grad_h, grad_W, grad_b

@@ -4,7 +4,7 @@ Shapes (canonical layout; the reference is in ``supcomp/ops/<op>.py``):
     h  [I, B, d]    W  [I, n, d]    b  [I, n]
     -> values [I, B, k] (h's dtype), indices [I, B, k] int64
 
-Result conventions (as naive.py): sorted descending, ties go to the lower
+Result conventions (as the reference): sorted descending, ties go to the lower
 feature index, slots beyond the positive entries hold index -1 and value 0.
 When k > n the result has n slots, like ``sort(...)[..., :k]``.
 
@@ -45,16 +45,27 @@ Used for fp32 only (fp16/bf16 measured faster fused; fp64 bits do not fit the 32
 Limits: k above ``MAX_KERNEL_K`` (register budget of the running list) falls
 back to computing y for slices of rows with the readout kernel and sorting
 them with torch (still never the whole [I, B, n]). NaN scores are never
-selected (naive.py's sort puts NaN first).
+selected (the reference's sort puts NaN first).
 """
+
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
 
-from ._utils import acc_dtype, acc_torch_dtype, check_sizes, clamp_pow2, dot_dtype, dot_precision, is_interpreting, next_pow2, on_tensor_device
 from . import relu_readout as _rr
+from ._utils import (
+    acc_dtype,
+    acc_torch_dtype,
+    check_sizes,
+    clamp_pow2,
+    dot_dtype,
+    dot_precision,
+    is_interpreting,
+    next_pow2,
+    on_tensor_device,
+)
 from .relu_readout import relu_readout_forward
 
 # Largest k handled by the kernel (the running list is a [BLOCK_M, next_pow2(k)] register tile).
@@ -139,10 +150,12 @@ def _relu_readout_topk_forward_kernel(
         for k0 in range(0, d, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)
             mask_k = offs_k < d
-            a = tl.load(h_base + rows_m[:, None] * d + offs_k[None, :],
-                        mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-            wt = tl.load(W_base + rows_n[None, :] * d + offs_k[:, None],
-                         mask=mask_n[None, :] & mask_k[:, None], other=0.0)
+            a = tl.load(
+                h_base + rows_m[:, None] * d + offs_k[None, :], mask=mask_m[:, None] & mask_k[None, :], other=0.0
+            )
+            wt = tl.load(
+                W_base + rows_n[None, :] * d + offs_k[:, None], mask=mask_n[None, :] & mask_k[:, None], other=0.0
+            )
             acc += tl.dot(a.to(DOT_DTYPE), wt.to(DOT_DTYPE), input_precision=PREC).to(ACC)
         acc += tl.load(b_base + offs_n, mask=mask_n, other=0.0).to(ACC)[None, :]
         # Out-of-range rows/features become 0: never inserted (only values > 0 are).
@@ -191,19 +204,19 @@ def _select(cand_v: torch.Tensor, cand_i: torch.Tensor, k: int, n: int, out_dtyp
 
 
 def _topk_fallback(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int):
-    """Large k: y for slices of rows with the readout kernel, then a stable torch sort (naive.py's recipe)."""
+    """Large k: y for slices of rows with the readout kernel, then a stable torch sort (the reference's recipe)."""
     I, B, _ = h.shape
     n = W.shape[1]
     vals = torch.empty((I, B, k), dtype=h.dtype, device=h.device)
     idx = torch.empty((I, B, k), dtype=torch.int64, device=h.device)
     rows = max(1, FALLBACK_SLICE_ELEMS // max(1, I * n))
     for b0 in range(0, B, rows):
-        y = relu_readout_forward(h[:, b0:b0 + rows].contiguous(), W, b)
+        y = relu_readout_forward(h[:, b0 : b0 + rows].contiguous(), W, b)
         v, ix = torch.sort(y, dim=-1, descending=True, stable=True)
         v, ix = v[..., :k], ix[..., :k]
         pos = v > 0
-        idx[:, b0:b0 + rows] = torch.where(pos, ix, torch.full_like(ix, -1))
-        vals[:, b0:b0 + rows] = torch.where(pos, v, torch.zeros_like(v))
+        idx[:, b0 : b0 + rows] = torch.where(pos, ix, torch.full_like(ix, -1))
+        vals[:, b0 : b0 + rows] = torch.where(pos, v, torch.zeros_like(v))
     return vals, idx
 
 
@@ -265,8 +278,10 @@ def relu_readout_topk_forward(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
     n = W.shape[1]
     k = min(int(k), n)
     if I * B * k == 0:
-        return (torch.zeros((I, B, k), dtype=h.dtype, device=h.device),
-                torch.full((I, B, k), -1, dtype=torch.int64, device=h.device))
+        return (
+            torch.zeros((I, B, k), dtype=h.dtype, device=h.device),
+            torch.full((I, B, k), -1, dtype=torch.int64, device=h.device),
+        )
     # cublas for fp32 only: with fp16/bf16 the fused kernel's tensor-core dots were faster on an
     # H100 (4.5 ms against 14 ms at B=4096, d=256, n=65536, k=32); fp32 the other way (18 ms against 25).
     if _rr._gemm_strategy(h) == "cublas" and h.dtype == torch.float32:
@@ -299,9 +314,25 @@ def relu_readout_topk_forward(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
     grid = (I * n_m_blocks * n_chunks,)
     check_sizes("relu_readout_topk", grid, I=I, B=B, n=n, d=d, k=k)
     _relu_readout_topk_forward_kernel[grid](
-        h, W, b, cand_v, cand_i, B, n, d, k, chunk, n_chunks, n_m_blocks,
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_TOPK=BLOCK_TOPK,
-        DOT_DTYPE=dot_dtype(h.dtype), PREC=dot_precision(h.dtype), ACC=acc_dtype(h.dtype),
+        h,
+        W,
+        b,
+        cand_v,
+        cand_i,
+        B,
+        n,
+        d,
+        k,
+        chunk,
+        n_chunks,
+        n_m_blocks,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        BLOCK_K=BLOCK_K,
+        BLOCK_TOPK=BLOCK_TOPK,
+        DOT_DTYPE=dot_dtype(h.dtype),
+        PREC=dot_precision(h.dtype),
+        ACC=acc_dtype(h.dtype),
         # acc, the tile copy and the running list all live in registers: 8 warps for the big tiles.
         num_warps=8 if BLOCK_M * max(BLOCK_N, BLOCK_TOPK) >= 2048 else 4,
     )

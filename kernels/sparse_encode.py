@@ -10,13 +10,23 @@ The op is a gather of k rows of W per output row, so it is memory bound: the
 kernels stream k rows of d numbers per output row and never form the dense
 [B, n] code matrix.
 """
+
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
 
-from ._utils import acc_dtype, acc_torch_dtype, check_sizes, clamp_pow2, gather_blocks, next_pow2, num_warps_for, on_tensor_device
+from ._utils import (
+    acc_dtype,
+    acc_torch_dtype,
+    check_sizes,
+    clamp_pow2,
+    gather_blocks,
+    next_pow2,
+    num_warps_for,
+    on_tensor_device,
+)
 
 
 @triton.jit
@@ -52,7 +62,7 @@ def _sparse_encode_forward_kernel(
     for j in range(0, k):
         idx = tl.load(idx_ptr + rows * k + j, mask=mask_b, other=-1)
         # Empty slots (-1) load nothing, neither the W row nor the value: masked loads, not a
-        # multiply by 0, so an inf/NaN in W row 0 or in the slot's value cannot leak (as in naive.py).
+        # multiply by 0, so an inf/NaN in W row 0 or in the slot's value cannot leak (as in the reference).
         v = tl.load(val_ptr + rows * k + j, mask=mask_b & (idx >= 0), other=0.0).to(ACC)
         wmask = (idx >= 0)[:, None] & mask_d[None, :]
         w = tl.load(W_inst + idx[:, None] * d + offs_d[None, :], mask=wmask, other=0.0).to(ACC)
@@ -112,8 +122,9 @@ def _sparse_encode_backward_kernel(
         for d0 in range(0, d, BLOCK_D):
             offs_d = d0 + tl.arange(0, BLOCK_D)
             mask_d = offs_d < d
-            g = tl.load(gh_ptr + rows[:, None] * d + offs_d[None, :],
-                        mask=mask_b[:, None] & mask_d[None, :], other=0.0).to(ACC)  # [BLOCK_B, BLOCK_D]
+            g = tl.load(
+                gh_ptr + rows[:, None] * d + offs_d[None, :], mask=mask_b[:, None] & mask_d[None, :], other=0.0
+            ).to(ACC)  # [BLOCK_B, BLOCK_D]
             row_off = idx[:, :, None] * d + offs_d[None, None, :]  # [BLOCK_B, BLOCK_K, BLOCK_D]
             row_mask = valid[:, :, None] & mask_d[None, None, :]
             if NEED_VALUES:
@@ -145,8 +156,18 @@ def sparse_encode_forward(indices: torch.Tensor, values: torch.Tensor, W: torch.
     grid = (I * n_row_blocks, triton.cdiv(d, BLOCK_D))
     check_sizes("sparse_encode", grid, I=I, B=B, n=n, d=d, k=k)
     _sparse_encode_forward_kernel[grid](
-        indices, values, W, h, B, n, d, k, n_row_blocks,
-        BLOCK_B=BLOCK_B, BLOCK_D=BLOCK_D, ACC=acc_dtype(W.dtype),
+        indices,
+        values,
+        W,
+        h,
+        B,
+        n,
+        d,
+        k,
+        n_row_blocks,
+        BLOCK_B=BLOCK_B,
+        BLOCK_D=BLOCK_D,
+        ACC=acc_dtype(W.dtype),
         num_warps=num_warps_for(BLOCK_B * BLOCK_D),
     )
     return h
@@ -171,8 +192,10 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
     grad_W = torch.zeros((I, n, d), dtype=acc_torch_dtype(W.dtype), device=W.device) if need_W else None
     if I * B * k == 0 or d == 0 or not (need_values or need_W):
         # Empty sums: both gradients are zero (or empty).
-        return (grad_values.zero_() if grad_values is not None else None,
-                grad_W.to(W.dtype) if grad_W is not None else None)
+        return (
+            grad_values.zero_() if grad_values is not None else None,
+            grad_W.to(W.dtype) if grad_W is not None else None,
+        )
 
     BLOCK_K = clamp_pow2(k, 1, 16)
     BLOCK_D = clamp_pow2(d, 1, 64)
@@ -190,9 +213,23 @@ def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=
     gv_arg = grad_values if need_values else grad_h
     gW_arg = grad_W if need_W else grad_h
     _sparse_encode_backward_kernel[grid](
-        grad_h, indices, values, W, gv_arg, gW_arg, B, n, d, k, n_row_blocks,
-        BLOCK_B=BLOCK_B, BLOCK_K=BLOCK_K, BLOCK_D=BLOCK_D,
-        NEED_VALUES=bool(need_values), NEED_W=bool(need_W), ACC=acc_dtype(W.dtype),
+        grad_h,
+        indices,
+        values,
+        W,
+        gv_arg,
+        gW_arg,
+        B,
+        n,
+        d,
+        k,
+        n_row_blocks,
+        BLOCK_B=BLOCK_B,
+        BLOCK_K=BLOCK_K,
+        BLOCK_D=BLOCK_D,
+        NEED_VALUES=bool(need_values),
+        NEED_W=bool(need_W),
+        ACC=acc_dtype(W.dtype),
         num_warps=num_warps_for(BLOCK_B * BLOCK_K * BLOCK_D),
     )
     if deterministic_W:
@@ -220,9 +257,9 @@ def _grad_W_deterministic(grad_h, indices, values, grad_W):
     flat = grad_W.view(I * n, d)
     inst = torch.arange(I, device=indices.device).view(I, 1, 1) * n
     for b0 in range(0, B, rows):
-        idx = indices[:, b0:b0 + rows]
+        idx = indices[:, b0 : b0 + rows]
         valid = idx >= 0
-        contrib = values[:, b0:b0 + rows].to(acc).unsqueeze(-1) * grad_h[:, b0:b0 + rows].to(acc).unsqueeze(2)
+        contrib = values[:, b0 : b0 + rows].to(acc).unsqueeze(-1) * grad_h[:, b0 : b0 + rows].to(acc).unsqueeze(2)
         # where, not a multiply by 0: an empty slot adds exactly 0 even next to an inf gradient
         contrib = torch.where(valid.unsqueeze(-1), contrib, torch.zeros((), dtype=acc, device=idx.device))
         target = torch.where(valid, idx + inst, torch.zeros_like(idx))  # empty slots add 0 to row 0

@@ -11,13 +11,23 @@ goes to global memory; the price is that each of the cdiv(n, BLOCK_N) feature
 blocks recomputes it, k * BLOCK_M * d gathered numbers against
 BLOCK_M * BLOCK_N * d multiply-adds, i.e. negligible while k << BLOCK_N.
 """
+
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
 
-from ._utils import acc_dtype, check_sizes, dot_dtype, dot_precision, gemm_blocks, num_warps_for, on_tensor_device, tl_dtype
+from ._utils import (
+    acc_dtype,
+    check_sizes,
+    dot_dtype,
+    dot_precision,
+    gemm_blocks,
+    num_warps_for,
+    on_tensor_device,
+    tl_dtype,
+)
 
 
 @triton.jit
@@ -66,22 +76,27 @@ def _superpose_forward_kernel(
         for j in range(0, k):
             idx = tl.load(idx_ptr + rows * k + j, mask=mask_m, other=-1)
             v = tl.load(val_ptr + rows * k + j, mask=mask_m & (idx >= 0), other=0.0).to(ACC)  # empty: unread
-            w = tl.load(W_base + idx[:, None] * d + offs_k[None, :],
-                        mask=(idx >= 0)[:, None] & mask_k[None, :], other=0.0).to(ACC)
+            w = tl.load(
+                W_base + idx[:, None] * d + offs_k[None, :], mask=(idx >= 0)[:, None] & mask_k[None, :], other=0.0
+            ).to(ACC)
             hacc += v[:, None] * w
         # Columns past d hold v * 0, which is NaN for an infinite value: zero them, or the dot
         # against W^T's zero padding would turn a valid inf into NaN (found by the fuzz tests).
         a = tl.where(mask_k[None, :], hacc, 0.0).to(IN_DTYPE)
-        wt = tl.load(W_base + rows_n[None, :] * d + offs_k[:, None],
-                     mask=mask_n[None, :] & mask_k[:, None], other=0.0)  # [BLOCK_K, BLOCK_N]
+        wt = tl.load(
+            W_base + rows_n[None, :] * d + offs_k[:, None], mask=mask_n[None, :] & mask_k[:, None], other=0.0
+        )  # [BLOCK_K, BLOCK_N]
         acc += tl.dot(a.to(DOT_DTYPE), wt.to(DOT_DTYPE), input_precision=PREC).to(ACC)
 
     bias = tl.load(b_ptr + inst * n + offs_n, mask=mask_n, other=0.0).to(ACC)
     acc += bias[None, :]
     acc = tl.where(acc < 0, 0.0, acc)  # keeps NaN, like torch.relu
     y_base = y_ptr + inst * B * n
-    tl.store(y_base + offs_m.to(tl.int64)[:, None] * n + offs_n[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_n[None, :])
+    tl.store(
+        y_base + offs_m.to(tl.int64)[:, None] * n + offs_n[None, :],
+        acc.to(y_ptr.dtype.element_ty),
+        mask=mask_m[:, None] & mask_n[None, :],
+    )
 
 
 @on_tensor_device
@@ -97,9 +112,24 @@ def superpose_forward(indices: torch.Tensor, values: torch.Tensor, W: torch.Tens
     grid = (I * n_m_blocks * n_n_blocks,)
     check_sizes("superpose", grid, I=I, B=B, n=n, d=d, k=k)
     _superpose_forward_kernel[grid](
-        indices, values, W, b, y, B, n, d, k, n_m_blocks, n_n_blocks,
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
-        IN_DTYPE=tl_dtype(W.dtype), DOT_DTYPE=dot_dtype(W.dtype), PREC=dot_precision(W.dtype),
-        ACC=acc_dtype(W.dtype), num_warps=num_warps_for(BLOCK_M * BLOCK_N),
+        indices,
+        values,
+        W,
+        b,
+        y,
+        B,
+        n,
+        d,
+        k,
+        n_m_blocks,
+        n_n_blocks,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        BLOCK_K=BLOCK_K,
+        IN_DTYPE=tl_dtype(W.dtype),
+        DOT_DTYPE=dot_dtype(W.dtype),
+        PREC=dot_precision(W.dtype),
+        ACC=acc_dtype(W.dtype),
+        num_warps=num_warps_for(BLOCK_M * BLOCK_N),
     )
     return y

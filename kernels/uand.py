@@ -10,6 +10,7 @@ Same canonical layout as the reference in ``supcomp/ops/uand.py``:
 Intersections, pair sizes and the pair lists of the all-pairs read-out are built by the torch
 reference on the tensors' device (``supcomp/ops/uand.py``); the read-out itself is the kernel above.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,8 +39,7 @@ def _uand_forward_kernel(idx_ptr, val_ptr, col_ptr, col_idx, pre_ptr, s, d, BLOC
 
 
 @triton.jit
-def _uand_readout_kernel(aT_ptr, row_ptr, nidx_ptr, out_ptr, B, G,
-                         BLOCK_B: tl.constexpr, ACC: tl.constexpr):
+def _uand_readout_kernel(aT_ptr, row_ptr, nidx_ptr, out_ptr, B, G, BLOCK_B: tl.constexpr, ACC: tl.constexpr):
     g = tl.program_id(0).to(tl.int64)
     offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     mask_b = offs_b < B
@@ -74,6 +74,5 @@ def uand_readout(a, row_ptr, nidx):
     aT = a.T.contiguous()  # neuron-major: a set entry reads one contiguous run of samples
     BLOCK_B = clamp_pow2(B, 16, 256)
     grid = (G, triton.cdiv(B, BLOCK_B))
-    _uand_readout_kernel[grid](aT, row_ptr, nidx, out, B, G,
-                               BLOCK_B=BLOCK_B, ACC=acc_dtype(a.dtype), num_warps=4)
+    _uand_readout_kernel[grid](aT, row_ptr, nidx, out, B, G, BLOCK_B=BLOCK_B, ACC=acc_dtype(a.dtype), num_warps=4)
     return out

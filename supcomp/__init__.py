@@ -4,6 +4,7 @@ Ops (``supcomp.ops``): ``sparse_encode``, ``relu_readout``, ``relu_readout_topk`
 ``superpose``. Modules (``supcomp.nn``), the padded sparse layout
 (``supcomp.sparse``), and the ``supcomp`` command line (``supcomp.cli``).
 """
+
 __version__ = "0.1.0"
 
 from . import nn, ops, sparse  # noqa: E402,F401

@@ -25,6 +25,7 @@ Bad input raises before any computation: ``TypeError`` naming ``W`` for a non-te
 a non-floating dtype, ``ValueError`` naming ``W`` for a wrong number of dimensions or an
 empty hidden size ``m = 0``.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,14 +48,13 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # ----------------------------------------------------------------------------- checks
 
+
 def _check_W(W) -> tuple[torch.Tensor, bool]:
     """Validate ``W`` and return ``(W3 [I, n, m] in a compute dtype, had_instance_axis)``."""
     if not isinstance(W, torch.Tensor):
         raise TypeError(f"W: expected a torch.Tensor, got {type(W).__name__}")
     if W.dtype not in _FLOAT_DTYPES:
-        raise TypeError(
-            f"W: expected a floating dtype (float32, float64; float16/bfloat16 are upcast), got {W.dtype}"
-        )
+        raise TypeError(f"W: expected a floating dtype (float32, float64; float16/bfloat16 are upcast), got {W.dtype}")
     if W.dim() not in (2, 3):
         shape = "[" + ", ".join(str(s) for s in W.shape) + "]"
         raise ValueError(
@@ -79,6 +79,7 @@ def _out(x: torch.Tensor, batched: bool) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- core
+
 
 def _core(W3: torch.Tensor, eps: float):
     """Shared quantities for ``W3 [I, n, m]``.
@@ -116,6 +117,7 @@ def _interference(norms, learned, s):
 
 
 # ----------------------------------------------------------------------------- numeric API
+
 
 def feature_norms(W: torch.Tensor) -> torch.Tensor:
     """Length of each feature's embedding, ``‖W_i‖`` (about 1 if learned, 0 if not).
@@ -371,8 +373,7 @@ def geometry(W: torch.Tensor, norm_threshold: float = 0.5, tol: float = 0.05, co
     return out if batched else out[0]
 
 
-def geometry_counts(W: torch.Tensor, norm_threshold: float = 0.5, tol: float = 0.05,
-                    cos_tol: float = 0.1):
+def geometry_counts(W: torch.Tensor, norm_threshold: float = 0.5, tol: float = 0.05, cos_tol: float = 0.1):
     """How many features of each instance sit in each structure (see :func:`geometry`).
 
     Args:

@@ -3,6 +3,7 @@
 Weights store one feature per row, ``W [n_features, d]``, or with an instance
 axis ``W [n_instances, n_features, d]`` when ``n_instances`` is given.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,9 @@ def _check_sizes(n_features, d, n_instances):
     for name, v in (("n_features", n_features), ("d", d)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
-    if n_instances is not None and (isinstance(n_instances, bool) or not isinstance(n_instances, int)
-                                    or n_instances < 0):
+    if n_instances is not None and (
+        isinstance(n_instances, bool) or not isinstance(n_instances, int) or n_instances < 0
+    ):
         raise ValueError(f"n_instances: expected None or a non-negative int, got {n_instances!r}")
 
 
@@ -67,9 +69,17 @@ class ReLUReadout(nn.Module):
     ``bias_init`` is the initial (negative = filtering) bias.
     """
 
-    def __init__(self, n_features: int | None = None, d: int | None = None, n_instances: int | None = None,
-                 tied_to: SparseEncoder | None = None, k: int | None = None, bias_init: float = 0.0,
-                 dtype=None, device=None):
+    def __init__(
+        self,
+        n_features: int | None = None,
+        d: int | None = None,
+        n_instances: int | None = None,
+        tied_to: SparseEncoder | None = None,
+        k: int | None = None,
+        bias_init: float = 0.0,
+        dtype=None,
+        device=None,
+    ):
         super().__init__()
         if tied_to is not None:
             n_features, d, n_instances = tied_to.n_features, tied_to.d, tied_to.n_instances

@@ -9,6 +9,7 @@ tensors of shape ``[..., k]``:
 This is the layout of the OpenAI and EleutherAI SAE kernels. Duplicate ids in
 one row are allowed and add up.
 """
+
 from __future__ import annotations
 
 import torch
@@ -66,8 +67,9 @@ def padded_to_dense(indices: torch.Tensor, values: torch.Tensor, n_features: int
     return out[..., :n_features]
 
 
-def random_sparse(batch_shape, n_features: int, p, *, k: int | None = None, generator=None,
-                  dtype=torch.float32, device="cpu"):
+def random_sparse(
+    batch_shape, n_features: int, p, *, k: int | None = None, generator=None, dtype=torch.float32, device="cpu"
+):
     """Sample sparse features in the padded layout: each feature is on with probability ``p``
     (a scalar or ``[n_features]``), with value uniform on [0, 1] (the TMS data distribution).
 

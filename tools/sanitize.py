@@ -15,6 +15,7 @@ error, so any finding fails the run.
 Used by ``make sanitize`` (and so by ``make test``). Add a test module to
 ``TESTS`` when it exercises new C++ code.
 """
+
 from __future__ import annotations
 
 import glob
@@ -57,12 +58,24 @@ TESTS = [
 ]
 DESELECT = ["-m", "not triton", "-k", "not triton"]  # the Triton interpreter never reaches C++
 
-FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-         "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-DNDEBUG"]
+FLAGS = [
+    "-O1",
+    "-g",
+    "-fno-omit-frame-pointer",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fopenmp",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-DNDEBUG",
+]
 
 
 def _gcc_lib(name: str) -> str:
-    path = subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True, text=True, check=True).stdout.strip()
+    path = subprocess.run(
+        ["gcc", f"-print-file-name={name}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     if not os.path.isabs(path) or not os.path.exists(path):
         sys.exit(f"sanitize: {name} not found (gcc -print-file-name gave {path!r}); install gcc's libasan/libubsan")
     return path
@@ -104,8 +117,12 @@ def build() -> str:
         with open(stamp, "w") as f:
             f.write(" ".join(FLAGS))
     dep_time = max(os.path.getmtime(p) for p in headers + [stamp])
-    inc = ["-march=native", f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}",
-           f"-I{os.path.join(ROOT, 'csrc')}"]
+    inc = [
+        "-march=native",
+        f"-I{pybind11.get_include()}",
+        f"-I{sysconfig.get_paths()['include']}",
+        f"-I{os.path.join(ROOT, 'csrc')}",
+    ]
     t0 = time.time()
     jobs, objs = [], []
     for src in sources:
@@ -142,8 +159,9 @@ def run(extra: list[str]) -> int:
     env = dict(os.environ)
     # libasan first (Python is not instrumented), then libstdc++: ASan's __cxa_throw interceptor
     # needs the real symbol resolvable at start-up, or the first C++ exception aborts in ASan.
-    env["LD_PRELOAD"] = " ".join(p for p in (_gcc_lib("libasan.so"), _gcc_lib("libstdc++.so"),
-                                             env.get("LD_PRELOAD", "")) if p)
+    env["LD_PRELOAD"] = " ".join(
+        p for p in (_gcc_lib("libasan.so"), _gcc_lib("libstdc++.so"), env.get("LD_PRELOAD", "")) if p
+    )
     # Reports go to files as well as stderr: pytest captures fd 2, and a halting sanitizer ends the
     # process before pytest could show what it captured.
     logs = os.path.join(OUT, "logs")
@@ -152,7 +170,9 @@ def run(extra: list[str]) -> int:
     env["ASAN_OPTIONS"] = f"detect_leaks=0:halt_on_error=1:allocator_may_return_null=1:log_path={logs}/asan"
     env["UBSAN_OPTIONS"] = f"halt_on_error=1:print_stacktrace=1:log_path={logs}/ubsan"
     env["SUPCOMP_SANITIZED_C"] = target
-    env.setdefault("SUPCOMP_HYPOTHESIS_PROFILE", "sanitize")  # fewer fuzz examples: instrumented code is slower  # tests/conftest.py checks that this is the _C it imported
+    env.setdefault(
+        "SUPCOMP_HYPOTHESIS_PROFILE", "sanitize"
+    )  # fewer fuzz examples: instrumented code is slower  # tests/conftest.py checks that this is the _C it imported
     tests = [t for t in TESTS if os.path.exists(os.path.join(OUT, t.split("::")[0]))]
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DESELECT, *tests, *extra]
     print("sanitize:", " ".join(cmd[1:]), flush=True)
@@ -168,5 +188,5 @@ def run(extra: list[str]) -> int:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    extra = args[args.index("--") + 1:] if "--" in args else []
+    extra = args[args.index("--") + 1 :] if "--" in args else []
     sys.exit(run(extra))

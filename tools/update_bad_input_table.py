@@ -1,7 +1,8 @@
 """Regenerate the bad-input table of docs/guarantees.md from tests/bad_input_table.py (the rows the tests check).
 
-    .venv/bin/python tools/update_bad_input_table.py
+.venv/bin/python tools/update_bad_input_table.py
 """
+
 import os
 import re
 import sys

@@ -31,6 +31,7 @@ proportional to 1 / time):
   fwd+bwd = 3x that. The dense einsum peer does 2*I*B*n*d for its read-in, which
   is charged as waste, not as work.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -82,8 +83,11 @@ PROVIDERS = {
 # Providers left out of the quick sizes (too slow or too slow to set up for a
 # few-second run): COO fwd+bwd is ~5 s a call at full size, torch.compile takes
 # tens of seconds to compile.
-SLOW_PROVIDERS = {("sparse_encode", "fwd+bwd", "sparse_coo"), ("superpose", "fwd", "compiled_einsum"),
-                  ("superpose", "fwd+bwd", "compiled_einsum")}
+SLOW_PROVIDERS = {
+    ("sparse_encode", "fwd+bwd", "sparse_coo"),
+    ("superpose", "fwd", "compiled_einsum"),
+    ("superpose", "fwd+bwd", "compiled_einsum"),
+}
 
 LABELS = {
     "supcomp": "supcomp",
@@ -105,8 +109,7 @@ def modes(op: str) -> list[str]:
 
 def combos(op: str, quick: bool = False) -> list[tuple[str, str]]:
     """(mode, provider) pairs of one op, in table order."""
-    return [(m, p) for m in modes(op) for p in PROVIDERS[(op, m)]
-            if not (quick and (op, m, p) in SLOW_PROVIDERS)]
+    return [(m, p) for m in modes(op) for p in PROVIDERS[(op, m)] if not (quick and (op, m, p) in SLOW_PROVIDERS)]
 
 
 def size_label(op: str, s: dict) -> str:
@@ -114,6 +117,7 @@ def size_label(op: str, s: dict) -> str:
 
 
 # --------------------------------------------------------------------------- inputs
+
 
 def make_inputs(op: str, s: dict, seed: int = 0) -> dict:
     """The shared inputs of a case (fp32, CPU)."""
@@ -123,14 +127,14 @@ def make_inputs(op: str, s: dict, seed: int = 0) -> dict:
         return dict(
             indices=torch.randint(0, n, (B, k), generator=g),
             values=torch.rand(B, k, generator=g),
-            W=torch.randn(n, d, generator=g) / d ** 0.5,
+            W=torch.randn(n, d, generator=g) / d**0.5,
             grad_h=torch.randn(B, d, generator=g),
         )
     if op in ("relu_readout", "relu_readout_topk"):
         B, d, n = s["B"], s["d"], s["n"]
         return dict(
             h=torch.randn(B, d, generator=g),
-            W=torch.randn(n, d, generator=g) / d ** 0.5,  # rows ~ unit norm
+            W=torch.randn(n, d, generator=g) / d**0.5,  # rows ~ unit norm
             b=-0.1 - 0.05 * torch.rand(n, generator=g),  # negative bias, ~ -0.1 .. -0.15
             k=s.get("k"),
         )
@@ -138,8 +142,9 @@ def make_inputs(op: str, s: dict, seed: int = 0) -> dict:
         I, n, d, B, p = s["I"], s["n"], s["d"], s["B"], s["p"]
         indices, values = random_sparse((I, B), n, p, generator=g)
         return dict(
-            indices=indices, values=values,
-            W=torch.randn(I, n, d, generator=g) / d ** 0.5,
+            indices=indices,
+            values=values,
+            W=torch.randn(I, n, d, generator=g) / d**0.5,
             b=-0.05 * torch.rand(I, n, generator=g),
             nnz_mean=float((indices >= 0).sum()) / (I * B),
             k_slots=indices.shape[-1],
@@ -191,6 +196,7 @@ def dense_flops(op: str, mode: str, provider: str, s: dict) -> float | None:
 
 # --------------------------------------------------------------------------- providers
 
+
 def _csr(coo):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -200,8 +206,9 @@ def _csr(coo):
 def _coo(indices, values, n):
     B, k = indices.shape
     rows = torch.arange(B).repeat_interleave(k)
-    return torch.sparse_coo_tensor(torch.stack([rows, indices.reshape(-1)]), values.reshape(-1), (B, n),
-                                   check_invariants=False).coalesce()
+    return torch.sparse_coo_tensor(
+        torch.stack([rows, indices.reshape(-1)]), values.reshape(-1), (B, n), check_invariants=False
+    ).coalesce()
 
 
 def _tms_einsum(x, W, b):
@@ -237,14 +244,18 @@ def make_provider(op: str, mode: str, name: str, inp: dict, s: dict, go: torch.T
             Wg = W.clone().requires_grad_()
             if name in ("supcomp", "embedding_bag"):
                 vg = val.clone().requires_grad_()
-                f = sparse_encode if name == "supcomp" else (
-                    lambda i, v, w: F.embedding_bag(i, w, per_sample_weights=v, mode="sum"))
+                f = (
+                    sparse_encode
+                    if name == "supcomp"
+                    else (lambda i, v, w: F.embedding_bag(i, w, per_sample_weights=v, mode="sum"))
+                )
 
                 def run():
                     Wg.grad = vg.grad = None
                     h = f(idx, vg, Wg)
                     h.backward(go)
                     return h.detach(), Wg.grad, vg.grad
+
                 return run
             if name in ("sparse_coo", "sparse_csr"):
                 xs = _coo(idx, val, n)
@@ -257,6 +268,7 @@ def make_provider(op: str, mode: str, name: str, inp: dict, s: dict, go: torch.T
                     h = torch.sparse.mm(xs, Wg)
                     h.backward(go)
                     return h.detach(), Wg.grad, None  # grad of x is sparse, not compared
+
                 return run
 
     elif op == "relu_readout_topk":
@@ -280,6 +292,7 @@ def make_provider(op: str, mode: str, name: str, inp: dict, s: dict, go: torch.T
             y = f(hg, Wg, bg)
             y.backward(go)
             return y.detach(), hg.grad, Wg.grad, bg.grad
+
         return run
 
     elif op == "superpose":
@@ -307,6 +320,7 @@ def make_provider(op: str, mode: str, name: str, inp: dict, s: dict, go: torch.T
                 y = f(Wg, bg)
                 y.backward(go)
                 return y.detach(), Wg.grad, bg.grad
+
         if name == "compiled_einsum":
             run()  # compile here, outside the timed and warm-up calls
         return run
@@ -315,6 +329,7 @@ def make_provider(op: str, mode: str, name: str, inp: dict, s: dict, go: torch.T
 
 
 # --------------------------------------------------------------------------- checks
+
 
 def _maxrel(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.layout != torch.strided:

@@ -6,6 +6,7 @@
 Each per-op module has ``run(opts: Options) -> str``, its RESULTS.md section; ``--append`` puts it
 into the file in place of its older version (:func:`common.results.put_section`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,25 +45,41 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, seconds per op")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    ap.add_argument("--wait-quiet", type=float, default=None, metavar="S",
-                    help="before each case wait up to S s for other processes to use < 10%% of the CPUs, "
-                         "at most 120 s in all (default 20, 0 with --quick)")
-    ap.add_argument("--no-retry", action="store_true",
-                    help="do not rerun a case disturbed by other processes (> 25%% of the CPUs)")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        metavar="S",
+        help="before each case wait up to S s for other processes to use < 10%% of the CPUs, "
+        "at most 120 s in all (default 20, 0 with --quick)",
+    )
+    ap.add_argument(
+        "--no-retry", action="store_true", help="do not rerun a case disturbed by other processes (> 25%% of the CPUs)"
+    )
 
 
 def options(args: argparse.Namespace, log: Callable = _log) -> Options:
     wait = args.wait_quiet if args.wait_quiet is not None else (0.0 if args.quick else 20.0)
-    return Options(quick=args.quick, threads=args.threads, memory=not args.no_memory, wait_quiet_s=wait,
-                   retry_until_s=0.0 if (args.no_retry or args.quick) else 300.0, log=log)
+    return Options(
+        quick=args.quick,
+        threads=args.threads,
+        memory=not args.no_memory,
+        wait_quiet_s=wait,
+        retry_until_s=0.0 if (args.no_retry or args.quick) else 300.0,
+        log=log,
+    )
 
 
 def main(run: Callable[[Options], str], description: str, argv=None) -> int:
     """Parse the shared command line, run one op's benchmark, print its section and put it where asked."""
     ap = argparse.ArgumentParser(description=description)
     add_arguments(ap)
-    ap.add_argument("--append", default=None, metavar="FILE",
-                    help="put the section into FILE (benchmarks/RESULTS.md), replacing its older version")
+    ap.add_argument(
+        "--append",
+        default=None,
+        metavar="FILE",
+        help="put the section into FILE (benchmarks/RESULTS.md), replacing its older version",
+    )
     ap.add_argument("--out", default=None, metavar="FILE", help="write the section alone to FILE")
     args = ap.parse_args(argv)
     opts = options(args)

@@ -1,4 +1,5 @@
 """Load of a shared machine: the CPU share other processes take, and waiting for them to go quiet."""
+
 from __future__ import annotations
 
 import os

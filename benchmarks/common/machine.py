@@ -1,5 +1,6 @@
 """The reference machine: its ceilings, a description of the machine a run is on, and the context
 line every RESULTS.md section starts with."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -15,8 +16,8 @@ from supcomp.utils.timing import time_interleaved
 from .load import CpuMeter
 
 # Ceilings of the reference machine (2 cores of an AVX-512 AMD EPYC, 2 threads): "% of ceiling" is against these.
-FLOP_CEILING = 190e9   # fp32 GEMM, FLOP/s
-MEM_CEILING = 50e9     # memory bandwidth, bytes/s (46-56 GB/s measured)
+FLOP_CEILING = 190e9  # fp32 GEMM, FLOP/s
+MEM_CEILING = 50e9  # memory bandwidth, bytes/s (46-56 GB/s measured)
 
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_DIR = os.path.dirname(BENCH_DIR)
@@ -60,10 +61,16 @@ def cpu_flags() -> str:
 def git() -> str:
     """Short commit of the working tree, marked when it has uncommitted changes."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_DIR,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return rev + (" (with uncommitted changes)" if dirty else "") if rev else "n/a"
     except Exception:
         return "n/a"
@@ -75,15 +82,26 @@ def probe_ceilings() -> dict:
     src = torch.randn(64 << 20)
     dst = torch.empty_like(src)
     t = time_interleaved({"gemm": lambda: torch.mm(a, b), "copy": lambda: dst.copy_(src)}, reps=5, warmup=1)
-    return dict(gemm_gflops=2 * 2048 ** 3 / t["gemm"].median / 1e9,
-                copy_gbs=2 * src.numel() * 4 / t["copy"].median / 1e9)  # read + write
+    return dict(
+        gemm_gflops=2 * 2048**3 / t["gemm"].median / 1e9, copy_gbs=2 * src.numel() * 4 / t["copy"].median / 1e9
+    )  # read + write
 
 
 def machine_info(threads: int) -> dict:
     import supcomp
-    return dict(cpu=cpu_model(), flags=cpu_flags(), cores=os.cpu_count(), torch=torch.__version__, threads=threads,
-                python=platform.python_version(), supcomp=getattr(supcomp, "__version__", "?"), git=git(),
-                load_start=loadavg(), date=utc_now())
+
+    return dict(
+        cpu=cpu_model(),
+        flags=cpu_flags(),
+        cores=os.cpu_count(),
+        torch=torch.__version__,
+        threads=threads,
+        python=platform.python_version(),
+        supcomp=getattr(supcomp, "__version__", "?"),
+        git=git(),
+        load_start=loadavg(),
+        date=utc_now(),
+    )
 
 
 class RunContext:
@@ -97,7 +115,9 @@ class RunContext:
 
     def line(self) -> str:
         f = self.meter.foreign()
-        return (f"{utc_now()}, torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
-                f"{self.load0} at start, {loadavg()} at end"
-                + (f", other processes used {100 * f:.0f}% of the CPUs" if f is not None else "")
-                + f", git {git()}, {time.time() - self.t0:.0f} s.")
+        return (
+            f"{utc_now()}, torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+            f"{self.load0} at start, {loadavg()} at end"
+            + (f", other processes used {100 * f:.0f}% of the CPUs" if f is not None else "")
+            + f", git {git()}, {time.time() - self.t0:.0f} s."
+        )

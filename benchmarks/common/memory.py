@@ -4,6 +4,7 @@ After a tiny warm-up call (loads code, starts thread pools) and allocating the s
 kernel's peak-RSS counter (VmHWM) is reset through /proc/self/clear_refs; the extra memory is
 VmHWM - VmRSS-before over building the provider's own input format (e.g. the dense x) plus one call.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,12 @@ import sys
 from . import cases
 from .machine import BENCH_DIR
 
-TEXT = ("Forward, one call per fresh subprocess: peak RSS (VmHWM, reset with /proc/self/clear_refs after the "
-        "shared inputs are allocated and a tiny warm-up call) minus the RSS at that point; it covers building "
-        "the provider's own input format (the dense x, the CSR x) and the call, including its output. "
-        "**ratio = peer extra memory / supcomp extra memory** (> 1: supcomp needs less).")
+TEXT = (
+    "Forward, one call per fresh subprocess: peak RSS (VmHWM, reset with /proc/self/clear_refs after the "
+    "shared inputs are allocated and a tiny warm-up call) minus the RSS at that point; it covers building "
+    "the provider's own input format (the dense x, the CSR x) and the call, including its output. "
+    "**ratio = peer extra memory / supcomp extra memory** (> 1: supcomp needs less)."
+)
 
 _SCRIPT = r"""
 import gc, json, resource, sys
@@ -68,8 +71,9 @@ def measure(op: str, providers: list[str], quick: bool, threads: int, log=print)
         cfg = dict(here=BENCH_DIR, threads=threads, op=op, provider=prov, size=s)
         row = dict(op=op, provider=prov, size=cases.size_label(op, s))
         try:
-            p = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(cfg)], capture_output=True, text=True,
-                               timeout=300)
+            p = subprocess.run(
+                [sys.executable, "-c", _SCRIPT, json.dumps(cfg)], capture_output=True, text=True, timeout=300
+            )
             line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
             if p.returncode != 0 or not line:
                 row["error"] = (p.stderr.strip().splitlines() or [f"rc {p.returncode}"])[-1]

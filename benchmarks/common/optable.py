@@ -10,6 +10,7 @@ The machine may be shared: before each case the benchmark waits (``Options.wait_
 processes to go quiet, records the CPU share other processes took during the case, and reruns a
 disturbed case once when the machine has gone quiet, keeping the less disturbed run.
 """
+
 from __future__ import annotations
 
 import gc
@@ -24,8 +25,10 @@ from .load import CpuMeter, QuietWaiter
 from .machine import FLOP_CEILING, MEM_CEILING, RunContext
 from .results import heading
 
-TIMING = {"full": dict(budget_per_provider_s=4.0, min_reps=5, reps=150),
-          "quick": dict(budget_per_provider_s=0.1, min_reps=3, reps=15)}
+TIMING = {
+    "full": dict(budget_per_provider_s=4.0, min_reps=5, reps=150),
+    "quick": dict(budget_per_provider_s=0.1, min_reps=3, reps=15),
+}
 RETRY_ABOVE = 0.25  # rerun a case during which other processes used more than this share of the CPUs
 
 
@@ -75,23 +78,43 @@ def run_case(op: str, mode: str, s: dict, *, quick: bool, log=print) -> list[dic
     gc.collect()
     tm = TIMING["quick" if quick else "full"]
     meter = CpuMeter()
-    times = time_interleaved(fns, reps=tm["reps"], warmup=0, min_reps=tm["min_reps"],
-                             budget_s=tm["budget_per_provider_s"] * len(fns)) if fns else {}
+    times = (
+        time_interleaved(
+            fns, reps=tm["reps"], warmup=0, min_reps=tm["min_reps"], budget_s=tm["budget_per_provider_s"] * len(fns)
+        )
+        if fns
+        else {}
+    )
     foreign = meter.foreign()
     amount, unit = cases.work(op, mode, s, inp)
     med_sc = times["supcomp"].median if "supcomp" in times else None
     rows = []
     for nm in names:
-        row = dict(op=op, mode=mode, size=cases.size_label(op, s), provider=nm, label=cases.LABELS[nm],
-                   note=notes.get(nm, ""), foreign_cpu=foreign)
+        row = dict(
+            op=op,
+            mode=mode,
+            size=cases.size_label(op, s),
+            provider=nm,
+            label=cases.LABELS[nm],
+            note=notes.get(nm, ""),
+            foreign_cpu=foreign,
+        )
         if nm in times:
             t = times[nm]
             val, u, frac = _rate(amount, unit, t.median)
             df = cases.dense_flops(op, mode, nm, s)
             if df:
                 row["info"] = f"its dense GEMMs: {df / t.median / 1e9:.0f} GFLOP/s"
-            row.update(median_ms=1e3 * t.median, p20_ms=1e3 * t.p20, p80_ms=1e3 * t.p80, repeats=len(t.samples),
-                       ratio=(t.median / med_sc) if med_sc else None, rate=val, rate_unit=u, ceiling_frac=frac)
+            row.update(
+                median_ms=1e3 * t.median,
+                p20_ms=1e3 * t.p20,
+                p80_ms=1e3 * t.p80,
+                repeats=len(t.samples),
+                ratio=(t.median / med_sc) if med_sc else None,
+                rate=val,
+                rate_unit=u,
+                ceiling_frac=frac,
+            )
         rows.append(row)
     del fns, inp, go
     gc.collect()
@@ -113,8 +136,10 @@ def run_cases(op: str, opts: Options) -> list[dict]:
                 t0 = time.perf_counter()
                 r = run_case(op, mode, s, quick=opts.quick, log=log)
                 fc = r[0].get("foreign_cpu")
-                log(f"{op} {mode} {cases.size_label(op, s)}: {time.perf_counter() - t0:.1f} s"
-                    + (f", other processes used {100 * fc:.0f}% of the CPUs" if fc is not None else ""))
+                log(
+                    f"{op} {mode} {cases.size_label(op, s)}: {time.perf_counter() - t0:.1f} s"
+                    + (f", other processes used {100 * fc:.0f}% of the CPUs" if fc is not None else "")
+                )
                 for x in r:
                     if "median_ms" in x:
                         log(f"    {x['provider']:<18}{x['median_ms']:>10.2f} ms  x{x['ratio']:.2f}")
@@ -150,9 +175,11 @@ def format_table(rows: list[dict]) -> str:
             ratio = f"{r['ratio']:.2f}×"
         label = r["label"] + (f" ({r['info']})" if r.get("info") else "") + (f" ⚠ {r['note']}" if r.get("note") else "")
         prov = f"**{label}**" if r["provider"] == "supcomp" else label
-        out.append(f"| {r['op']} | {r['mode']} | {r['size']} | {prov} | {_fmt_ms(r['median_ms'])} | "
-                   f"{_fmt_ms(r['p20_ms'])}–{_fmt_ms(r['p80_ms'])} | {ratio} | "
-                   f"{r['rate']:.1f} {r['rate_unit']} | {100 * r['ceiling_frac']:.0f}% |")
+        out.append(
+            f"| {r['op']} | {r['mode']} | {r['size']} | {prov} | {_fmt_ms(r['median_ms'])} | "
+            f"{_fmt_ms(r['p20_ms'])}–{_fmt_ms(r['p80_ms'])} | {ratio} | "
+            f"{r['rate']:.1f} {r['rate_unit']} | {100 * r['ceiling_frac']:.0f}% |"
+        )
     return "\n".join(out)
 
 
@@ -177,13 +204,29 @@ def section(op: str, opts: Options, *, notes: str, targets=(), memory_providers=
     """Run ``op``'s cases (and its peak-memory subprocesses) and return its RESULTS.md section."""
     ctx = RunContext()
     rows = run_cases(op, opts)
-    mrows = memory.measure(op, list(memory_providers), opts.quick, opts.threads, log=opts.log) \
-        if opts.memory and memory_providers else []
-    noisy = sorted({f"{r['mode']} ({r['size']}): {100 * r['foreign_cpu']:.0f}%" for r in rows
-                    if (r.get("foreign_cpu") or 0) > 0.1})
-    L = [heading(op, f"ops/{op}.py", opts.flags), "", ctx.line()
-         + ("" if not noisy else " Cases timed while other processes used > 10% of the CPUs (their numbers are "
-            "disturbed): " + "; ".join(noisy) + "."), "", notes.strip(), "", format_table(rows)]
+    mrows = (
+        memory.measure(op, list(memory_providers), opts.quick, opts.threads, log=opts.log)
+        if opts.memory and memory_providers
+        else []
+    )
+    noisy = sorted(
+        {f"{r['mode']} ({r['size']}): {100 * r['foreign_cpu']:.0f}%" for r in rows if (r.get("foreign_cpu") or 0) > 0.1}
+    )
+    L = [
+        heading(op, f"ops/{op}.py", opts.flags),
+        "",
+        ctx.line()
+        + (
+            ""
+            if not noisy
+            else " Cases timed while other processes used > 10% of the CPUs (their numbers are "
+            "disturbed): " + "; ".join(noisy) + "."
+        ),
+        "",
+        notes.strip(),
+        "",
+        format_table(rows),
+    ]
     if mrows:
         L += ["", "Peak memory. " + memory.TEXT, "", memory.format_table(mrows)]
     tt = format_targets(op, rows, mrows, targets, memory_target)

@@ -3,6 +3,7 @@
 A section is known by its title, the heading up to `` (`command`)``, so a rerun with other flags (or
 from another script path) replaces the section in place instead of adding a second one.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@
 
 Cases, providers and work counts: ``common/cases.py``; timing and tables: ``common/optable.py``.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,10 @@ NOTES = f"""\
 not counted; % of ceiling against {FLOP_CEILING / 1e9:.0f} GFLOP/s.
 - Peer: `torch.relu(torch.addmm(b, h, W.T))` with torch autograd; fwd+bwd computes the gradients of h, W and b."""
 
-TARGETS = [("fwd", "addmm_relu", 0.9, "parity with relu(addmm) (>= 0.9x)"),
-           ("fwd+bwd", "addmm_relu", 0.9, "parity with relu(addmm) (>= 0.9x)")]
+TARGETS = [
+    ("fwd", "addmm_relu", 0.9, "parity with relu(addmm) (>= 0.9x)"),
+    ("fwd+bwd", "addmm_relu", 0.9, "parity with relu(addmm) (>= 0.9x)"),
+]
 MEMORY_PROVIDERS = ["supcomp", "addmm_relu"]
 
 

@@ -4,6 +4,7 @@
 
 Cases, providers and work counts: ``common/cases.py``; timing and tables: ``common/optable.py``.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ MEMORY_TARGET = ("addmm_relu_topk", 10.0, "< 1/10 the peak memory of topk(relu(a
 
 
 def run(opts: cli.Options) -> str:
-    return optable.section(OP, opts, notes=NOTES, targets=TARGETS, memory_providers=MEMORY_PROVIDERS,
-                           memory_target=MEMORY_TARGET)
+    return optable.section(
+        OP, opts, notes=NOTES, targets=TARGETS, memory_providers=MEMORY_PROVIDERS, memory_target=MEMORY_TARGET
+    )
 
 
 if __name__ == "__main__":

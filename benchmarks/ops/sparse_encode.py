@@ -4,6 +4,7 @@
 
 Cases, providers and work counts: ``common/cases.py``; timing and tables: ``common/optable.py``.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,10 @@ measured traffic, charged to every provider alike; % of ceiling is against {MEM_
 the dense [B, n] matrix (built outside the timing; 4·B·n bytes, 2 GiB at B=8192, n=65536), `torch.sparse.mm` with x \
 as a coalesced COO or a CSR tensor. fwd+bwd computes the gradients of values and W (torch.sparse: of x and W)."""
 
-TARGETS = [("fwd", "embedding_bag", 1.5, ">= 1.5x F.embedding_bag"),
-           ("fwd+bwd", "embedding_bag", 1.5, ">= 1.5x F.embedding_bag")]
+TARGETS = [
+    ("fwd", "embedding_bag", 1.5, ">= 1.5x F.embedding_bag"),
+    ("fwd+bwd", "embedding_bag", 1.5, ">= 1.5x F.embedding_bag"),
+]
 MEMORY_PROVIDERS = ["supcomp", "embedding_bag", "dense_mm", "sparse_csr"]
 
 

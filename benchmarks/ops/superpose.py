@@ -4,6 +4,7 @@
 
 Cases, providers and work counts: ``common/cases.py``; timing and tables: ``common/optable.py``.
 """
+
 from __future__ import annotations
 
 import os

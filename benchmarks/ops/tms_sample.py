@@ -15,6 +15,7 @@ Each call draws a new step's batch. Rates: (row, feature) draws per second, I·B
 provider; and each provider's output bytes per second (CSR: 12 bytes a nonzero + 8 an offset; dense:
 4·I·B·n) against the machine's memory bandwidth, the floor of any sampler that writes that output.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,14 +51,17 @@ def providers(I: int, n: int, B: int, p: float) -> dict:
         def call():
             step[key] += 1
             return sampler.sample(step[key])
+
         return call
 
     def notebook():
         return torch.where(torch.rand(I, B, n) <= p, torch.rand(I, B, n), torch.zeros(()))
 
-    return {REF: (draw(csr, "csr"), lambda b: 12 * b.indices.numel() + 8 * b.offsets.numel()),
-            "supcomp dense sampler (pure torch, CPU)": (draw(dense, "dense"), lambda x: 4 * x.numel()),
-            "TMS notebook: torch.where(torch.rand <= p, torch.rand, 0)": (notebook, lambda x: 4 * x.numel())}
+    return {
+        REF: (draw(csr, "csr"), lambda b: 12 * b.indices.numel() + 8 * b.offsets.numel()),
+        "supcomp dense sampler (pure torch, CPU)": (draw(dense, "dense"), lambda x: 4 * x.numel()),
+        "TMS notebook: torch.where(torch.rand <= p, torch.rand, 0)": (notebook, lambda x: 4 * x.numel()),
+    }
 
 
 def density(out) -> float:
@@ -74,38 +78,60 @@ def run_rows(quick: bool, log=print) -> list[dict]:
     out_bytes = {k: provs[k][1](v) for k, v in first.items()}
     dens = {k: density(v) for k, v in first.items()}
     del first
-    times = time_interleaved({k: call for k, (call, _) in provs.items()}, warmup=0, **TIMING["quick" if quick else "full"])
+    times = time_interleaved(
+        {k: call for k, (call, _) in provs.items()}, warmup=0, **TIMING["quick" if quick else "full"]
+    )
     ref = times[REF].median
     size = f"I={I} n={n} B={B} p={p}"
     rows = []
     for k, t in times.items():
         gbs = out_bytes[k] / t.median / 1e9
-        rows.append(dict(size=size, provider=k, ms=1e3 * t.median, p20_ms=1e3 * t.p20, p80_ms=1e3 * t.p80,
-                         ratio=t.median / ref, draws_per_s=I * B * n / t.median, out_mb=out_bytes[k] / 2**20,
-                         out_gbs=gbs, pct=100 * gbs / (MEM_CEILING / 1e9), density=dens[k]))
+        rows.append(
+            dict(
+                size=size,
+                provider=k,
+                ms=1e3 * t.median,
+                p20_ms=1e3 * t.p20,
+                p80_ms=1e3 * t.p80,
+                ratio=t.median / ref,
+                draws_per_s=I * B * n / t.median,
+                out_mb=out_bytes[k] / 2**20,
+                out_gbs=gbs,
+                pct=100 * gbs / (MEM_CEILING / 1e9),
+                density=dens[k],
+            )
+        )
         log(f"{size:<28} {k:<58} {1e3 * t.median:9.2f} ms")
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    out = ["| size | provider | ms (p20–p80) | supcomp speed-up | draws / s | output MB | output GB/s "
-           f"(% of {MEM_CEILING / 1e9:.0f}) | density |", "|---|---|--:|--:|--:|--:|--:|--:|"]
+    out = [
+        "| size | provider | ms (p20–p80) | supcomp speed-up | draws / s | output MB | output GB/s "
+        f"(% of {MEM_CEILING / 1e9:.0f}) | density |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
     for r in rows:
         prov = f"**{r['provider']}**" if r["provider"] == REF else r["provider"]
-        out.append(f"| {r['size']} | {prov} | {r['ms']:.1f} ({r['p20_ms']:.1f}–{r['p80_ms']:.1f}) | "
-                   f"{r['ratio']:.2f}× | {r['draws_per_s']:.3g} | {r['out_mb']:.0f} | {r['out_gbs']:.1f} "
-                   f"({r['pct']:.0f}%) | {r['density']:.4f} |")
+        out.append(
+            f"| {r['size']} | {prov} | {r['ms']:.1f} ({r['p20_ms']:.1f}–{r['p80_ms']:.1f}) | "
+            f"{r['ratio']:.2f}× | {r['draws_per_s']:.3g} | {r['out_mb']:.0f} | {r['out_gbs']:.1f} "
+            f"({r['pct']:.0f}%) | {r['density']:.4f} |"
+        )
     return "\n".join(out)
 
 
 def run(opts: cli.Options) -> str:
     ctx = RunContext()
     rows = run_rows(opts.quick, log=opts.log)
-    return (f"{heading(TITLE, 'ops/tms_sample.py', opts.flags)}\n\n{ctx.line()} One batch per call, a new step "
-            "each call; medians of interleaved rounds. Speed-up = provider time / C++ sampler time (> 1: the C++ "
-            "sampler is faster). Draws / s counts I·B·n (row, feature) decisions for every provider; output GB/s "
-            "counts each provider's own output (CSR: 12 bytes a nonzero + 8 an offset; dense: 4·I·B·n).\n\n"
-            + format_table(rows) + "\n")
+    return (
+        f"{heading(TITLE, 'ops/tms_sample.py', opts.flags)}\n\n{ctx.line()} One batch per call, a new step "
+        "each call; medians of interleaved rounds. Speed-up = provider time / C++ sampler time (> 1: the C++ "
+        "sampler is faster). Draws / s counts I·B·n (row, feature) decisions for every provider; output GB/s "
+        "counts each provider's own output (CSR: 12 bytes a nonzero + 8 an offset; dense: 4·I·B·n).\n\n"
+        + format_table(rows)
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ FLOP count (useful work, the same for every provider): forward 2·I·B·n·m (re
 
 ``benchmarks/gpu_report.py`` times the same steps on CUDA (``supcomp_step``, ``notebook_step``).
 """
+
 from __future__ import annotations
 
 import os
@@ -64,6 +65,7 @@ def supcomp_step(cfg, B, device="cpu"):
             dense_loss_and_grad(model, dsampler.sample(state["step"]))
             opt.step()
             state["step"] += 1
+
         return gpu_step
     sampler = BatchSampler(cfg, B)
     fused_opt = FusedAdamW(model, lr=1e-3, weight_decay=0.01)
@@ -71,6 +73,7 @@ def supcomp_step(cfg, B, device="cpu"):
     def step():  # what train() runs on CPU: one C++ call draws the batch, steps and runs AdamW
         fused_sampled_adamw_step(model, sampler, state["step"], fused_opt)
         state["step"] += 1
+
     return step
 
 
@@ -95,6 +98,7 @@ def notebook_step(cfg, B, compile_it=False, device="cpu"):
         opt.zero_grad(set_to_none=True)
         fn(W, b).backward()
         opt.step()
+
     return step
 
 
@@ -121,7 +125,9 @@ def run_rows(quick=False, log=print):
         # which would flatter the ratio.
         med = group({"supcomp fused": ours, "TMS notebook eager": notebook_step(cfg, B)})
         if not quick:
-            med2 = group({"supcomp fused": ours, "torch.compile(notebook step)": notebook_step(cfg, B, compile_it=True)})
+            med2 = group(
+                {"supcomp fused": ours, "torch.compile(notebook step)": notebook_step(cfg, B, compile_it=True)}
+            )
             # supcomp: the mean of its two group medians; each peer's own time as measured in its group
             med["supcomp fused"] = (med["supcomp fused"] + med2["supcomp fused"]) / 2
             med["torch.compile(notebook step)"] = med2["torch.compile(notebook step)"]
@@ -136,7 +142,7 @@ def run_rows(quick=False, log=print):
 
 
 NOTES = """\
-How the fused step works and where its time goes (see `csrc/tms.cpp`): `train()` on CPU calls
+How the fused step works and where its time goes (see `csrc/tms_step.cpp`): `train()` on CPU calls
 `_C.tms_sample_adamw_step`, which draws each instance's rows tile by tile inside the step (the numbers of
 `BatchSampler.sample`, tested bit for bit against `tms_step` on the drawn batch) instead of writing the batch to
 memory, and runs AdamW on each instance as soon as its gradients are complete (torch's update to float rounding,
@@ -173,9 +179,11 @@ def run(opts: cli.Options) -> str:
     """The RESULTS.md section: the steps table, the targets and the notes."""
     ctx = RunContext()
     rows = run_rows(opts.quick, log=opts.log)
-    return (f"{heading(TITLE, 'ops/tms_step.py', opts.flags)}\n\n{ctx.line()} One step = batch generation + forward + "
-            "loss + backward + AdamW. GFLOP/s counts the useful work 3·(2·I·B·n·m + 2·I·B·nnz·m) for every "
-            "provider.\n\n" + format_table(rows) + "\n\n" + targets_table(rows) + "\n\n" + NOTES + "\n")
+    return (
+        f"{heading(TITLE, 'ops/tms_step.py', opts.flags)}\n\n{ctx.line()} One step = batch generation + forward + "
+        "loss + backward + AdamW. GFLOP/s counts the useful work 3·(2·I·B·n·m + 2·I·B·nnz·m) for every "
+        "provider.\n\n" + format_table(rows) + "\n\n" + targets_table(rows) + "\n\n" + NOTES + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ rounds, order rotated every round, medians); the ratio is peer time / supcomp ti
 read-out of one estimate touches |S_i ∩ S_j| ~ d p^2 activations in the peer (2 nnz(R) B FLOP);
 supcomp's cost is the output write (4 B P bytes) plus sum over active (b, n) of |L_n|^2 / 2 adds.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,18 +69,28 @@ def throughput(m, d, p, B, s_values, repeats):
     for s in s_values:
         a = u.forward(active(B, m, s, seed=s))
         aT = a.T.contiguous()
-        med = interleaved({"supcomp": lambda: u.read_all_pairs(a, out=out),
-                           "torch.sparse": lambda: torch.sparse.mm(R, aT)}, repeats)
+        med = interleaved(
+            {"supcomp": lambda: u.read_all_pairs(a, out=out), "torch.sparse": lambda: torch.sparse.mm(R, aT)}, repeats
+        )
         # agreement on a slice (same numbers, different layout)
         ref = torch.sparse.mm(R, aT)
         u.read_all_pairs(a, out=out)
         err = (out[:, :1000].T - ref[:1000]).abs().max().item()
         act = float((a > 0).float().mean())
         for k in ("supcomp", "torch.sparse"):
-            rows.append(dict(case=f"m={m} d={d} p={p} B={B} s={s}", provider=k, median_ms=1e3 * med[k],
-                             est_per_s=B * P / med[k], ratio=med["torch.sparse"] / med[k], active_frac=act,
-                             out_gbs=4 * B * P / med[k] / 1e9, max_abs_diff=err,
-                             peer_gflops=2 * R._nnz() * B / med[k] / 1e9 if k == "torch.sparse" else None))
+            rows.append(
+                dict(
+                    case=f"m={m} d={d} p={p} B={B} s={s}",
+                    provider=k,
+                    median_ms=1e3 * med[k],
+                    est_per_s=B * P / med[k],
+                    ratio=med["torch.sparse"] / med[k],
+                    active_frac=act,
+                    out_gbs=4 * B * P / med[k] / 1e9,
+                    max_abs_diff=err,
+                    peer_gflops=2 * R._nnz() * B / med[k] / 1e9 if k == "torch.sparse" else None,
+                )
+            )
     return rows, dict(R_build_s=t_build, R_nnz=R._nnz())
 
 
@@ -122,8 +133,12 @@ print(json.dumps(dict(extra=hwm() - base, seconds=time.perf_counter() - t)))
 def memory(m, d, p, B, s):
     rows = []
     for prov in ("supcomp", "supcomp streamed", "dense torch", "torch.sparse"):
-        r = subprocess.run([sys.executable, "-c", MEM_SCRIPT, str(m), str(d), str(p), str(B), str(s), prov],
-                           capture_output=True, text=True, check=True)
+        r = subprocess.run(
+            [sys.executable, "-c", MEM_SCRIPT, str(m), str(d), str(p), str(B), str(s), prov],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(dict(provider=prov, **json.loads(r.stdout.strip().splitlines()[-1])))
     return rows
 
@@ -136,36 +151,66 @@ def dense_time(m, d, p, B, s, repeats):
     Rs = u.readout_matrix(u.pairs())
     R = Rs.to_dense()
     out = torch.empty(B, u.n_pairs)
-    med = interleaved({
-        "supcomp": lambda: u.read_all_pairs(u.forward(idx), out=out),
-        "dense torch": lambda: torch.relu(u.input_values(idx) @ C.T + u.bias) @ R.T,
-        "torch.sparse": lambda: torch.sparse.mm(Rs, u.forward(idx).T.contiguous()),
-    }, repeats)
+    med = interleaved(
+        {
+            "supcomp": lambda: u.read_all_pairs(u.forward(idx), out=out),
+            "dense torch": lambda: torch.relu(u.input_values(idx) @ C.T + u.bias) @ R.T,
+            "torch.sparse": lambda: torch.sparse.mm(Rs, u.forward(idx).T.contiguous()),
+        },
+        repeats,
+    )
     ref = torch.relu(u.input_values(idx) @ C.T + u.bias) @ R.T
     diff = (u.read_all_pairs(u.forward(idx)) - ref).abs().max().item()
-    return [dict(case=f"m={m} d={d} p={p} B={B} s={s}", provider=k, median_ms=1e3 * v,
-                 est_per_s=B * u.n_pairs / v, ratio=v / med["supcomp"], max_abs_diff=diff) for k, v in med.items()]
+    return [
+        dict(
+            case=f"m={m} d={d} p={p} B={B} s={s}",
+            provider=k,
+            median_ms=1e3 * v,
+            est_per_s=B * u.n_pairs / v,
+            ratio=v / med["supcomp"],
+            max_abs_diff=diff,
+        )
+        for k, v in med.items()
+    ]
 
 
 def markdown(res, ctx_line: str, flags: str) -> str:
-    L = [heading(TITLE, "ops/uand.py", flags), "",
-         f"{ctx_line} Medians of {res['repeats']} interleaved repeats; "
-         "ratio = peer time / supcomp time (> 1: supcomp faster).", "",
-         "All pairs (P = m(m-1)/2 estimates per sample), supcomp `read_all_pairs` (C++, [B, P] output "
-         "preallocated) vs `torch.sparse.mm(R_csr, a.T)` (R [P, d] CSR built once, "
-         f"{res['peer']['R_nnz']:,} nnz, build {res['peer']['R_build_s']:.1f} s not timed):", "",
-         f"| case | provider | ms | AND estimates / s | speed-up | active neurons | output write GB/s (% of {MEM_CEIL_GBS:.0f}) |",
-         "|---|---|--:|--:|--:|--:|--:|"]
+    L = [
+        heading(TITLE, "ops/uand.py", flags),
+        "",
+        f"{ctx_line} Medians of {res['repeats']} interleaved repeats; "
+        "ratio = peer time / supcomp time (> 1: supcomp faster).",
+        "",
+        "All pairs (P = m(m-1)/2 estimates per sample), supcomp `read_all_pairs` (C++, [B, P] output "
+        "preallocated) vs `torch.sparse.mm(R_csr, a.T)` (R [P, d] CSR built once, "
+        f"{res['peer']['R_nnz']:,} nnz, build {res['peer']['R_build_s']:.1f} s not timed):",
+        "",
+        f"| case | provider | ms | AND estimates / s | speed-up | active neurons | output write GB/s (% of {MEM_CEIL_GBS:.0f}) |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
     for r in res["throughput"]:
-        L.append(f"| {r['case']} | {r['provider']} | {r['median_ms']:.0f} | {r['est_per_s']:.3g} | "
-                 f"{r['ratio']:.2f}× | {100 * r['active_frac']:.2f}% | {r['out_gbs']:.1f} "
-                 f"({100 * r['out_gbs'] / MEM_CEIL_GBS:.0f}%) |")
-    L += ["", "Forward + all pairs against the dense torch implementation `relu(x @ C.T + b) @ R.T`:", "",
-          "| case | provider | ms | AND estimates / s | supcomp speed-up |", "|---|---|--:|--:|--:|"]
+        L.append(
+            f"| {r['case']} | {r['provider']} | {r['median_ms']:.0f} | {r['est_per_s']:.3g} | "
+            f"{r['ratio']:.2f}× | {100 * r['active_frac']:.2f}% | {r['out_gbs']:.1f} "
+            f"({100 * r['out_gbs'] / MEM_CEIL_GBS:.0f}%) |"
+        )
+    L += [
+        "",
+        "Forward + all pairs against the dense torch implementation `relu(x @ C.T + b) @ R.T`:",
+        "",
+        "| case | provider | ms | AND estimates / s | supcomp speed-up |",
+        "|---|---|--:|--:|--:|",
+    ]
     for r in res["dense"]:
         L.append(f"| {r['case']} | {r['provider']} | {r['median_ms']:.1f} | {r['est_per_s']:.3g} | {r['ratio']:.1f}× |")
-    L += ["", f"Peak memory above the baseline (RSS high-water mark, fresh subprocess, model state built inside; "
-          f"{res['dense'][0]['case']}):", "", "| provider | extra MB | fraction of dense torch |", "|---|--:|--:|"]
+    L += [
+        "",
+        f"Peak memory above the baseline (RSS high-water mark, fresh subprocess, model state built inside; "
+        f"{res['dense'][0]['case']}):",
+        "",
+        "| provider | extra MB | fraction of dense torch |",
+        "|---|--:|--:|",
+    ]
     dense_mb = next(r["extra"] for r in res["memory"] if r["provider"] == "dense torch") / 2**20
     for r in res["memory"]:
         mb = r["extra"] / 2**20

@@ -1,4 +1,5 @@
 """CCConfig: what a batch of compressed-computation models is (model kind, mixing matrix, sizes, density)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,7 @@ def _per_instance(name, value, n_instances):
         value = value.tolist()
     if isinstance(value, (list, tuple)):
         if len(value) != n_instances:
-            raise ValueError(f"{name}: expected a number or {n_instances} numbers (one per instance), "
-                             f"got {len(value)}")
+            raise ValueError(f"{name}: expected a number or {n_instances} numbers (one per instance), got {len(value)}")
         vals = value
     else:
         vals = [value] * n_instances
@@ -75,11 +75,13 @@ class CCConfig:
         if self.mixing not in MIXINGS:
             raise ValueError(f"mixing: expected one of {MIXINGS}, got {self.mixing!r}")
         if self.model == "residual" and self.mixing != "embedding":
-            raise ValueError(f"mixing: model='residual' implies mixing='embedding' (its mixing matrix is "
-                             f"W_E W_Eᵀ - I), got {self.mixing!r}; use model='mlp' for the other controls")
+            raise ValueError(
+                f"mixing: model='residual' implies mixing='embedding' (its mixing matrix is "
+                f"W_E W_Eᵀ - I), got {self.mixing!r}; use model='mlp' for the other controls"
+            )
         for name in ("n_features", "d_embed", "d_mlp", "n_instances"):
             _positive_int(name, getattr(self, name))
-        if self.n_instances >= 2 ** 20:
+        if self.n_instances >= 2**20:
             raise ValueError(f"n_instances: at most 2^20 - 1 instances, got {self.n_instances}")
         if self.mixing in ("symmetric", "asymmetric"):
             if self.sigma is None:
@@ -88,12 +90,15 @@ class CCConfig:
             if not all(math.isfinite(v) and v >= 0 for v in s):
                 raise ValueError(f"sigma: every sigma must be finite and >= 0, got {self.sigma!r}")
         elif self.sigma is not None:
-            raise ValueError(f"sigma: only mixing='symmetric' or 'asymmetric' takes a sigma; "
-                             f"mixing={self.mixing!r} got sigma={self.sigma!r}")
+            raise ValueError(
+                f"sigma: only mixing='symmetric' or 'asymmetric' takes a sigma; "
+                f"mixing={self.mixing!r} got sigma={self.sigma!r}"
+            )
         p = _per_instance("feature_probability", self.feature_probability, self.n_instances)
         if not all(0 < v <= 1 for v in p):
-            raise ValueError(f"feature_probability: every probability must lie in (0, 1], got "
-                             f"{self.feature_probability!r}")
+            raise ValueError(
+                f"feature_probability: every probability must lie in (0, 1], got {self.feature_probability!r}"
+            )
 
     def sigmas(self) -> list[float]:
         """Per-instance sigma (0.0 for the mixings without one), ``n_instances`` floats."""
@@ -122,5 +127,5 @@ class CCConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CCConfig":
+    def from_dict(cls, d: dict) -> CCConfig:
         return cls(**d)

@@ -15,6 +15,7 @@ draws exact samples of independent features conditioned on at least one being on
 feature from its truncated geometric law, every later feature independently), so ``n_samples`` counts
 informative samples at every p (Bhagat et al. evaluate on about 10⁶ non-empty samples).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ def nonempty_probability(n_features: int, p: float) -> float:
     return -math.expm1(n_features * math.log1p(-p)) if p < 1 else 1.0
 
 
-def sample_nonempty(n_samples: int, n_features: int, p: float, generator=None, dtype=torch.float32,
-                    device="cpu") -> torch.Tensor:
+def sample_nonempty(
+    n_samples: int, n_features: int, p: float, generator=None, dtype=torch.float32, device="cpu"
+) -> torch.Tensor:
     """``x [n_samples, n_features]``: independent features (on with probability p, value uniform on
     [-1, 1)) conditioned on at least one being on. Exact: the first active feature F has
     ``P(F = f) ∝ (1-p)^f p``; features after F are on independently with probability p."""
@@ -61,8 +63,9 @@ def sample_nonempty(n_samples: int, n_features: int, p: float, generator=None, d
 
 
 @torch.no_grad()
-def loss_per_feature(model: CCModel, feature_probability: float, n_samples: int = 1_000_000, seed: int = 1234,
-                     chunk: int = 25_000) -> torch.Tensor:
+def loss_per_feature(
+    model: CCModel, feature_probability: float, n_samples: int = 1_000_000, seed: int = 1234, chunk: int = 25_000
+) -> torch.Tensor:
     """L/p of every instance, evaluated at density ``feature_probability`` (not necessarily the training
     one): ``[I]`` float64.
 

@@ -5,6 +5,7 @@ SeedSequence, so an instance's matrices do not depend on how many instances shar
 ``"residual"`` model and the ``"mlp"`` + ``"embedding"`` control of the same (seed, instance) share
 one W_E (the control is trained on exactly the residual model's mixing matrix).
 """
+
 from __future__ import annotations
 
 import math

@@ -14,6 +14,7 @@ mixing ``S = -M`` (residual) or ``S = M`` (mlp). ``folded()`` returns them; the 
 evaluation use this form (exact, and ~d_embed/m times fewer FLOPs per sample than going through the
 1000-wide residual stream), ``forward()`` is the literal architecture.
 """
+
 from __future__ import annotations
 
 import json
@@ -121,12 +122,13 @@ class CCModel(nn.Module):
         os.replace(tmp, os.path.join(path, "model.safetensors"))
         tmp = os.path.join(path, ".config.json.tmp")
         with open(tmp, "w") as f:
-            json.dump({"config": self.config.to_dict(), "seed": self.seed, "format": "supcomp.cc.CCModel/1"}, f,
-                      indent=1)
+            json.dump(
+                {"config": self.config.to_dict(), "seed": self.seed, "format": "supcomp.cc.CCModel/1"}, f, indent=1
+            )
         os.replace(tmp, os.path.join(path, "config.json"))
 
     @classmethod
-    def load(cls, path: str, device=None) -> "CCModel":
+    def load(cls, path: str, device=None) -> CCModel:
         from safetensors.torch import load_file
 
         with open(os.path.join(path, "config.json")) as f:

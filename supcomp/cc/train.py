@@ -19,6 +19,7 @@ instances for the backward, so each instance's gradient is that of its own mean 
 Schedule: AdamW (weight decay 0.01), lr ``lr * (1 + cos(π t / steps)) / 2`` at step t (cosine to 0,
 torch's ``CosineAnnealingLR``), as in both papers' code.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,10 +27,10 @@ import math
 import torch
 
 from ..ops import sparse_encode
-from ..utils.progress import progress_bar
 from ..ops.sparse_encode import sparse_encode_backward_op
 from ..tms.config import ToyModelConfig
 from ..tms.data import BatchSampler, SparseBatch
+from ..utils.progress import progress_bar
 from .config import CCConfig
 from .model import CCModel
 
@@ -39,8 +40,9 @@ BACKENDS = ("fused", "reference")
 def make_sampler(config: CCConfig, batch_size: int, seed: int = 0, dtype=torch.float32) -> BatchSampler:
     """The batches of a CC run: the TMS sampler with ``kind="abs"`` (values uniform on [-1, 1)),
     independent features with each instance's probability."""
-    tms_cfg = ToyModelConfig(config.n_features, 1, n_instances=config.n_instances,
-                             feature_probability=config.probabilities(), kind="abs")
+    tms_cfg = ToyModelConfig(
+        config.n_features, 1, n_instances=config.n_instances, feature_probability=config.probabilities(), kind="abs"
+    )
     return BatchSampler(tms_cfg, batch_size, seed=seed, dtype=dtype)
 
 
@@ -61,18 +63,20 @@ def fused_loss_and_grad(model: CCModel, batch: SparseBatch) -> torch.Tensor:
     Bsz, n = idx.shape[1], model.config.n_features
     with torch.no_grad():
         A, B, S = model.folded()
-        pre = sparse_encode(idx, val, A)                               # [I, B, m]
+        pre = sparse_encode(idx, val, A)  # [I, B, m]
         h = torch.relu(pre)
-        err = torch.baddbmm(sparse_encode(idx, val, S.transpose(1, 2).contiguous()), h, B.transpose(1, 2),
-                            beta=-1.0)                                 # h Bᵀ - x Sᵀ   [I, B, n]
+        err = torch.baddbmm(
+            sparse_encode(idx, val, S.transpose(1, 2).contiguous()), h, B.transpose(1, 2), beta=-1.0
+        )  # h Bᵀ - x Sᵀ   [I, B, n]
         on = idx >= 0
-        err.scatter_add_(-1, idx.clamp(min=0), torch.where(on, -torch.relu(val), torch.zeros((), dtype=val.dtype,
-                                                                                              device=dev)))
+        err.scatter_add_(
+            -1, idx.clamp(min=0), torch.where(on, -torch.relu(val), torch.zeros((), dtype=val.dtype, device=dev))
+        )
         scale = 1.0 / (Bsz * n)
         loss = torch.linalg.vector_norm(err, dim=(1, 2)).double().square() * scale
-        g = err.mul_(2.0 * scale)                                      # dL/dy, in place
-        gB = torch.bmm(g.transpose(1, 2), h)                           # [I, n, m]
-        gpre = torch.bmm(g, B).mul_(pre > 0)                           # [I, B, m]
+        g = err.mul_(2.0 * scale)  # dL/dy, in place
+        gB = torch.bmm(g.transpose(1, 2), h)  # [I, n, m]
+        gpre = torch.bmm(g, B).mul_(pre > 0)  # [I, B, m]
         _, gA = sparse_encode_backward_op(gpre, idx, val, A.contiguous(), False, True)
         if model.residual:
             WEt = model.W_E.transpose(1, 2)
@@ -101,9 +105,20 @@ def cosine_lr(lr: float, step: int, steps: int) -> float:
     return lr * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps)))
 
 
-def train(config: CCConfig, steps: int = 10_000, batch_size: int = 2048, seed: int = 0, progress: bool = True,
-          lr: float = 3e-3, weight_decay: float = 0.01, backend: str = "fused", device=None,
-          dtype=torch.float32, log_every: int = 1, threads: int | None = None) -> CCModel:
+def train(
+    config: CCConfig,
+    steps: int = 10_000,
+    batch_size: int = 2048,
+    seed: int = 0,
+    progress: bool = True,
+    lr: float = 3e-3,
+    weight_decay: float = 0.01,
+    backend: str = "fused",
+    device=None,
+    dtype=torch.float32,
+    log_every: int = 1,
+    threads: int | None = None,
+) -> CCModel:
     """Train ``config.n_instances`` CC models at once (AdamW, cosine lr from 3e-3, weight decay 0.01, batch
     2048: the APD paper's settings; 10,000 steps as in the Bhagat et al. code).
 
@@ -139,8 +154,9 @@ def train(config: CCConfig, steps: int = 10_000, batch_size: int = 2048, seed: i
         old = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return train(config, steps, batch_size, seed, progress, lr, weight_decay, backend, device, dtype,
-                         log_every, None)
+            return train(
+                config, steps, batch_size, seed, progress, lr, weight_decay, backend, device, dtype, log_every, None
+            )
         finally:
             torch.set_num_threads(old)
     device = torch.device(device) if device is not None else torch.device("cpu")

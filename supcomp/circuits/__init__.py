@@ -4,6 +4,7 @@
 large network (``SuperposedNetwork``) that runs any few of them at once;
 ``measure_interference`` measures the errors and compares them with theory.
 """
+
 from .assign import max_circuits
 from .circuitset import CircuitSet
 from .interference import measure_interference

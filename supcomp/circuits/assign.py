@@ -18,6 +18,7 @@ prime; we leave that extension out, so our capacity can be a little smaller.)
 ``"random"``: S distinct positions drawn uniformly per circuit (two circuits
 then share ``Hypergeometric(M, S, S)`` positions, mean ``S^2 / M``).
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ with ``act`` = ReLU (``activation="relu"``, an ordinary MLP) or the identity
 Bushnaq 2025). The superposed network of :func:`supcomp.circuits.compress`
 computes the same ``h_l`` approximately for any few active circuits at once.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,10 @@ class CircuitSet:
         if tuple(biases.shape) != (T, L, d):
             raise ValueError(f"biases: expected shape [{T}, {L}, {d}] to match weights, got {list(biases.shape)}")
         if biases.dtype != weights.dtype or biases.device != weights.device:
-            raise TypeError(f"biases: dtype/device {biases.dtype}/{biases.device} does not match weights "
-                            f"{weights.dtype}/{weights.device}")
+            raise TypeError(
+                f"biases: dtype/device {biases.dtype}/{biases.device} does not match weights "
+                f"{weights.dtype}/{weights.device}"
+            )
         if not (torch.isfinite(weights).all() and torch.isfinite(biases).all()):
             raise ValueError("weights / biases: NaN or inf entries are not allowed")
         if activation not in ACTIVATIONS:
@@ -60,12 +63,12 @@ class CircuitSet:
     def __repr__(self):
         return f"CircuitSet(T={self.T}, L={self.L}, d={self.d}, activation={self.activation!r})"
 
-    def to(self, *args, **kwargs) -> "CircuitSet":
+    def to(self, *args, **kwargs) -> CircuitSet:
         """A copy with weights and biases moved / cast like ``Tensor.to``."""
         return CircuitSet(self.weights.to(*args, **kwargs), self.biases.to(*args, **kwargs), self.activation)
 
     @staticmethod
-    def random(T: int, L: int, d: int, seed: int = 0, bias_scale: float = 0.1, dtype=torch.float32) -> "CircuitSet":
+    def random(T: int, L: int, d: int, seed: int = 0, bias_scale: float = 0.1, dtype=torch.float32) -> CircuitSet:
         """T random ReLU MLPs: ``W ~ N(0, 2/d)`` (He scale, so ``|h|`` stays of order ``|x|``),
         ``b ~ N(0, bias_scale^2)``; weights ``[T, L, d, d]``, biases ``[T, L, d]``."""
         _check_sizes(T=T, L=L, d=d)
@@ -75,7 +78,7 @@ class CircuitSet:
         return CircuitSet(W.to(dtype), b.to(dtype), "relu")
 
     @staticmethod
-    def rotations(T: int, L: int, seed: int = 0, dtype=torch.float32) -> "CircuitSet":
+    def rotations(T: int, L: int, seed: int = 0, dtype=torch.float32) -> CircuitSet:
         """T 2-D rotation circuits (Linsefors & Bushnaq 2025): circuit t rotates its state by one
         angle ``theta_t ~ U[0, 2 pi)`` at every layer; linear, no bias, d = 2."""
         _check_sizes(T=T, L=L)

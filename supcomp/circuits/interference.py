@@ -67,6 +67,7 @@ for ReLU circuits' non-negative states (there ``read_in`` and ``total`` are
 estimates); they assume every active host stays in the ReLU's linear range and
 every inactive one is silenced (true while the interference stays below 1).
 """
+
 from __future__ import annotations
 
 import math
@@ -83,24 +84,25 @@ def _overlap_stats(A: torch.Tensor, M: int):
     T = O.shape[0]
     S = float(O[0, 0])
     off = O - torch.diag(torch.diag(O))
-    k1 = float((off ** 2).sum()) / max(1, T * (T - 1))
+    k1 = float((off**2).sum()) / max(1, T * (T - 1))
     rs = off.sum(1)
-    k2 = float((rs ** 2 - (off ** 2).sum(1)).sum()) / max(1, T * (T - 1) * (T - 2))
+    k2 = float((rs**2 - (off**2).sum(1)).sum()) / max(1, T * (T - 1) * (T - 2))
     return O, S, k1, k2
 
 
 def _route_stats(P: torch.Tensor, Q: torch.Tensor, S: float):
     """G = mean_{t != u} sum_v P[t,v]^2 Q[v,u]^2 and the self sum mean_t sum_{v != t} P[t,v]^2 Q[v,t]^2."""
     T = P.shape[0]
-    P2, Q2 = P ** 2, Q ** 2
+    P2, Q2 = P**2, Q**2
     same = float((P2 * Q2.T).sum())  # t = u terms, v = t included
     G = (float((P2.sum(0) * Q2.sum(1)).sum()) - same) / max(1, T * (T - 1))
-    self_ = (same - T * S ** 4) / T
+    self_ = (same - T * S**4) / T
     return G, self_
 
 
-def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n_samples: int, seed: int = 0,
-                         batch_size: int = 256) -> dict:
+def measure_interference(
+    net: SuperposedNetwork, circuits: CircuitSet, z: int, n_samples: int, seed: int = 0, batch_size: int = 256
+) -> dict:
     """Measure the read-in, read-out, total and z = 1 errors of ``net`` at every layer; compare with theory.
 
     Args:
@@ -122,8 +124,9 @@ def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n
     if not isinstance(circuits, CircuitSet):
         raise TypeError(f"circuits: expected a CircuitSet, got {type(circuits).__name__}")
     if (circuits.T, circuits.L, circuits.d) != (net.T, net.L, net.d):
-        raise ValueError(f"circuits: T, L, d = {(circuits.T, circuits.L, circuits.d)} do not match net's "
-                         f"{(net.T, net.L, net.d)}")
+        raise ValueError(
+            f"circuits: T, L, d = {(circuits.T, circuits.L, circuits.d)} do not match net's {(net.T, net.L, net.d)}"
+        )
     if not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples: expected an int >= 2, got {n_samples!r}")
     if not isinstance(z, int) or not 1 <= z <= net.T:
@@ -137,8 +140,8 @@ def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n
     h2, h1, hh, g2, gpos, rho_num = [], [], [], [], [], []
     with torch.no_grad():
         for s0 in range(0, n_samples, batch_size):
-            act = active_all[s0:s0 + batch_size].to(dev)
-            x = x_all[s0:s0 + batch_size].to(dev)
+            act = active_all[s0 : s0 + batch_size].to(dev)
+            x = x_all[s0 : s0 + batch_size].to(dev)
             B = act.shape[0]
             h = circ.run(x, act)  # [L+1, B, z, d]
             # each slot alone: row (b, j) keeps only slot j
@@ -167,16 +170,16 @@ def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n
                 per_sample[k].append(torch.stack(rows[k], 1).double().cpu())
             # moments of the exact states and pre-activations, per layer
             hd = h.double().cpu()
-            h2.append((hd ** 2).sum((1, 2, 3)))
+            h2.append((hd**2).sum((1, 2, 3)))
             h1.append(hd.sum((1, 2)))  # [L+1, d]
             hh.append(torch.einsum("lbzi,lbzj->lij", hd, hd))
             Wt = circ.weights.double().cpu()[act.cpu()]  # [B, z, L, d, d]
             bt = circ.biases.double().cpu()[act.cpu()]
             g = torch.einsum("bzlij,lbzj->lbzi", Wt, hd[:-1]) + bt.permute(2, 0, 1, 3)  # [L, B, z, d]
-            g2.append((g ** 2).sum((1, 2, 3)))
+            g2.append((g**2).sum((1, 2, 3)))
             pos = (g > 0) if circuits.activation == "relu" else torch.ones_like(g, dtype=torch.bool)
             gpos.append(pos.double().sum((1, 2, 3)))
-            rho_num.append(torch.einsum("lbzi,bzlij->l", pos.double(), Wt ** 2))
+            rho_num.append(torch.einsum("lbzi,bzlij->l", pos.double(), Wt**2))
     out = {}
     for k in keys:
         ps = torch.cat(per_sample[k])  # [n, L+1]
@@ -191,8 +194,12 @@ def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n
     rho = torch.stack(rho_num).sum(0) / (cnt * d)  # [L]
     W64, b64 = circuits.weights.double().cpu(), circuits.biases.double().cpu()
     # sigma^2_l = E_v[tr(W_v Sigma_{l-1} W_v^T) + |b_v|^2] / d
-    sigma2 = torch.stack([(torch.einsum("vij,jk,vik->", W64[:, l], Sig[l], W64[:, l]) + (b64[:, l] ** 2).sum())
-                          / (circuits.T * d) for l in range(L)])
+    sigma2 = torch.stack(
+        [
+            (torch.einsum("vij,jk,vik->", W64[:, l], Sig[l], W64[:, l]) + (b64[:, l] ** 2).sum()) / (circuits.T * d)
+            for l in range(L)
+        ]
+    )
     O0, S, k1_0, k2_0 = _overlap_stats(net.assignments[0], net.M)
     O1, _, k1_1, k2_1 = _overlap_stats(net.assignments[1], net.M)
     k1, k2 = (k1_0, k1_1), (k2_0, k2_1)
@@ -202,7 +209,7 @@ def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n
     pred = {k: torch.zeros(L + 1, dtype=torch.float64) for k in keys}
     for l in range(L + 1):
         p = l % 2
-        pred["read_out"][l] = ((z - 1) * k1[p] * m2[l] + (z - 1) * (z - 2) * k2[p] * mu2[l]) / S ** 2
+        pred["read_out"][l] = ((z - 1) * k1[p] * m2[l] + (z - 1) * (z - 2) * k2[p] * mu2[l]) / S**2
     coherent = circuits.activation == "linear" and bool((W64 == W64[:, :1]).all()) and bool((b64 == 0).all())
     cross = pred["read_out"][0].item()
     alone = 0.0
@@ -210,22 +217,22 @@ def measure_interference(net: SuperposedNetwork, circuits: CircuitSet, z: int, n
         p = l % 2
         Gl, self_l = G[p]
         s2 = sigma2[l - 1].item()
-        pred["read_in"][l] = (z - 1) / S ** 4 * (S ** 2 * k1[p] * Eg2[l - 1].item() + (Gl - S ** 2 * k1[p]) * s2)
-        eta = phi[l - 1].item() * s2 * self_l / S ** 4
+        pred["read_in"][l] = (z - 1) / S**4 * (S**2 * k1[p] * Eg2[l - 1].item() + (Gl - S**2 * k1[p]) * s2)
+        eta = phi[l - 1].item() * s2 * self_l / S**4
         r = rho[l - 1].item()
         alone = (math.sqrt(r * alone) + math.sqrt(eta)) ** 2 if coherent else r * alone + eta
-        own = (z - 1) * k1[1 - p] * s2 / S ** 2
+        own = (z - 1) * k1[1 - p] * s2 / S**2
         cross = r * cross + phi[l - 1].item() * max(0.0, pred["read_in"][l].item() - own)
         pred["alone"][l] = alone
         pred["total"][l] = alone + cross
     pred["total"][0] = pred["read_out"][0]
     # closed forms: overlap counts replaced by their large-T values, k1 / S^2 -> kappa
     M = net.M
-    kappa = 1.0 / M if net.assignment == "overlap1" else 1.0 / M + S ** 2 / M ** 2
-    pred["read_out_closed"] = (z - 1) * kappa * m2 + (z - 1) * (z - 2) * kappa ** 2 * mu2
+    kappa = 1.0 / M if net.assignment == "overlap1" else 1.0 / M + S**2 / M**2
+    pred["read_out_closed"] = (z - 1) * kappa * m2 + (z - 1) * (z - 2) * kappa**2 * mu2
     closed_in = torch.zeros(L + 1, dtype=torch.float64)
     for l in range(1, L + 1):
-        closed_in[l] = (z - 1) * (kappa * Eg2[l - 1] + (kappa + circuits.T * kappa ** 2) * sigma2[l - 1])
+        closed_in[l] = (z - 1) * (kappa * Eg2[l - 1] + (kappa + circuits.T * kappa**2) * sigma2[l - 1])
     pred["read_in_closed"] = closed_in
     out["predicted"] = pred
     return out

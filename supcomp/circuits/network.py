@@ -60,6 +60,7 @@ op's weight-gradient kernel, which is exactly that scatter) -- C++ on CPU,
 Triton on CUDA. The D x D layers are dense (``relu_readout``: GEMM + bias +
 ReLU).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -131,8 +132,10 @@ class SuperposedNetwork(torch.nn.Module):
         self.M = self.width // (d + 2)
 
     def extra_repr(self):
-        return (f"T={self.T}, L={self.L}, d={self.d}, width={self.width}, M={self.M}, S={self.S}, "
-                f"assignment={self.assignment!r}, offset={self.offset}")
+        return (
+            f"T={self.T}, L={self.L}, d={self.d}, width={self.width}, M={self.M}, S={self.S}, "
+            f"assignment={self.assignment!r}, offset={self.offset}"
+        )
 
     # --- sparse read-in / read-out -------------------------------------------------------------
     def positions(self, active: torch.Tensor, layer: int) -> torch.Tensor:
@@ -166,8 +169,8 @@ class SuperposedNetwork(torch.nn.Module):
         inds = (ind_here, ind_other) if layer % 2 == 0 else (ind_other, ind_here)
         out = torch.zeros(B, self.width, dtype=states.dtype, device=states.device)
         out[:, :M] = inds[0]
-        out[:, M:2 * M] = inds[1]
-        out[:, 2 * M:(d + 2) * M] = state.reshape(B, M * d)
+        out[:, M : 2 * M] = inds[1]
+        out[:, 2 * M : (d + 2) * M] = state.reshape(B, M * d)
         return out
 
     def read(self, a: torch.Tensor, active: torch.Tensor, layer: int) -> torch.Tensor:
@@ -189,10 +192,10 @@ class SuperposedNetwork(torch.nn.Module):
             return a.new_zeros(B, z, d)
         pos = self.positions(active, layer)
         vals = ((active >= 0).to(a.dtype) / S).unsqueeze(-1).expand(B, z, S).contiguous()
-        states = a[:, 2 * M:(d + 2) * M].reshape(B, M, d)
+        states = a[:, 2 * M : (d + 2) * M].reshape(B, M, d)
         if self.offset:
             p = layer % 2
-            states = states - self.offset * a[:, p * M:(p + 1) * M].unsqueeze(-1)
+            states = states - self.offset * a[:, p * M : (p + 1) * M].unsqueeze(-1)
         return sparse_encode(pos, vals, states.contiguous())  # [B, z, d]: instance axis = batch row
 
     # --- dense layers --------------------------------------------------------------------------
@@ -232,8 +235,9 @@ class SuperposedNetwork(torch.nn.Module):
         return self.read(a, active, self.L)
 
 
-def compress(circuits: CircuitSet, width: int, neurons_per_unit: int = 5, assignment: str = "overlap1",
-             seed: int = 0) -> SuperposedNetwork:
+def compress(
+    circuits: CircuitSet, width: int, neurons_per_unit: int = 5, assignment: str = "overlap1", seed: int = 0
+) -> SuperposedNetwork:
     """Embed ``circuits`` (T circuits, L layers, width d) in one large network of ``width`` neurons per layer.
 
     Args:
@@ -258,8 +262,9 @@ def compress(circuits: CircuitSet, width: int, neurons_per_unit: int = 5, assign
     S = neurons_per_unit
     M = width // (d + 2)
     if M < 1:
-        raise ValueError(f"width: must be at least d + 2 = {d + 2} (two indicator blocks and d state blocks), "
-                         f"got {width}")
+        raise ValueError(
+            f"width: must be at least d + 2 = {d + 2} (two indicator blocks and d state blocks), got {width}"
+        )
     if S > M:
         raise ValueError(f"neurons_per_unit: S={S} exceeds the {M} positions per block of width {width}")
     g = torch.Generator().manual_seed(int(seed))
@@ -285,7 +290,7 @@ def compress(circuits: CircuitSet, width: int, neurons_per_unit: int = 5, assign
         out_ind = (l % 2) * M + ar_M  # gate: +(c + 1) from the output assignment's indicator
         st = state0 + ar_M[:, None] * d + i_idx[None, :]  # [M, d]
         Wl[st.reshape(-1), out_ind.repeat_interleave(d)] = c + 1.0
-        bias[l - 1, state0:state0 + M * d] = -1.0
+        bias[l - 1, state0 : state0 + M * d] = -1.0
         # circuit weights: rows state(m, i) for m in A_out[t], cols state(n, j) for n in A_in[t]
         w = W64[:, l - 1] / S  # [T, d, d]
         m = A_out[:, :, None, None, None]  # [T, S_out, 1, 1, 1]
@@ -304,5 +309,4 @@ def compress(circuits: CircuitSet, width: int, neurons_per_unit: int = 5, assign
         vals = bvec[:, None, None, :].expand(T, S, S, d)
         Wl.index_put_((rows.reshape(-1), cols.reshape(-1)), vals.reshape(-1), accumulate=True)
         weight[l - 1] = Wl
-    return SuperposedNetwork(weight.to(dev), bias.to(dt).to(dev), torch.stack([A0, A1]).to(dev), d, c,
-                             assignment)
+    return SuperposedNetwork(weight.to(dev), bias.to(dt).to(dev), torch.stack([A0, A1]).to(dev), d, c, assignment)

@@ -1,6 +1,7 @@
 """Dense torch versions of the superposed network: a slow loop-built reference (tests) and
 ``DenseNetwork``, the same large network with dense read-in / read-out matrices (benchmark peer).
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,8 +46,9 @@ def slow_weights(circuits: CircuitSet, assignments: torch.Tensor, width: int):
     return W, b
 
 
-def slow_forward(circuits: CircuitSet, assignments: torch.Tensor, width: int, x: torch.Tensor,
-                 active: torch.Tensor) -> torch.Tensor:
+def slow_forward(
+    circuits: CircuitSet, assignments: torch.Tensor, width: int, x: torch.Tensor, active: torch.Tensor
+) -> torch.Tensor:
     """Loop-by-loop forward of the large network built by :func:`slow_weights`: -> ``[B, z, d]`` float64."""
     W, b = slow_weights(circuits, assignments, width)
     L, d = circuits.L, circuits.d
@@ -119,14 +121,14 @@ class DenseNetwork(torch.nn.Module):
         """x ``[B, z, d]``, active ``[B, z]`` (-1 padding) -> ``[B, z, d]``."""
         B, z = active.shape
         T, d, M = self.T, self.d, self.M
-        valid = (active >= 0)
+        valid = active >= 0
         ids = active.clamp(min=0)
         code = torch.zeros(B, T, d + 1, dtype=x.dtype, device=x.device)
         vals = torch.cat([x, torch.ones(B, z, 1, dtype=x.dtype, device=x.device)], -1) * valid.unsqueeze(-1)
         code.scatter_add_(1, ids.unsqueeze(-1).expand(B, z, d + 1), vals)
         a = code.reshape(B, -1) @ self.embedding
-        a[:, :2 * M] = a[:, :2 * M].clamp(max=1.0)
-        a[:, 2 * M:(d + 2) * M] += self.offset * a[:, :M].repeat_interleave(d, 1)
+        a[:, : 2 * M] = a[:, : 2 * M].clamp(max=1.0)
+        a[:, 2 * M : (d + 2) * M] += self.offset * a[:, :M].repeat_interleave(d, 1)
         for l in range(self.weight.shape[0]):
             a = torch.relu(torch.addmm(self.bias[l], a, self.weight[l].T))
         y = (a @ self.readout).reshape(B, T, d)
@@ -146,12 +148,12 @@ def torch_index_forward(net: SuperposedNetwork, x: torch.Tensor, active: torch.T
     for p in (0, 1):
         pos = net.assignments[p][active.clamp(min=0)]  # [B, z, S]
         a.index_put_((rows, p * M + pos), one, accumulate=True)
-    a[:, :2 * M].clamp_(max=1.0)
+    a[:, : 2 * M].clamp_(max=1.0)
     pos = net.assignments[0][active.clamp(min=0)]
     cols = 2 * M + pos[..., None] * d + torch.arange(d, device=x.device)  # [B, z, S, d]
     vals = (x * valid.unsqueeze(-1)).unsqueeze(2).expand(B, z, S, d).to(a.dtype)
     a.index_put_((rows[..., None].expand(B, z, S, d), cols), vals, accumulate=True)
-    a[:, 2 * M:(d + 2) * M] += c * a[:, :M].repeat_interleave(d, 1)
+    a[:, 2 * M : (d + 2) * M] += c * a[:, :M].repeat_interleave(d, 1)
     for l in range(net.L):
         a = torch.relu(torch.addmm(net.bias[l], a, net.weight[l].T))
     p = net.L % 2

@@ -7,6 +7,7 @@ is inspected here (cheap, and traceable by torch.compile); index *values* are
 checked by the kernels themselves (the C++ code before it touches memory) or by
 ``check_index_range`` for the other backends.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,7 @@ def split_instance(x: torch.Tensor, name: str, I, trailing: int, what: str):
     if I is not None and x.shape[0] != I:
         raise ValueError(f"{name}: leading (instance) size {x.shape[0]} does not match W's n_instances {I}")
     start = 1 if I is not None else 0
-    return tuple(x.shape[start: x.dim() - trailing])
+    return tuple(x.shape[start : x.dim() - trailing])
 
 
 def canon(x: torch.Tensor, I, tail) -> torch.Tensor:
@@ -87,7 +88,7 @@ def canon(x: torch.Tensor, I, tail) -> torch.Tensor:
     B is the product of the batch axes, computed explicitly: ``reshape(..., -1, ...)`` is
     ambiguous (an error) when the tensor is empty because of a zero-sized tail (k = 0 or d = 0)."""
     start = 1 if I is not None else 0
-    B = math.prod(x.shape[start: x.dim() - len(tail)])
+    B = math.prod(x.shape[start : x.dim() - len(tail)])
     return x.reshape(n_inst(I), B, *tail).contiguous()
 
 

@@ -208,9 +208,7 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
     checks.check_same_device(indices, "indices", W, "W")
     checks.check_same_device(values, "values", W, "W")
     if indices.shape != values.shape:
-        raise ValueError(
-            f"values: shape {checks.shape_str(values)} does not match indices {checks.shape_str(indices)}"
-        )
+        raise ValueError(f"values: shape {checks.shape_str(values)} does not match indices {checks.shape_str(indices)}")
     batch = checks.split_instance(indices, "indices", I, 1, "k")
     k = indices.shape[-1]
     args = (

@@ -137,9 +137,7 @@ def superpose(
     checks.check_same_device(indices, "indices", W, "W")
     checks.check_same_device(values, "values", W, "W")
     if indices.shape != values.shape:
-        raise ValueError(
-            f"values: shape {checks.shape_str(values)} does not match indices {checks.shape_str(indices)}"
-        )
+        raise ValueError(f"values: shape {checks.shape_str(values)} does not match indices {checks.shape_str(indices)}")
     batch = checks.split_instance(indices, "indices", I, 1, "k")
     bc = checks.check_bias(b, W, I, n)
     k = indices.shape[-1]

@@ -96,15 +96,16 @@ def instance_seed_tensor(instance_seeds, n_instances) -> torch.Tensor | None:
         return None
     s = torch.as_tensor(instance_seeds)
     if s.dim() != 1 or s.shape[0] != n_instances or s.dtype.is_floating_point or s.dtype == torch.bool:
-        raise ValueError(f"instance_seeds: expected {n_instances} ints (one per instance), got "
-                         f"shape {list(s.shape)} {s.dtype}")
+        raise ValueError(
+            f"instance_seeds: expected {n_instances} ints (one per instance), got shape {list(s.shape)} {s.dtype}"
+        )
     if bool((s < 0).any()):
         raise ValueError("instance_seeds: seeds must be >= 0")
     return s.to(torch.int64)
 
 
-
 # ---------------------------------------------------------------- reference (pure torch, any device)
+
 
 def _i64(u: int) -> int:
     """A uint64 constant as the int64 with the same bits."""
@@ -145,8 +146,6 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     x = x ^ (x >> 13)
     x = (x * 0xC2B2AE35) & _M32
     return x ^ (x >> 16)
-
-
 
 
 def reference_independent(kon: torch.Tensor, kval: torch.Tensor, thr: torch.Tensor, signed: bool):
@@ -202,9 +201,19 @@ class DenseSampler:
     ``kernels/tms_sample.py``; the pairs always by the torch code here.
     """
 
-    def __init__(self, p: torch.Tensor, batch_size: int, seed: int = 0, correlated_pairs: int = 0,
-                 anticorrelated_pairs: int = 0, signed_values: bool = False, dtype=torch.float32, device=None,
-                 instance_seeds=None, max_elements: int = 1 << 25):
+    def __init__(
+        self,
+        p: torch.Tensor,
+        batch_size: int,
+        seed: int = 0,
+        correlated_pairs: int = 0,
+        anticorrelated_pairs: int = 0,
+        signed_values: bool = False,
+        dtype=torch.float32,
+        device=None,
+        instance_seeds=None,
+        max_elements: int = 1 << 25,
+    ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         self.batch_size, self.dtype = batch_size, dtype
@@ -213,8 +222,11 @@ class DenseSampler:
         I, n = p.shape
         p = p.to(torch.float64).reshape(I, n)
         q = p * 4294967296.0
-        thr = torch.where(q >= 4294967296.0, torch.full_like(q, float(_M32)),
-                          torch.where(q < 1.0, torch.zeros_like(q), torch.floor(q - 1.0)))
+        thr = torch.where(
+            q >= 4294967296.0,
+            torch.full_like(q, float(_M32)),
+            torch.where(q < 1.0, torch.zeros_like(q), torch.floor(q - 1.0)),
+        )
         self.p = p.to(self.device)
         self.thr = thr.to(torch.int64).to(self.device)  # [I, n]
         self.seed = _i64(int(seed) & 0xFFFFFFFFFFFFFFFF)
@@ -284,7 +296,6 @@ class DenseSampler:
 ONEPASS_MAX_ELEMENTS = 1 << 20
 
 
-
 class CsrSampler:
     """Draws CSR batches on CPU with the C++ sampler: ``sample(step) -> SparseBatch``.
 
@@ -298,9 +309,17 @@ class CsrSampler:
         TypeError: ``dtype`` is not float32 or float64.
     """
 
-    def __init__(self, p: torch.Tensor, batch_size: int, seed: int = 0, correlated_pairs: int = 0,
-                 anticorrelated_pairs: int = 0, signed_values: bool = False, dtype=torch.float32,
-                 instance_seeds=None):
+    def __init__(
+        self,
+        p: torch.Tensor,
+        batch_size: int,
+        seed: int = 0,
+        correlated_pairs: int = 0,
+        anticorrelated_pairs: int = 0,
+        signed_values: bool = False,
+        dtype=torch.float32,
+        instance_seeds=None,
+    ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         if dtype not in (torch.float32, torch.float64):
@@ -319,8 +338,14 @@ class CsrSampler:
 
     def key_args(self, step: int) -> tuple:
         """The leading arguments every C++ sampling entry point takes for ``step``."""
-        return (self.seed & 0xFFFFFFFFFFFFFFFF, int(step), self.p.numpy(), self.batch_size,
-                self.correlated_pairs, self.anticorrelated_pairs)
+        return (
+            self.seed & 0xFFFFFFFFFFFFFFFF,
+            int(step),
+            self.p.numpy(),
+            self.batch_size,
+            self.correlated_pairs,
+            self.anticorrelated_pairs,
+        )
 
     def sample(self, step: int, copy: bool = True) -> SparseBatch:
         """The batch of ``step``. With ``copy=False`` the tensors are views of buffers that the next call
@@ -334,16 +359,30 @@ class CsrSampler:
             if self._indices.shape[0] < dense_size:
                 self._indices = torch.empty(dense_size, dtype=torch.int64)
                 self._values = torch.empty(dense_size, dtype=self.dtype)
-            nnz = _C.tms_sample_onepass(*args, self.signed_values, self._offsets.numpy(), self._indices.numpy(),
-                                        self._values.numpy(), threads, instance_seeds=self.instance_seeds)
+            nnz = _C.tms_sample_onepass(
+                *args,
+                self.signed_values,
+                self._offsets.numpy(),
+                self._indices.numpy(),
+                self._values.numpy(),
+                threads,
+                instance_seeds=self.instance_seeds,
+            )
         else:
             nnz = _C.tms_sample_count(*args, self._offsets.numpy(), threads, instance_seeds=self.instance_seeds)
             if self._indices.shape[0] < nnz:
                 cap = int(nnz * 1.25) + 1024
                 self._indices = torch.empty(cap, dtype=torch.int64)
                 self._values = torch.empty(cap, dtype=self.dtype)
-            _C.tms_sample_fill(*args, self.signed_values, self._offsets.numpy(), self._indices.numpy(),
-                               self._values.numpy(), threads, instance_seeds=self.instance_seeds)
+            _C.tms_sample_fill(
+                *args,
+                self.signed_values,
+                self._offsets.numpy(),
+                self._indices.numpy(),
+                self._values.numpy(),
+                threads,
+                instance_seeds=self.instance_seeds,
+            )
         off, idx, val = self._offsets, self._indices[:nnz], self._values[:nnz]
         if copy:
             off, idx, val = off.clone(), idx.clone(), val.clone()

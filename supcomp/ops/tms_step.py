@@ -103,9 +103,24 @@ def cpp_loss_and_grad(batch: SparseBatch, E, D, b, importance, kind, dense_strat
     gE, gD = _grads(E, D)
     gb = torch.empty_like(b)
     loss = torch.empty(E.shape[0], dtype=torch.float64)
-    _C.tms_step(batch.offsets.numpy(), batch.indices.numpy(), batch.values.numpy(), E.detach().numpy(),
-                D.detach().numpy(), b.detach().numpy(), importance.numpy(), gE.numpy(), gD.numpy(), gb.numpy(),
-                loss.numpy(), hidden_relu, output_relu, abs_target, threads(), dense=dense_strategy)
+    _C.tms_step(
+        batch.offsets.numpy(),
+        batch.indices.numpy(),
+        batch.values.numpy(),
+        E.detach().numpy(),
+        D.detach().numpy(),
+        b.detach().numpy(),
+        importance.numpy(),
+        gE.numpy(),
+        gD.numpy(),
+        gb.numpy(),
+        loss.numpy(),
+        hidden_relu,
+        output_relu,
+        abs_target,
+        threads(),
+        dense=dense_strategy,
+    )
     return loss.float(), gE, (None if D is E else gD), gb
 
 
@@ -116,8 +131,9 @@ def _check_sampler(sampler: CsrSampler, E: torch.Tensor):
         raise TypeError(f"sampler: dtype {sampler.dtype} does not match the model's {E.dtype}")
 
 
-def cpp_sample_loss_and_grad(sampler: CsrSampler, step: int, E, D, b, importance, kind,
-                             dense_strategy: int = 0, lane_strategy: int = 0):
+def cpp_sample_loss_and_grad(
+    sampler: CsrSampler, step: int, E, D, b, importance, kind, dense_strategy: int = 0, lane_strategy: int = 0
+):
     """``cpp_loss_and_grad(sampler.sample(step), ...)`` in one C++ call (``_C.tms_sample_step``).
 
     The step draws its rows tile by tile as it goes instead of reading a batch from memory: the same
@@ -133,16 +149,45 @@ def cpp_sample_loss_and_grad(sampler: CsrSampler, step: int, E, D, b, importance
     gE, gD = _grads(E, D)
     gb = torch.empty_like(b)
     loss = torch.empty(E.shape[0], dtype=torch.float64)
-    _C.tms_sample_step(*sampler.key_args(step), sampler.signed_values, E.detach().numpy(), D.detach().numpy(),
-                       b.detach().numpy(), importance.numpy(), gE.numpy(), gD.numpy(), gb.numpy(), loss.numpy(),
-                       hidden_relu, output_relu, abs_target, threads(), instance_seeds=sampler.instance_seeds,
-                       dense=dense_strategy, lanes=lane_strategy)
+    _C.tms_sample_step(
+        *sampler.key_args(step),
+        sampler.signed_values,
+        E.detach().numpy(),
+        D.detach().numpy(),
+        b.detach().numpy(),
+        importance.numpy(),
+        gE.numpy(),
+        gD.numpy(),
+        gb.numpy(),
+        loss.numpy(),
+        hidden_relu,
+        output_relu,
+        abs_target,
+        threads(),
+        instance_seeds=sampler.instance_seeds,
+        dense=dense_strategy,
+        lanes=lane_strategy,
+    )
     return loss.float(), gE, (None if D is E else gD), gb
 
 
-def cpp_sample_adamw_step(sampler: CsrSampler, step: int, E, D, b, importance, kind, state: list[torch.Tensor],
-                          lr: float, betas: tuple[float, float], eps: float, weight_decay: float, adam_step: int,
-                          dense_strategy: int = 0, lane_strategy: int = 0) -> torch.Tensor:
+def cpp_sample_adamw_step(
+    sampler: CsrSampler,
+    step: int,
+    E,
+    D,
+    b,
+    importance,
+    kind,
+    state: list[torch.Tensor],
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    adam_step: int,
+    dense_strategy: int = 0,
+    lane_strategy: int = 0,
+) -> torch.Tensor:
     """:func:`cpp_sample_loss_and_grad` followed by torch's AdamW update of E, D, b in place, in one C++ call.
 
     Each instance is updated as soon as its gradients are complete, on the same thread.
@@ -153,11 +198,29 @@ def cpp_sample_adamw_step(sampler: CsrSampler, step: int, E, D, b, importance, k
     _check_sampler(sampler, E)
     hidden_relu, output_relu, abs_target = step_flags(kind)
     loss = torch.empty(E.shape[0], dtype=torch.float64)
-    _C.tms_sample_adamw_step(*sampler.key_args(step), sampler.signed_values, E.detach().numpy(),
-                             D.detach().numpy(), b.detach().numpy(), importance.numpy(),
-                             [t.numpy() for t in state], loss.numpy(), hidden_relu, output_relu, abs_target, lr,
-                             betas[0], betas[1], eps, weight_decay, adam_step, threads(),
-                             instance_seeds=sampler.instance_seeds, dense=dense_strategy, lanes=lane_strategy)
+    _C.tms_sample_adamw_step(
+        *sampler.key_args(step),
+        sampler.signed_values,
+        E.detach().numpy(),
+        D.detach().numpy(),
+        b.detach().numpy(),
+        importance.numpy(),
+        [t.numpy() for t in state],
+        loss.numpy(),
+        hidden_relu,
+        output_relu,
+        abs_target,
+        lr,
+        betas[0],
+        betas[1],
+        eps,
+        weight_decay,
+        adam_step,
+        threads(),
+        instance_seeds=sampler.instance_seeds,
+        dense=dense_strategy,
+        lanes=lane_strategy,
+    )
     return loss.float()
 
 
@@ -173,8 +236,15 @@ def _triton_impl() -> Impl:
         target = batch.to_dense().to(E.device)
         hidden_relu, output_relu, abs_target = step_flags(kind)
         return kernel.tms_step_loss_and_grad(
-            idx, val.to(E.dtype), target.abs() if abs_target else target, E, D, b, importance,
-            hidden_relu, output_relu,
+            idx,
+            val.to(E.dtype),
+            target.abs() if abs_target else target,
+            E,
+            D,
+            b,
+            importance,
+            hidden_relu,
+            output_relu,
         )
 
     return Impl(loss_and_grad=loss_and_grad)

@@ -20,6 +20,7 @@ Canonical layout shared by every implementation:
     a        float [B, d]      activations
     pairs    all i < j in row-major order: pair(i, j) = i (2m - i - 1) / 2 + j - i - 1
 """
+
 from __future__ import annotations
 
 import functools
@@ -100,7 +101,9 @@ def reference_pair_counts(col_ptr, col_idx, nrn_ptr, nrn_idx, m: int):
     return (row_ptr[1:] - row_ptr[:-1]).to(torch.int32)
 
 
-def reference_all_pairs(a, col_ptr, col_idx, nrn_ptr, nrn_idx, counts, m: int, i0: int, i1: int, out=None, readout=None):
+def reference_all_pairs(
+    a, col_ptr, col_idx, nrn_ptr, nrn_idx, counts, m: int, i0: int, i1: int, out=None, readout=None
+):
     """est [B, W]: every pair of rows i0 <= i < i1 read out, into ``out`` when given.
 
     ``counts`` (the cached pair sizes) is unused here; ``readout`` (default ``reference_readout``)

@@ -18,6 +18,7 @@ Choices where the papers are silent or differ: the σ sweep trains and evaluates
 features at p = 0.01 (the critique's right panel uses exactly one active feature per sample); the
 first table uses the critique's figure σ values (0.033 symmetric, 0.025 asymmetric).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,10 +42,13 @@ BELOW = 0.99  # a table cell is starred when L/p < BELOW * naive (the L/p estima
 
 def table_configs(**size) -> list[CCConfig]:
     """The five models of the table (``size``: overrides such as n_features, d_mlp, n_instances)."""
-    return [CCConfig(**size), CCConfig(model="mlp", **size),
-            CCConfig(model="mlp", mixing="symmetric", sigma=0.033, **size),
-            CCConfig(model="mlp", mixing="asymmetric", sigma=0.025, **size),
-            CCConfig(model="mlp", mixing="none", **size)]
+    return [
+        CCConfig(**size),
+        CCConfig(model="mlp", **size),
+        CCConfig(model="mlp", mixing="symmetric", sigma=0.033, **size),
+        CCConfig(model="mlp", mixing="asymmetric", sigma=0.025, **size),
+        CCConfig(model="mlp", mixing="none", **size),
+    ]
 
 
 def _threads_if_loaded():
@@ -55,8 +59,12 @@ def _threads_if_loaded():
 
 def format_table(rows: list, ps=TABLE_P, naive: float = 1 / 12) -> str:
     head = f"{'model (trained at p=0.01)':<30}" + "".join(f"{'p=' + format(p, 'g'):>10}" for p in ps)
-    lines = ["L/p (loss per feature / p); naive = " + f"{naive:.4f}; * = more than 1% below naive (beyond the "
-             "sampling error)", head, "-" * len(head)]
+    lines = [
+        "L/p (loss per feature / p); naive = " + f"{naive:.4f}; * = more than 1% below naive (beyond the "
+        "sampling error)",
+        head,
+        "-" * len(head),
+    ]
     for r in rows:
         cells = "".join(f"{v:>9.4f}{'*' if v < BELOW * naive else ' '}" for v in (r["lp"][p] for p in ps))
         lines.append(f"{r['label']:<30}{cells}")
@@ -64,17 +72,27 @@ def format_table(rows: list, ps=TABLE_P, naive: float = 1 / 12) -> str:
 
 
 def format_sigma_table(sweeps: dict, naive: float) -> str:
-    lines = ["L/p at p=0.01 against σ (plain MLP on relu(x) + M x)", f"{'σ':>8}" +
-             "".join(f"{k:>14}" for k in sweeps)]
+    lines = ["L/p at p=0.01 against σ (plain MLP on relu(x) + M x)", f"{'σ':>8}" + "".join(f"{k:>14}" for k in sweeps)]
     sig = next(iter(sweeps.values()))[0]
     for j, s in enumerate(sig):
-        lines.append(f"{s:>8.3f}" + "".join(f"{sweeps[k][1][j]:>13.4f}{'*' if sweeps[k][1][j] < BELOW * naive else ' '}"
-                                            for k in sweeps))
+        lines.append(
+            f"{s:>8.3f}"
+            + "".join(f"{sweeps[k][1][j]:>13.4f}{'*' if sweeps[k][1][j] < BELOW * naive else ' '}" for k in sweeps)
+        )
     return "\n".join(lines)
 
 
-def run(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, n_samples=None, sigmas=None,
-        verbose=True, size=None) -> dict:
+def run(
+    steps=None,
+    seed=0,
+    out_dir=DEFAULT_OUT,
+    progress=True,
+    quick=False,
+    n_samples=None,
+    sigmas=None,
+    verbose=True,
+    size=None,
+) -> dict:
     """Train the table's models and the σ sweeps, print the tables, write the plots.
 
     Returns a dict: ``rows`` (label, config, lp {p: L/p}), ``sweeps`` (kind -> (σ list, L/p list)),
@@ -112,8 +130,17 @@ def run(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, n_s
     plot_loss_vs_p({r["label"]: (ps, [r["lp"][p] for p in ps]) for r in rows}, naive, p1, train_p)
     p2 = os.path.join(out_dir, "cc_loss_vs_sigma.png")
     plot_loss_vs_sigma({f"{k} M": v for k, v in sweeps.items()}, naive, p2, embed_std, embed_lp)
-    res = dict(rows=rows, sweeps=sweeps, naive=naive, table=table, sigma_table=sigma_table, paths=[p1, p2],
-               time_s=time.time() - t0, steps=steps, n_samples=n_samples)
+    res = dict(
+        rows=rows,
+        sweeps=sweeps,
+        naive=naive,
+        table=table,
+        sigma_table=sigma_table,
+        paths=[p1, p2],
+        time_s=time.time() - t0,
+        steps=steps,
+        n_samples=n_samples,
+    )
     if verbose:
         print(f"== Compressed computation: {steps} steps, batch 2048, L/p from {n_samples} non-empty samples ==")
         print(table)
@@ -137,6 +164,8 @@ def demo_section(progress=True, steps=500, n_samples=10_000) -> str:
             a = float(loss_per_feature(model, 0.02, n_samples)[0])
             b = float(loss_per_feature(model, 1.0, n_samples // 4)[0])
             lines.append(f"{cfg.label():<40}{a:>11.4f}{'*' if a < BELOW * naive else ' '}{b:>10.4f}")
-    lines.append(f"naive = {naive:.4f} (* = more than 1% below naive); the gain needs a mixing matrix. "
-                 f"({time.time() - t0:.1f} s; full size: `supcomp cc`)")
+    lines.append(
+        f"naive = {naive:.4f} (* = more than 1% below naive); the gain needs a mixing matrix. "
+        f"({time.time() - t0:.1f} s; full size: `supcomp cc`)"
+    )
     return "\n".join(lines)

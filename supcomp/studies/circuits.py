@@ -17,6 +17,7 @@ throughput     superposed forward at T=4000, D=2400 (M=600, S=5, L=8, rotations:
                read-in / read-out).
 =============  =================================================================================
 """
+
 from __future__ import annotations
 
 import os
@@ -34,13 +35,34 @@ from ..utils.timing import time_interleaved
 
 DEFAULT_OUT = os.path.join("supcomp-report", "circuits")
 
-FULL = dict(base=dict(T=1000, M=500, S=5, L=4, z=2), n=400,
-            z=(1, 2, 3, 4, 6), T=(250, 500, 1000, 2000, 3000), M=(300, 375, 500, 750, 1000),
-            S=(2, 3, 4, 5, 6, 7), L=(1, 2, 4, 6, 8),
-            cap_M=(100, 200, 400, 800), cap_err=0.05, cap_L=2, cap_z=2, cap_n=200)
-QUICK = dict(base=dict(T=100, M=100, S=4, L=2, z=2), n=100,
-             z=(1, 2, 4), T=(50, 100, 200), M=(75, 100, 150), S=(2, 3, 4), L=(1, 2, 3),
-             cap_M=(50, 100, 200), cap_err=0.05, cap_L=2, cap_z=2, cap_n=100)
+FULL = dict(
+    base=dict(T=1000, M=500, S=5, L=4, z=2),
+    n=400,
+    z=(1, 2, 3, 4, 6),
+    T=(250, 500, 1000, 2000, 3000),
+    M=(300, 375, 500, 750, 1000),
+    S=(2, 3, 4, 5, 6, 7),
+    L=(1, 2, 4, 6, 8),
+    cap_M=(100, 200, 400, 800),
+    cap_err=0.05,
+    cap_L=2,
+    cap_z=2,
+    cap_n=200,
+)
+QUICK = dict(
+    base=dict(T=100, M=100, S=4, L=2, z=2),
+    n=100,
+    z=(1, 2, 4),
+    T=(50, 100, 200),
+    M=(75, 100, 150),
+    S=(2, 3, 4),
+    L=(1, 2, 3),
+    cap_M=(50, 100, 200),
+    cap_err=0.05,
+    cap_L=2,
+    cap_z=2,
+    cap_n=100,
+)
 
 
 def _circuits(kind, T, L, d, seed):
@@ -53,11 +75,22 @@ def error_row(kind, T, M, S, L, z, n, assignment="overlap1", d=3, seed=0):
     net = compress(cs, (cs.d + 2) * M, S, assignment=assignment, seed=seed)
     r = measure_interference(net, cs, z, n, seed=seed + 1)
     p = r["predicted"]
-    return dict(T=T, M=M, S=S, L=L, z=z, total=r["total"][-1].item(), total_pred=p["total"][-1].item(),
-                alone=r["alone"][-1].item(), alone_pred=p["alone"][-1].item(),
-                read_in=r["read_in"][1:].mean().item(), read_in_pred=p["read_in"][1:].mean().item(),
-                read_out=r["read_out"].mean().item(), read_out_pred=p["read_out"].mean().item(),
-                total_se=r["total_se"][-1].item())
+    return dict(
+        T=T,
+        M=M,
+        S=S,
+        L=L,
+        z=z,
+        total=r["total"][-1].item(),
+        total_pred=p["total"][-1].item(),
+        alone=r["alone"][-1].item(),
+        alone_pred=p["alone"][-1].item(),
+        read_in=r["read_in"][1:].mean().item(),
+        read_in_pred=p["read_in"][1:].mean().item(),
+        read_out=r["read_out"].mean().item(),
+        read_out_pred=p["read_out"].mean().item(),
+        total_se=r["total_se"][-1].item(),
+    )
 
 
 def sweeps(cfg, kind="rotations", assignment="overlap1", progress=True, seed=0):
@@ -74,15 +107,19 @@ def sweeps(cfg, kind="rotations", assignment="overlap1", progress=True, seed=0):
 
 
 def format_sweeps(res) -> str:
-    head = (f"{'sweep':>6}{'T':>6}{'M=D/d':>7}{'S':>3}{'L':>3}{'z':>3} | {'total':>9}{'pred':>9} | {'alone':>9}"
-            f"{'pred':>9} | {'read_in':>9}{'pred':>9} | {'read_out':>9}{'pred':>9}")
+    head = (
+        f"{'sweep':>6}{'T':>6}{'M=D/d':>7}{'S':>3}{'L':>3}{'z':>3} | {'total':>9}{'pred':>9} | {'alone':>9}"
+        f"{'pred':>9} | {'read_in':>9}{'pred':>9} | {'read_out':>9}{'pred':>9}"
+    )
     lines = [head, "-" * len(head)]
     for var, rows in res.items():
         for r in rows:
-            lines.append(f"{var:>6}{r['T']:>6}{r['M']:>7}{r['S']:>3}{r['L']:>3}{r['z']:>3} | {r['total']:>9.2e}"
-                         f"{r['total_pred']:>9.2e} | {r['alone']:>9.2e}{r['alone_pred']:>9.2e} | "
-                         f"{r['read_in']:>9.2e}{r['read_in_pred']:>9.2e} | {r['read_out']:>9.2e}"
-                         f"{r['read_out_pred']:>9.2e}")
+            lines.append(
+                f"{var:>6}{r['T']:>6}{r['M']:>7}{r['S']:>3}{r['L']:>3}{r['z']:>3} | {r['total']:>9.2e}"
+                f"{r['total_pred']:>9.2e} | {r['alone']:>9.2e}{r['alone_pred']:>9.2e} | "
+                f"{r['read_in']:>9.2e}{r['read_in_pred']:>9.2e} | {r['read_out']:>9.2e}"
+                f"{r['read_out_pred']:>9.2e}"
+            )
     return "\n".join(lines)
 
 
@@ -91,11 +128,13 @@ def capacity(cfg, kind="rotations", progress=True, seed=0):
     rows = []
     L, z, n, S = cfg["cap_L"], cfg["cap_z"], cfg["cap_n"], 5
     for M in progress_bar(cfg["cap_M"], desc="capacity", enabled=progress):
+
         def err(T):
             cs = _circuits(kind, T, L, 3, seed)
             net = compress(cs, (cs.d + 2) * M, min(S, M), assignment="random", seed=seed)
             act, x = cs.sample(n, z, seed=seed + 1)
             return ((net(x, act) - cs.run(x, act)[-1]) ** 2).mean().item()
+
         lo, hi = z, z
         while err(hi * 2) <= cfg["cap_err"] and hi * 2 <= 64 * M * M:
             hi *= 2
@@ -132,17 +171,27 @@ def throughput(T=4000, M=600, S=5, L=8, zs=(1, 2, 3, 4), batch=256, repeats=5, p
     with torch.no_grad():
         for z in progress_bar(zs, desc="throughput", enabled=progress):
             act, x = cs.sample(batch, z, seed=seed + z)
-            singles = [(act[:, j:j + 1].contiguous(), x[:, j:j + 1].contiguous()) for j in range(z)]
-            fns = {"superposed": lambda: net(x, act),
-                   "one_by_one": lambda: [net(xj, aj) for aj, xj in singles],
-                   "dense_torch": lambda: dense(x, act)}
+            singles = [(act[:, j : j + 1].contiguous(), x[:, j : j + 1].contiguous()) for j in range(z)]
+            fns = {
+                "superposed": lambda: net(x, act),
+                "one_by_one": lambda: [net(xj, aj) for aj, xj in singles],
+                "dense_torch": lambda: dense(x, act),
+            }
             med = {k: 1e3 * t.median for k, t in time_interleaved(fns, reps=repeats, warmup=1).items()}
             flop = 2 * batch * L * D * D  # the dense layers
-            rows.append(dict(z=z, batch=batch, T=T, D=D, **{k + "_ms": v for k, v in med.items()},
-                             vs_one_by_one=med["one_by_one"] / med["superposed"],
-                             vs_dense=med["dense_torch"] / med["superposed"],
-                             circuits_per_s=batch * z / med["superposed"] * 1e3,
-                             gflops=flop / med["superposed"] / 1e6))
+            rows.append(
+                dict(
+                    z=z,
+                    batch=batch,
+                    T=T,
+                    D=D,
+                    **{k + "_ms": v for k, v in med.items()},
+                    vs_one_by_one=med["one_by_one"] / med["superposed"],
+                    vs_dense=med["dense_torch"] / med["superposed"],
+                    circuits_per_s=batch * z / med["superposed"] * 1e3,
+                    gflops=flop / med["superposed"] / 1e6,
+                )
+            )
     return rows
 
 
@@ -150,30 +199,39 @@ _throughput = throughput  # the un-patched function (tests swap ``throughput``)
 
 
 def format_throughput(rows) -> str:
-    lines = [f"{'z':>3}{'superposed ms':>15}{'one-by-one ms':>15}{'dense torch ms':>16}{'x one-by-one':>14}"
-             f"{'x dense':>9}{'circuit runs/s':>16}{'layer GFLOP/s':>15}", "-" * 103]
+    lines = [
+        f"{'z':>3}{'superposed ms':>15}{'one-by-one ms':>15}{'dense torch ms':>16}{'x one-by-one':>14}"
+        f"{'x dense':>9}{'circuit runs/s':>16}{'layer GFLOP/s':>15}",
+        "-" * 103,
+    ]
     for r in rows:
-        lines.append(f"{r['z']:>3}{r['superposed_ms']:>15.1f}{r['one_by_one_ms']:>15.1f}{r['dense_torch_ms']:>16.1f}"
-                     f"{r['vs_one_by_one']:>14.2f}{r['vs_dense']:>9.2f}{r['circuits_per_s']:>16.0f}"
-                     f"{r['gflops']:>15.1f}")
+        lines.append(
+            f"{r['z']:>3}{r['superposed_ms']:>15.1f}{r['one_by_one_ms']:>15.1f}{r['dense_torch_ms']:>16.1f}"
+            f"{r['vs_one_by_one']:>14.2f}{r['vs_dense']:>9.2f}{r['circuits_per_s']:>16.0f}"
+            f"{r['gflops']:>15.1f}"
+        )
     return "\n".join(lines)
 
 
-def run(out_dir=DEFAULT_OUT, quick=False, progress=True, kind="rotations", assignment="overlap1", seed=0,
-        bench=True):
+def run(out_dir=DEFAULT_OUT, quick=False, progress=True, kind="rotations", assignment="overlap1", seed=0, bench=True):
     """The whole ``supcomp circuits`` report: tables on stdout, PNGs in ``out_dir``. Returns the results."""
     from . import circuits_plots as plots
+
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
     cfg = QUICK if quick else FULL
-    print(f"== Circuits in superposition: {kind} circuits, {assignment} assignment, base {cfg['base']}, "
-          f"{cfg['n']} samples per point ==")
+    print(
+        f"== Circuits in superposition: {kind} circuits, {assignment} assignment, base {cfg['base']}, "
+        f"{cfg['n']} samples per point =="
+    )
     print("MSEs at the last layer (total, alone = z=1) and means over layers (read_in, read_out); pred = theory")
     res = sweeps(cfg, kind, assignment, progress, seed)
     print(format_sweeps(res))
     paths = [plots.plot_sweeps(res, os.path.join(out_dir, "circuits_sweeps.png"))]
-    print(f"\n== Capacity: largest T with last-layer MSE <= {cfg['cap_err']} (z={cfg['cap_z']}, L={cfg['cap_L']}, "
-          f"random assignment, S=5) ==")
+    print(
+        f"\n== Capacity: largest T with last-layer MSE <= {cfg['cap_err']} (z={cfg['cap_z']}, L={cfg['cap_L']}, "
+        f"random assignment, S=5) =="
+    )
     cap = capacity(cfg, kind, progress, seed)
     print(format_capacity(cap))
     paths.append(plots.plot_capacity(cap, os.path.join(out_dir, "circuits_capacity.png")))
@@ -193,12 +251,16 @@ def demo_section(progress=True) -> str:
     """A few-second table for ``supcomp demo``: rotation circuits, z = 1..3, measured vs predicted."""
     cs = CircuitSet.rotations(300, 2, seed=0)
     net = compress(cs, 4 * 120, 4)
-    lines = ["Circuits in superposition: T=300 rotation circuits, D=480 (M=D/(d+2)=120), S=4, L=2, overlap-1",
-             f"{'z':>3}{'total':>10}{'pred':>10}{'read_in':>10}{'pred':>10}{'read_out':>10}{'pred':>10}",
-             "-" * 63]
+    lines = [
+        "Circuits in superposition: T=300 rotation circuits, D=480 (M=D/(d+2)=120), S=4, L=2, overlap-1",
+        f"{'z':>3}{'total':>10}{'pred':>10}{'read_in':>10}{'pred':>10}{'read_out':>10}{'pred':>10}",
+        "-" * 63,
+    ]
     for z in progress_bar((1, 2, 3), desc="circuits", enabled=progress):
         r = measure_interference(net, cs, z, 100, seed=1)
         p = r["predicted"]
-        lines.append(f"{z:>3}{r['total'][-1]:>10.2e}{p['total'][-1]:>10.2e}{r['read_in'][1:].mean():>10.2e}"
-                     f"{p['read_in'][1:].mean():>10.2e}{r['read_out'].mean():>10.2e}{p['read_out'].mean():>10.2e}")
+        lines.append(
+            f"{z:>3}{r['total'][-1]:>10.2e}{p['total'][-1]:>10.2e}{r['read_in'][1:].mean():>10.2e}"
+            f"{p['read_in'][1:].mean():>10.2e}{r['read_out'].mean():>10.2e}{p['read_out'].mean():>10.2e}"
+        )
     return "\n".join(lines)

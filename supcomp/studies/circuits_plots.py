@@ -1,10 +1,10 @@
 """PNG plots of ``supcomp circuits``: sweeps with predictions, capacity, throughput."""
+
 from __future__ import annotations
 
 from ..utils.figures import new_figure, save_figure
 
-_LABEL = {"z": "active circuits z", "T": "circuits T", "M": "M = D/(d+2)", "S": "hosts per neuron S",
-          "L": "depth L"}
+_LABEL = {"z": "active circuits z", "T": "circuits T", "M": "M = D/(d+2)", "S": "hosts per neuron S", "L": "depth L"}
 
 
 def plot_sweeps(res, path):
@@ -55,8 +55,11 @@ def plot_throughput(rows, path):
     """Median ms per batch against z: superposed, one by one, and the dense torch network."""
     zs = [r["z"] for r in rows]
     fig, ax = new_figure(figsize=(5.5, 4.2))
-    for key, lab in (("superposed_ms", "superposed (supcomp)"), ("one_by_one_ms", "z circuits one by one"),
-                     ("dense_torch_ms", "dense torch, same network")):
+    for key, lab in (
+        ("superposed_ms", "superposed (supcomp)"),
+        ("one_by_one_ms", "z circuits one by one"),
+        ("dense_torch_ms", "dense torch, same network"),
+    ):
         ax.plot(zs, [r[key] for r in rows], "o-", label=lab)
     ax.set_xlabel("active circuits z")
     ax.set_ylabel("ms per batch (median)")

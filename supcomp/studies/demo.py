@@ -22,6 +22,7 @@
 
 Plots go to ``./supcomp-report/``.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,20 +68,34 @@ def superposition_table(n=1024, batch=2048, widths=WIDTHS, densities=DENSITIES, 
                 hit = torch.zeros_like(active)
                 hit.scatter_(-1, ids.clamp(min=0), ids >= 0)
                 recall = ((hit & active).sum() / active.sum().clamp(min=1)).item()
-                rows.append(dict(d=d, p=p, active=active.sum(-1).float().mean().item(), interference=interf,
-                                 theory=n * p / (3 * d), mse_nobias=mse[0.0], mse_best=mse[best], best_bias=best,
-                                 recall=recall))
+                rows.append(
+                    dict(
+                        d=d,
+                        p=p,
+                        active=active.sum(-1).float().mean().item(),
+                        interference=interf,
+                        theory=n * p / (3 * d),
+                        mse_nobias=mse[0.0],
+                        mse_best=mse[best],
+                        best_bias=best,
+                        recall=recall,
+                    )
+                )
                 bar.update(1)
     return rows
 
 
 def format_table(rows):
-    head = (f"{'d':>5}{'p':>8}{'active/row':>12}{'interf.':>10}{'theory':>10}{'MSE b=0':>11}{'MSE best b':>12}"
-            f"{'best b':>8}{'top-k recall':>14}")
+    head = (
+        f"{'d':>5}{'p':>8}{'active/row':>12}{'interf.':>10}{'theory':>10}{'MSE b=0':>11}{'MSE best b':>12}"
+        f"{'best b':>8}{'top-k recall':>14}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['d']:>5}{r['p']:>8.3f}{r['active']:>12.2f}{r['interference']:>10.4f}{r['theory']:>10.4f}"
-                     f"{r['mse_nobias']:>11.5f}{r['mse_best']:>12.5f}{r['best_bias']:>8.2f}{r['recall']:>14.3f}")
+        lines.append(
+            f"{r['d']:>5}{r['p']:>8.3f}{r['active']:>12.2f}{r['interference']:>10.4f}{r['theory']:>10.4f}"
+            f"{r['mse_nobias']:>11.5f}{r['mse_best']:>12.5f}{r['best_bias']:>8.2f}{r['recall']:>14.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -112,9 +127,11 @@ def plot(rows, path):
 def run(out_dir="supcomp-report", progress=True, bench=True):
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
-    print(f"supcomp {__version__} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
-          f"CPU backend: {dispatch.backend_name(torch.device('cpu'), torch.float32)} | "
-          f"Triton available: {dispatch.triton_available()} | CUDA: {torch.cuda.is_available()}")
+    print(
+        f"supcomp {__version__} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
+        f"CPU backend: {dispatch.backend_name(torch.device('cpu'), torch.float32)} | "
+        f"Triton available: {dispatch.triton_available()} | CUDA: {torch.cuda.is_available()}"
+    )
     print("\n== 1. Sparse features in superposition: read-in, ReLU read-out, interference ==")
     rows = superposition_table(progress=progress)
     print(format_table(rows))
@@ -123,16 +140,20 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     print(f"plot: {path}")
     print("\n== 2. ", end="")
     from .tms.experiments import demo_section
+
     text = demo_section(out_dir=os.path.join(out_dir, "tms"), progress=progress)
     print(text.replace("== Toy Models", "Toy Models", 1))
     print("\n== 3. ", end="")
     from .circuits import demo_section as circuits_section
+
     print(circuits_section(progress=progress))
     print("\n== 4. Compressed computation (Braun et al. 2025) and its mixing-matrix controls (Bhagat et al. 2025) ==")
     from .cc import demo_section as cc_section
+
     print(cc_section(progress=progress))
     print("\n== 5. ", end="")
     from .uand import demo_section as uand_section
+
     print(uand_section(progress=progress))
     if bench:
         print("\n== 6. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")

@@ -31,8 +31,13 @@ def quick_ratios(progress=None) -> list[dict]:
     W = torch.randn(n, d, generator=g)
     idx = torch.randint(0, n, (B, k), generator=g)
     val = torch.rand(B, k, generator=g)
-    add("sparse_encode fwd", f"B={B} k={k} n={n} d={d}", lambda: sparse_encode(idx, val, W),
-        "F.embedding_bag", lambda: F.embedding_bag(idx, W, per_sample_weights=val, mode="sum"))
+    add(
+        "sparse_encode fwd",
+        f"B={B} k={k} n={n} d={d}",
+        lambda: sparse_encode(idx, val, W),
+        "F.embedding_bag",
+        lambda: F.embedding_bag(idx, W, per_sample_weights=val, mode="sum"),
+    )
     Wg, vg = W.clone().requires_grad_(), val.clone().requires_grad_()
     gh = torch.randn(B, d, generator=g)
 
@@ -40,16 +45,28 @@ def quick_ratios(progress=None) -> list[dict]:
         def run():
             fn().backward(gh)
             Wg.grad = vg.grad = None
+
         return run
-    add("sparse_encode fwd+bwd", f"B={B} k={k} n={n} d={d}", enc_fb(lambda: sparse_encode(idx, vg, Wg)),
-        "F.embedding_bag", enc_fb(lambda: F.embedding_bag(idx, Wg, per_sample_weights=vg, mode="sum")))
+
+    add(
+        "sparse_encode fwd+bwd",
+        f"B={B} k={k} n={n} d={d}",
+        enc_fb(lambda: sparse_encode(idx, vg, Wg)),
+        "F.embedding_bag",
+        enc_fb(lambda: F.embedding_bag(idx, Wg, per_sample_weights=vg, mode="sum")),
+    )
 
     B, d, n, kk = 1024, 128, 16384, 32
     h = torch.randn(B, d, generator=g)
-    W = torch.randn(n, d, generator=g) / d ** 0.5
+    W = torch.randn(n, d, generator=g) / d**0.5
     b = torch.full((n,), -0.1)
-    add("relu_readout_topk", f"B={B} d={d} n={n} k={kk}", lambda: relu_readout_topk(h, W, b, kk),
-        "torch.topk(relu(addmm))", lambda: torch.topk(torch.relu(torch.addmm(b, h, W.T)), kk))
+    add(
+        "relu_readout_topk",
+        f"B={B} d={d} n={n} k={kk}",
+        lambda: relu_readout_topk(h, W, b, kk),
+        "torch.topk(relu(addmm))",
+        lambda: torch.topk(torch.relu(torch.addmm(b, h, W.T)), kk),
+    )
 
     I, B, n, d = 100, 1024, 400, 30
     idx, val = random_sparse((I, B), n, 0.05, generator=g)
@@ -60,8 +77,14 @@ def quick_ratios(progress=None) -> list[dict]:
     def einsum_model():
         hh = torch.einsum("ibn,ind->ibd", x, W)
         return torch.relu(torch.einsum("ibd,ind->ibn", hh, W) + b[:, None])
-    add("superpose (toy model fwd)", f"I={I} B={B} n={n} d={d} p=0.05", lambda: superpose(idx, val, W, b),
-        "TMS einsum", einsum_model)
+
+    add(
+        "superpose (toy model fwd)",
+        f"I={I} B={B} n={n} d={d} p=0.05",
+        lambda: superpose(idx, val, W, b),
+        "TMS einsum",
+        einsum_model,
+    )
     return rows
 
 
@@ -69,6 +92,8 @@ def format_ratios(rows: list[dict]) -> str:
     head = f"{'op':<28}{'size':<34}{'peer':<26}{'supcomp ms':>11}{'peer ms':>10}{'ratio':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['op']:<28}{r['size']:<34}{r['peer']:<26}{r['supcomp_ms']:>11.2f}{r['peer_ms']:>10.2f}"
-                     f"{r['ratio']:>7.2f}x")
+        lines.append(
+            f"{r['op']:<28}{r['size']:<34}{r['peer']:<26}{r['supcomp_ms']:>11.2f}{r['peer_ms']:>10.2f}"
+            f"{r['ratio']:>7.2f}x"
+        )
     return "\n".join(lines)

@@ -18,6 +18,7 @@ For inputs given as indices the error at fixed s does not depend on m (only a un
 all gates would add log factors), so expect a flat curve there; with superposed inputs each
 neuron also sums the interference of its ~p m connected inputs, which makes d grow with m.
 """
+
 from __future__ import annotations
 
 import functools
@@ -122,8 +123,16 @@ def _active_flags(u, idx):
     return x[:, : u.m].contiguous()
 
 
-def error_table(m: int, d: int, p: float, s_values=range(2, 11), batch: int = 32, seed: int = 0,
-                progress: bool = True, extra_samples: int = 2048) -> list[dict]:
+def error_table(
+    m: int,
+    d: int,
+    p: float,
+    s_values=range(2, 11),
+    batch: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+    extra_samples: int = 2048,
+) -> list[dict]:
     """Rows (one per s) of measured mean / max error per case beside ``theory(p, s, 2, d)``.
 
     ``batch`` samples are read at all pairs; ``extra_samples`` more only at their own both-on and
@@ -148,8 +157,10 @@ def error_table(m: int, d: int, p: float, s_values=range(2, 11), batch: int = 32
 
 
 def format_error_table(rows) -> str:
-    head = (f"{'m':>5}{'d':>6}{'p':>6}{'s':>4} | {'both: mean':>10}{'theory':>8}{'max':>7} | "
-            f"{'one: mean':>10}{'theory':>8}{'max':>7} | {'none: mean':>10}{'theory':>8}{'max':>7}")
+    head = (
+        f"{'m':>5}{'d':>6}{'p':>6}{'s':>4} | {'both: mean':>10}{'theory':>8}{'max':>7} | "
+        f"{'one: mean':>10}{'theory':>8}{'max':>7} | {'none: mean':>10}{'theory':>8}{'max':>7}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         cells = []
@@ -202,14 +213,24 @@ def _passes(m, d, s, batch, eps, quantile, seed, embed):
     return False, None
 
 
-def capacity(m_values=(125, 250, 500, 1000, 2000), s: int = 3, eps: float = 0.5, quantile: float = 0.99,
-             batch: int = 32, d_start: int = 128, d_max: int = 1 << 15, seed: int = 0, progress: bool = True):
+def capacity(
+    m_values=(125, 250, 500, 1000, 2000),
+    s: int = 3,
+    eps: float = 0.5,
+    quantile: float = 0.99,
+    batch: int = 32,
+    d_start: int = 128,
+    d_max: int = 1 << 15,
+    seed: int = 0,
+    progress: bool = True,
+):
     """Smallest working d per m, for inputs as indices and in superposition (d0 = d). Returns rows."""
     rows = []
     for embed in (False, True):
         d_lo = d_start  # the d found for the previous m (d_min assumed non-decreasing in m)
-        for m in progress_bar(list(m_values), desc="capacity " + ("superposed" if embed else "indices"),
-                              enabled=progress):
+        for m in progress_bar(
+            list(m_values), desc="capacity " + ("superposed" if embed else "indices"), enabled=progress
+        ):
             # Doubling from the previous d_min to a passing d, then bisection on the 1.25x grid.
             fail, found, d = None, None, d_lo
             while d <= d_max:
@@ -227,8 +248,17 @@ def capacity(m_values=(125, 250, 500, 1000, 2000), s: int = 3, eps: float = 0.5,
                     fail = mid
             if found is not None:
                 d_lo = found[0]
-            rows.append(dict(m=m, superposed=embed, d_min=found[0] if found else None,
-                             p=found[1] if found else None, s=s, eps=eps, quantile=quantile))
+            rows.append(
+                dict(
+                    m=m,
+                    superposed=embed,
+                    d_min=found[0] if found else None,
+                    p=found[1] if found else None,
+                    s=s,
+                    eps=eps,
+                    quantile=quantile,
+                )
+            )
     return rows
 
 
@@ -237,8 +267,9 @@ def format_capacity(rows) -> str:
     for r in rows:
         dm = f"{r['d_min']}" if r["d_min"] else "> max"
         p = f"{r['p']:.3f}" if r["p"] else "-"
-        lines.append(f"{'superposed' if r['superposed'] else 'indices':>11}{r['m']:>7}{dm:>8}{p:>8}"
-                     f"{r['m'] ** (2 / 3):>9.1f}")
+        lines.append(
+            f"{'superposed' if r['superposed'] else 'indices':>11}{r['m']:>7}{dm:>8}{p:>8}{r['m'] ** (2 / 3):>9.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -248,8 +279,13 @@ def plot_capacity(rows, path):
     for c, emb in enumerate((False, True)):
         rs = [r for r in rows if r["superposed"] == emb and r["d_min"]]
         if rs:
-            ax.plot([r["m"] for r in rs], [r["d_min"] for r in rs], "o-", color=f"C{c}",
-                    label="inputs in superposition (d0 = d)" if emb else "inputs as indices")
+            ax.plot(
+                [r["m"] for r in rs],
+                [r["d_min"] for r in rs],
+                "o-",
+                color=f"C{c}",
+                label="inputs in superposition (d0 = d)" if emb else "inputs as indices",
+            )
     ms = sorted({r["m"] for r in rows})
     ref = [r for r in rows if r["d_min"]]
     if ref:
@@ -299,5 +335,7 @@ def run(out_dir="supcomp-report/uand", quick=False, batch=None, seed=0, progress
 def demo_section(progress=True) -> str:
     """A few-second U-AND table for ``supcomp demo``: m=300, d=2000, p=0.1, s = 2..6."""
     rows = error_table(300, 2000, 0.1, (2, 3, 4, 6), batch=8, seed=0, progress=progress, extra_samples=512)
-    return ("U-AND (Vaintrob, Mendel & Hänni): error of the AND estimate of all pairs, measured vs theory\n"
-            + format_error_table(rows))
+    return (
+        "U-AND (Vaintrob, Mendel & Hänni): error of the AND estimate of all pairs, measured vs theory\n"
+        + format_error_table(rows)
+    )

@@ -10,11 +10,22 @@
 * :mod:`.tms`, :mod:`.circuits`, :mod:`.cc`, :mod:`.uand`: the adapters of the built-in experiments;
 * :mod:`.plot`: each experiment's standard figures from a results table.
 """
+
 from .grid import Grid, load_grid, point_key
 from .plot import plot_results
 from .registry import Experiment, register
 from .run import SweepSummary, plan, run_sweep
 from .table import read_results
 
-__all__ = ["Grid", "load_grid", "point_key", "Experiment", "register", "run_sweep", "plan", "SweepSummary",
-           "read_results", "plot_results"]
+__all__ = [
+    "Grid",
+    "load_grid",
+    "point_key",
+    "Experiment",
+    "register",
+    "run_sweep",
+    "plan",
+    "SweepSummary",
+    "read_results",
+    "plot_results",
+]

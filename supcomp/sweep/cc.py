@@ -11,6 +11,7 @@ its position in the batch, so a point always trains as instance 0 of its own run
 same row. Metrics: ``loss_per_feature`` (L/p at ``eval_p``), ``naive`` (the naive baseline's L/p, 1/12 at
 the defaults) and ``ratio_to_naive``.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,21 @@ import os
 from ..utils.figures import new_figure, save_figure
 from .registry import Experiment
 
-DEFAULTS = dict(model="residual", mixing="embedding", sigma=None, n_features=100, d_embed=1000, d_mlp=50,
-                feature_probability=0.01, steps=10_000, batch_size=2048, lr=3e-3, seed=0, eval_p=None,
-                n_samples=100_000)
+DEFAULTS = dict(
+    model="residual",
+    mixing="embedding",
+    sigma=None,
+    n_features=100,
+    d_embed=1000,
+    d_mlp=50,
+    feature_probability=0.01,
+    steps=10_000,
+    batch_size=2048,
+    lr=3e-3,
+    seed=0,
+    eval_p=None,
+    n_samples=100_000,
+)
 
 
 def run(points: list[dict]) -> list[dict]:
@@ -28,11 +41,24 @@ def run(points: list[dict]) -> list[dict]:
 
     out = []
     for p in points:
-        cfg = CCConfig(model=p["model"], mixing=p["mixing"], sigma=p["sigma"], n_features=int(p["n_features"]),
-                       d_embed=int(p["d_embed"]), d_mlp=int(p["d_mlp"]),
-                       feature_probability=float(p["feature_probability"]), n_instances=1)
-        m = train(cfg, steps=int(p["steps"]), batch_size=int(p["batch_size"]), lr=float(p["lr"]), seed=int(p["seed"]),
-                  progress=False)
+        cfg = CCConfig(
+            model=p["model"],
+            mixing=p["mixing"],
+            sigma=p["sigma"],
+            n_features=int(p["n_features"]),
+            d_embed=int(p["d_embed"]),
+            d_mlp=int(p["d_mlp"]),
+            feature_probability=float(p["feature_probability"]),
+            n_instances=1,
+        )
+        m = train(
+            cfg,
+            steps=int(p["steps"]),
+            batch_size=int(p["batch_size"]),
+            lr=float(p["lr"]),
+            seed=int(p["seed"]),
+            progress=False,
+        )
         ep = float(p["feature_probability"] if p["eval_p"] is None else p["eval_p"])
         lp = float(loss_per_feature(m, ep, n_samples=int(p["n_samples"]))[0])
         naive = float(naive_loss_per_feature(int(p["n_features"]), int(p["d_mlp"])))
@@ -49,8 +75,9 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     groups = sorted({(r["model"], r["mixing"]) for r in ok})
     for g in groups:
         sel = sorted((r for r in ok if (r["model"], r["mixing"]) == g), key=lambda r: r["sigma"] or 0.0)
-        ax.plot([r["sigma"] or 0.0 for r in sel], [r["loss_per_feature"] for r in sel], "o-", ms=3,
-                label=f"{g[0]} / {g[1]}")
+        ax.plot(
+            [r["sigma"] or 0.0 for r in sel], [r["loss_per_feature"] for r in sel], "o-", ms=3, label=f"{g[0]} / {g[1]}"
+        )
     ax.axhline(ok[0]["naive"], color="k", ls="--", lw=1, label="naive")
     ax.set_xlabel("σ of the mixing matrix (0: none / embedding)")
     ax.set_ylabel("L / p")
@@ -60,5 +87,6 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     return [save_figure(fig, os.path.join(out_dir, "cc_loss_per_feature.png"), dpi=120)]
 
 
-EXPERIMENT = Experiment(name="cc", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=(), plot=plot,
-                        doc=__doc__)
+EXPERIMENT = Experiment(
+    name="cc", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=(), plot=plot, doc=__doc__
+)

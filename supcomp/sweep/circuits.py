@@ -10,6 +10,7 @@ Nothing is packed (``per_instance`` is empty): each point builds its own network
 :func:`supcomp.studies.circuits.error_row`: last-layer ``total`` MSE and its prediction, the z = 1
 error ``alone``, layer means of ``read_in`` and ``read_out`` with their predictions, ``total_se``.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,18 @@ def run(points: list[dict]) -> list[dict]:
 
     out = []
     for p in points:
-        row = error_row(str(p["kind"]), int(p["T"]), int(p["M"]), int(p["S"]), int(p["L"]), int(p["z"]),
-                        int(p["n_samples"]), assignment=str(p["assignment"]), d=int(p["d"]), seed=int(p["seed"]))
+        row = error_row(
+            str(p["kind"]),
+            int(p["T"]),
+            int(p["M"]),
+            int(p["S"]),
+            int(p["L"]),
+            int(p["z"]),
+            int(p["n_samples"]),
+            assignment=str(p["assignment"]),
+            d=int(p["d"]),
+            seed=int(p["seed"]),
+        )
         out.append({k: v for k, v in row.items() if k not in ("T", "M", "S", "L", "z")})
     return out
 
@@ -55,5 +66,6 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     return [save_figure(fig, os.path.join(out_dir, "circuits_error_vs_theory.png"), dpi=120)]
 
 
-EXPERIMENT = Experiment(name="circuits", run=run, per_instance=frozenset(), defaults=DEFAULTS,
-                        required=("T", "M"), plot=plot, doc=__doc__)
+EXPERIMENT = Experiment(
+    name="circuits", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=("T", "M"), plot=plot, doc=__doc__
+)

@@ -12,6 +12,7 @@
 Each yields ``(pack_index, rows)``. On KeyboardInterrupt the executor cancels what has not started and
 re-raises; rows already yielded are already written.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,14 +68,21 @@ def pool(packs, exp_name, exp_path, base, workers, threads=None, retries=2):
                 for i in list(todo):
                     if attempt[i] > retries:
                         todo.remove(i)
-                        yield i, _dead_rows(exp_name, packs[i], dict(base, executor=f"local[{workers}]"), attempt[i],
-                                            f"worker process died {attempt[i]} times running this pack")
+                        yield (
+                            i,
+                            _dead_rows(
+                                exp_name,
+                                packs[i],
+                                dict(base, executor=f"local[{workers}]"),
+                                attempt[i],
+                                f"worker process died {attempt[i]} times running this pack",
+                            ),
+                        )
         finally:
             ex.shutdown(wait=False, cancel_futures=True)
 
 
-def ray_tasks(packs, exp_name, exp_path, base, address="auto", num_cpus=1, num_gpus=0, retries=2,
-              init_kwargs=None):
+def ray_tasks(packs, exp_name, exp_path, base, address="auto", num_cpus=1, num_gpus=0, retries=2, init_kwargs=None):
     """Run the packs as Ray tasks. ``address``: ``"auto"`` (a cluster this machine belongs to, e.g. started
     with ``ray start``, or ``RAY_ADDRESS``; else a new local instance) or a cluster address
     (``"ray://host:10001"``, ``"host:6379"``). An already initialised Ray (``ray.init`` by the caller) is
@@ -85,8 +93,9 @@ def ray_tasks(packs, exp_name, exp_path, base, address="auto", num_cpus=1, num_g
         raise ImportError("the ray executor needs Ray: pip install 'supcomp[ray]'") from e
     if not ray.is_initialized():
         ray.init(address=None if address in (None, "auto") else address, **(init_kwargs or {}))
-    task = ray.remote(run_pack).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries,
-                                        retry_exceptions=False)
+    task = ray.remote(run_pack).options(
+        num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries, retry_exceptions=False
+    )
     threads = max(1, int(num_cpus))
     b = dict(base, executor="ray", attempt=1)
     refs = {task.remote(exp_name, exp_path, pts, b, threads): i for i, pts in enumerate(packs)}
@@ -99,8 +108,13 @@ def ray_tasks(packs, exp_name, exp_path, base, address="auto", num_cpus=1, num_g
                 try:
                     rows = ray.get(ref)
                 except Exception as e:  # the task's worker / node died more than `retries` times
-                    rows = _dead_rows(exp_name, packs[i], dict(base, executor="ray"), retries + 1,
-                                      f"ray task failed: {type(e).__name__}: {e}")
+                    rows = _dead_rows(
+                        exp_name,
+                        packs[i],
+                        dict(base, executor="ray"),
+                        retries + 1,
+                        f"ray task failed: {type(e).__name__}: {e}",
+                    )
                 yield i, rows
     finally:
         for ref in pending:

@@ -20,6 +20,7 @@ A grid file (TOML; YAML too when PyYAML is installed) looks like::
 Generated values are rounded to 12 significant digits, so a point's key (a hash of its parameters) is
 the same on every machine whatever its libm; a rerun of the same grid finds the points already done.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,21 @@ import math
 import os
 
 #: Column names the results table uses for itself; a grid may not use them as parameter names.
-RESERVED = ("key", "experiment", "grid", "status", "error", "run_s", "pack_s", "pack_size", "supcomp_version",
-            "machine", "finished_at", "executor", "attempt")
+RESERVED = (
+    "key",
+    "experiment",
+    "grid",
+    "status",
+    "error",
+    "run_s",
+    "pack_s",
+    "pack_size",
+    "supcomp_version",
+    "machine",
+    "finished_at",
+    "executor",
+    "attempt",
+)
 
 DEFAULT_MAX_INSTANCES = 256
 
@@ -48,13 +62,13 @@ def expand_axis(name: str, spec) -> list:
             raise ValueError(f"axes.{name}: an empty list of values")
         return list(spec)
     if isinstance(spec, dict) and len(spec) == 1:
-        (kind, args), = spec.items()
+        ((kind, args),) = spec.items()
         if kind in ("logspace", "linspace"):
             if not (isinstance(args, (list, tuple)) and len(args) == 3 and isinstance(args[2], int) and args[2] >= 1):
                 raise ValueError(f"axes.{name}.{kind}: expected [start, stop, count], got {args!r}")
             a, b, n = float(args[0]), float(args[1]), args[2]
             xs = [a + (b - a) * k / (n - 1) for k in range(n)] if n > 1 else [a]
-            return [_round(10.0 ** x) if kind == "logspace" else _round(x) for x in xs]
+            return [_round(10.0**x) if kind == "logspace" else _round(x) for x in xs]
         if kind == "range":
             if not (isinstance(args, (list, tuple)) and len(args) in (2, 3) and all(isinstance(x, int) for x in args)):
                 raise ValueError(f"axes.{name}.range: expected [start, stop] or [start, stop, step] ints, got {args!r}")
@@ -62,8 +76,9 @@ def expand_axis(name: str, spec) -> list:
             if not vals:
                 raise ValueError(f"axes.{name}.range: {args!r} is empty")
             return vals
-    raise ValueError(f"axes.{name}: expected a list of values or one of {{logspace, linspace, range}} = [...], "
-                     f"got {spec!r}")
+    raise ValueError(
+        f"axes.{name}: expected a list of values or one of {{logspace, linspace, range}} = [...], got {spec!r}"
+    )
 
 
 def point_key(experiment: str, params: dict) -> str:
@@ -116,12 +131,19 @@ class Grid:
     def from_dict(cls, d: dict, name: str | None = None) -> Grid:
         unknown = set(d) - {"experiment", "fixed", "axes", "name", "max_instances"}
         if unknown:
-            raise ValueError(f"grid: unknown top-level keys {sorted(unknown)} (expected experiment, name, "
-                             "max_instances, fixed, axes)")
+            raise ValueError(
+                f"grid: unknown top-level keys {sorted(unknown)} (expected experiment, name, "
+                "max_instances, fixed, axes)"
+            )
         if "experiment" not in d:
             raise ValueError("grid: missing 'experiment'")
-        return cls(experiment=d["experiment"], fixed=dict(d.get("fixed", {})), axes=dict(d.get("axes", {})),
-                   name=d.get("name", name or "sweep"), max_instances=d.get("max_instances", DEFAULT_MAX_INSTANCES))
+        return cls(
+            experiment=d["experiment"],
+            fixed=dict(d.get("fixed", {})),
+            axes=dict(d.get("axes", {})),
+            name=d.get("name", name or "sweep"),
+            max_instances=d.get("max_instances", DEFAULT_MAX_INSTANCES),
+        )
 
 
 def load_grid(path: str) -> Grid:

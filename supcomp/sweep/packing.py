@@ -1,4 +1,5 @@
 """Packing: grid points that differ only in per-instance parameters become one instance-batched run."""
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,6 @@ def pack(points: list, per_instance, max_instances: int, min_packs: int = 1) -> 
         start = 0
         for k in range(c):
             size = base + (k < extra)
-            runs.append(g[start:start + size])
+            runs.append(g[start : start + size])
             start += size
     return runs

@@ -1,4 +1,5 @@
 """``plot_results``: the standard figure(s) of each experiment found in a results table."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The standard TMS figures from sweep rows: the n=2, m=1 phase diagram, and dimensions per feature
 against 1/density. One figure per setting (rows that agree on everything but importance, density, seed)."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,19 @@ from ..tms.analysis import PHASES, phase_analytic
 from ..utils.figures import new_figure, save_figure
 from ..utils.threads import threads
 
-_SETTING = ("n_features", "n_hidden", "kind", "steps", "batch_size", "lr", "weight_decay", "backend",
-            "correlated_pairs", "anticorrelated_pairs", "grid")
+_SETTING = (
+    "n_features",
+    "n_hidden",
+    "kind",
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "backend",
+    "correlated_pairs",
+    "anticorrelated_pairs",
+    "grid",
+)
 _COLORS = ("#d9d9d9", "#4c72b0", "#dd8452", "#8c8c8c")
 
 
@@ -32,8 +44,10 @@ def _edges(v):
 
 
 def _title(r):
-    return (f"n={r['n_features']}, m={r['n_hidden']}, {r['kind']}; {r['steps']} steps, batch {r['batch_size']}, "
-            f"lr {r['lr']:g} ({r.get('grid')})")
+    return (
+        f"n={r['n_features']}, m={r['n_hidden']}, {r['kind']}; {r['steps']} steps, batch {r['batch_size']}, "
+        f"lr {r['lr']:g} ({r.get('grid')})"
+    )
 
 
 def plot_phase(rows, path):
@@ -58,8 +72,13 @@ def plot_phase(rows, path):
     cmap = ListedColormap(_COLORS)
     fig, axes = new_figure(1, 2, figsize=(11, 4.4))
     seeds = len({r["seed"] for r in rows})
-    for ax, (xs, ys, g, title) in zip(axes, ((dens, rel, grid, f"trained (lowest exact loss of {seeds} seed(s))"),
-                                             (fd.numpy(), fr.numpy(), fine.numpy(), "analytic"))):
+    for ax, (xs, ys, g, title) in zip(
+        axes,
+        (
+            (dens, rel, grid, f"trained (lowest exact loss of {seeds} seed(s))"),
+            (fd.numpy(), fr.numpy(), fine.numpy(), "analytic"),
+        ),
+    ):
         ax.pcolormesh(_edges(xs), _edges(ys), np.ma.masked_invalid(g), cmap=cmap, vmin=-0.5, vmax=3.5, shading="flat")
         ax.contour(fd.numpy(), fr.numpy(), margin, levels=[0.0], colors="k", linewidths=1.0)
         ax.set_xscale("log")
@@ -68,8 +87,9 @@ def plot_phase(rows, path):
         ax.set_xlabel("feature density 1 - S")
         ax.set_ylabel("relative importance of the extra feature")
         ax.set_title(title, fontsize=9)
-    fig.legend(handles=[Patch(color=c, label=l) for c, l in zip(_COLORS, PHASES)], loc="lower center", ncol=4,
-               fontsize=8)
+    fig.legend(
+        handles=[Patch(color=c, label=l) for c, l in zip(_COLORS, PHASES)], loc="lower center", ncol=4, fontsize=8
+    )
     fig.suptitle("TMS phase diagram: " + _title(rows[0]), fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, path, dpi=110)
@@ -88,8 +108,14 @@ def plot_dimensionality(rows, path):
         y = [np.mean([r["dims_per_feature"] for r in rs if r["density"] == d]) for d in dens]
         lab = f"importance {prof[0]:g}, decay {prof[1]:g}" if len(profiles) > 1 else None
         ax.plot(x, y, "o-", color=f"C{k % 10}", label=lab, ms=4)
-        ax.scatter([1 / r["density"] for r in rs], [r["dims_per_feature"] for r in rs], s=6, alpha=0.4,
-                   color=f"C{k % 10}", lw=0)
+        ax.scatter(
+            [1 / r["density"] for r in rs],
+            [r["dims_per_feature"] for r in rs],
+            s=6,
+            alpha=0.4,
+            color=f"C{k % 10}",
+            lw=0,
+        )
     n, m = rows[0]["n_features"], rows[0]["n_hidden"]
     ax.axhline(0.5, color="C3", ls="--", lw=1, label="1/2 (antipodal pairs)")
     ax.axhline(m / n, color="0.6", ls="-.", lw=1, label=f"m/n = {m / n:.3f}")

@@ -23,6 +23,7 @@ that worker processes and Ray tasks find them too; :func:`register` takes an obj
 process only, i.e. the serial executor) or a ``"module:attr"`` path (found everywhere the module is
 importable).
 """
+
 from __future__ import annotations
 
 import dataclasses

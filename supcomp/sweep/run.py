@@ -1,4 +1,5 @@
 """``run_sweep``: expand a grid, skip what is done, pack the rest, execute, write each point as it finishes."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,10 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`run_sweep`; ``summary`` (a :class:`SweepSummary`) says what is in the table."""
 
     def __init__(self, summary):
-        super().__init__(f"interrupted: {summary.n_skipped + summary.n_run} of {summary.n_points} points are in "
-                         f"{summary.out}; rerun the same command to finish")
+        super().__init__(
+            f"interrupted: {summary.n_skipped + summary.n_run} of {summary.n_points} points are in "
+            f"{summary.out}; rerun the same command to finish"
+        )
         self.summary = summary
 
 
@@ -52,9 +55,20 @@ def plan(grid: Grid, done: set = frozenset(), min_packs: int = 1) -> tuple[list,
     return points, pack(todo, exp.per_instance, grid.max_instances, min_packs=min_packs)
 
 
-def run_sweep(grid, out: str | None = None, workers: int = 1, ray: str | None = None, *, threads: int | None = None,
-              ray_cpus: float = 1, ray_gpus: float = 0, retries: int = 2, retry_failed: bool = True,
-              progress: bool = True, ray_init_kwargs: dict | None = None) -> SweepSummary:
+def run_sweep(
+    grid,
+    out: str | None = None,
+    workers: int = 1,
+    ray: str | None = None,
+    *,
+    threads: int | None = None,
+    ray_cpus: float = 1,
+    ray_gpus: float = 0,
+    retries: int = 2,
+    retry_failed: bool = True,
+    progress: bool = True,
+    ray_init_kwargs: dict | None = None,
+) -> SweepSummary:
     """Run every point of ``grid`` (a :class:`Grid` or a path to a grid file) not yet in the table ``out``.
 
     Args:
@@ -80,8 +94,10 @@ def run_sweep(grid, out: str | None = None, workers: int = 1, ray: str | None = 
     exp = registry.get(grid.experiment)
     exp_path = registry.path_of(grid.experiment)
     if exp_path is None and (workers > 1 or ray):
-        raise ValueError(f"experiment {grid.experiment!r} is registered as an object in this process only; "
-                         "register it by 'module:attr' path to run it in worker processes or on Ray")
+        raise ValueError(
+            f"experiment {grid.experiment!r} is registered as an object in this process only; "
+            "register it by 'module:attr' path to run it in worker processes or on Ray"
+        )
     store = ResultStore(out)
     done = store.done_keys(retry_failed=retry_failed)
     parallel = workers if not ray else 1
@@ -89,8 +105,17 @@ def run_sweep(grid, out: str | None = None, workers: int = 1, ray: str | None = 
     n_todo = sum(len(p) for p in packs)
     base = {"grid": grid.name}
     if ray:
-        gen = executors.ray_tasks(packs, exp.name, exp_path, base, address=ray, num_cpus=ray_cpus, num_gpus=ray_gpus,
-                                  retries=retries, init_kwargs=ray_init_kwargs)
+        gen = executors.ray_tasks(
+            packs,
+            exp.name,
+            exp_path,
+            base,
+            address=ray,
+            num_cpus=ray_cpus,
+            num_gpus=ray_gpus,
+            retries=retries,
+            init_kwargs=ray_init_kwargs,
+        )
     elif workers > 1:
         gen = executors.pool(packs, exp.name, exp_path, base, workers, threads=threads, retries=retries)
     else:
@@ -98,8 +123,14 @@ def run_sweep(grid, out: str | None = None, workers: int = 1, ray: str | None = 
     t0 = time.perf_counter()
     n_run = n_failed = 0
     interrupted = False
-    bar = progress_bar(total=len(points), initial=len(points) - n_todo, desc=f"sweep {grid.name}", unit="pt",
-                       enabled=progress, smoothing=0.1)
+    bar = progress_bar(
+        total=len(points),
+        initial=len(points) - n_todo,
+        desc=f"sweep {grid.name}",
+        unit="pt",
+        enabled=progress,
+        smoothing=0.1,
+    )
     try:
         for _, rows in gen:
             store.append(rows)
@@ -114,9 +145,16 @@ def run_sweep(grid, out: str | None = None, workers: int = 1, ray: str | None = 
         gen.close()
         bar.close()
         store.snapshot()
-    summary = SweepSummary(out=out, n_points=len(points), n_skipped=len(points) - n_todo, n_run=n_run,
-                           n_failed=n_failed, n_packs=len(packs), wall_s=time.perf_counter() - t0,
-                           interrupted=interrupted)
+    summary = SweepSummary(
+        out=out,
+        n_points=len(points),
+        n_skipped=len(points) - n_todo,
+        n_run=n_run,
+        n_failed=n_failed,
+        n_packs=len(packs),
+        wall_s=time.perf_counter() - t0,
+        interrupted=interrupted,
+    )
     if interrupted:
         raise SweepInterrupted(summary)
     return summary

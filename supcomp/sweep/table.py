@@ -11,6 +11,7 @@ Reading keeps the last row of each key, so a point that failed and later succeed
 success. In Parquet, values that are not numbers, strings or bools (lists, dicts) are stored as JSON
 text, and a column of ints and floats becomes floats.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ def have_pyarrow() -> bool:
     try:
         import pyarrow  # noqa: F401
         import pyarrow.parquet  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -105,6 +107,7 @@ def read_results(path: str) -> list[dict]:
         return _latest(_read_journal(j))
     if path.endswith(".parquet") and os.path.exists(path):
         import pyarrow.parquet as pq
+
         return pq.read_table(path).to_pylist()
     raise FileNotFoundError(f"results: no table at {path!r}")
 
@@ -126,6 +129,7 @@ class ResultStore:
         self.rows = _read_journal(self.journal)
         if not self.rows and self.parquet and os.path.exists(self.parquet):  # a table without its journal
             import pyarrow.parquet as pq
+
             self.append(pq.read_table(self.parquet).to_pylist())
 
     def done_keys(self, retry_failed: bool = True) -> set:

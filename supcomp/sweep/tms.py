@@ -23,6 +23,7 @@ and for n=2, m=1, ReLU output (the phase diagram): ``w1, w2, b1, b2``, ``exact_l
 :func:`supcomp.tms.analysis.phase_exact_loss`) and ``phase`` (:data:`~supcomp.tms.analysis.PHASES`
 name, :func:`~supcomp.tms.analysis.classify_phase`).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,11 +33,36 @@ import torch
 from .registry import Experiment
 
 PER_INSTANCE = frozenset({"density", "importance", "importance_decay", "seed"})
-DEFAULTS = dict(density=1.0, importance=1.0, importance_decay=1.0, seed=0, kind="relu_output", steps=10_000,
-                batch_size=1024, lr=1e-3, weight_decay=0.01, backend="fused", device="cpu", correlated_pairs=0,
-                anticorrelated_pairs=0, quadrature_nodes=64)
-_SHARED = ("n_features", "n_hidden", "kind", "steps", "batch_size", "lr", "weight_decay", "backend", "device",
-           "correlated_pairs", "anticorrelated_pairs", "quadrature_nodes")
+DEFAULTS = dict(
+    density=1.0,
+    importance=1.0,
+    importance_decay=1.0,
+    seed=0,
+    kind="relu_output",
+    steps=10_000,
+    batch_size=1024,
+    lr=1e-3,
+    weight_decay=0.01,
+    backend="fused",
+    device="cpu",
+    correlated_pairs=0,
+    anticorrelated_pairs=0,
+    quadrature_nodes=64,
+)
+_SHARED = (
+    "n_features",
+    "n_hidden",
+    "kind",
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "backend",
+    "device",
+    "correlated_pairs",
+    "anticorrelated_pairs",
+    "quadrature_nodes",
+)
 
 
 def importances(n: int, importance, decay) -> torch.Tensor:
@@ -65,15 +91,30 @@ def run(points: list[dict]) -> list[dict]:
     seeds = [p["seed"] for p in points]
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(f"seed: expected non-negative ints, got {seeds}")
-    cfg = ToyModelConfig(n, m, I, feature_probability=dens, importance=imp, kind=p0["kind"],
-                         correlated_pairs=int(p0["correlated_pairs"]),
-                         anticorrelated_pairs=int(p0["anticorrelated_pairs"]))
+    cfg = ToyModelConfig(
+        n,
+        m,
+        I,
+        feature_probability=dens,
+        importance=imp,
+        kind=p0["kind"],
+        correlated_pairs=int(p0["correlated_pairs"]),
+        anticorrelated_pairs=int(p0["anticorrelated_pairs"]),
+    )
     # the TMS thread rule: one thread for tiny models or a loaded machine (only ever lowers the
     # executor's share)
     with threads(threads_for(n, m)):
-        model = train(cfg, steps=int(p0["steps"]), batch_size=int(p0["batch_size"]), lr=float(p0["lr"]),
-                      weight_decay=float(p0["weight_decay"]), backend=p0["backend"], device=p0["device"],
-                      progress=False, instance_seeds=seeds)
+        model = train(
+            cfg,
+            steps=int(p0["steps"]),
+            batch_size=int(p0["batch_size"]),
+            lr=float(p0["lr"]),
+            weight_decay=float(p0["weight_decay"]),
+            backend=p0["backend"],
+            device=p0["device"],
+            progress=False,
+            instance_seeds=seeds,
+        )
     W = model.W.detach().double().cpu()
     b = model.b.detach().double().cpu()
     # mean of the last 100 logged losses, summed exactly (fsum): a batched reduction over [steps, I] would
@@ -82,8 +123,10 @@ def run(points: list[dict]) -> list[dict]:
     loss = [math.fsum(hist[:, i].tolist()) / hist.shape[0] for i in range(I)]
     fro = W.square().sum((-2, -1))
     n_learned = (M.feature_norms(W) >= LEARNED).sum(-1)
-    rows = [dict(loss=loss[i], frobenius_sq=float(fro[i]), dims_per_feature=float(m / fro[i]),
-                 n_learned=int(n_learned[i])) for i in range(I)]
+    rows = [
+        dict(loss=loss[i], frobenius_sq=float(fro[i]), dims_per_feature=float(m / fro[i]), n_learned=int(n_learned[i]))
+        for i in range(I)
+    ]
     if n == 2 and m == 1 and p0["kind"] == "relu_output":
         w = W[..., 0]
         cls = classify_phase(w)
@@ -91,15 +134,29 @@ def run(points: list[dict]) -> list[dict]:
             r = imp[:, 1] / imp[:, 0]
             exact = imp[:, 0] * phase_exact_loss(w, b, r, dens, nodes=int(p0["quadrature_nodes"]))
         for i, row in enumerate(rows):
-            row.update(w1=float(w[i, 0]), w2=float(w[i, 1]), b1=float(b[i, 0]), b2=float(b[i, 1]),
-                       exact_loss=float(exact[i]), phase=PHASES[int(cls[i])])
+            row.update(
+                w1=float(w[i, 0]),
+                w2=float(w[i, 1]),
+                b1=float(b[i, 0]),
+                b2=float(b[i, 1]),
+                exact_loss=float(exact[i]),
+                phase=PHASES[int(cls[i])],
+            )
     return rows
 
 
 def plot(rows: list[dict], out_dir: str) -> list[str]:
     from .plots_tms import plot_tms
+
     return plot_tms(rows, out_dir)
 
 
-EXPERIMENT = Experiment(name="tms", run=run, per_instance=PER_INSTANCE, defaults=DEFAULTS,
-                        required=("n_features", "n_hidden"), plot=plot, doc=__doc__)
+EXPERIMENT = Experiment(
+    name="tms",
+    run=run,
+    per_instance=PER_INSTANCE,
+    defaults=DEFAULTS,
+    required=("n_features", "n_hidden"),
+    plot=plot,
+    doc=__doc__,
+)

@@ -7,6 +7,7 @@ draws its own construction. Metrics (per case: ``both`` inputs on, ``one`` on, `
 ``<case>_mean`` and ``<case>_max`` error with ``<case>_theory`` (exact mean, :func:`supcomp.uand.theory`)
 and ``<case>_std_theory``, as in :func:`supcomp.studies.uand.error_table`.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,16 @@ def run(points: list[dict]) -> list[dict]:
 
     out = []
     for p in points:
-        row = error_table(int(p["m"]), int(p["d"]), float(p["p"]), s_values=[int(p["s"])], batch=int(p["batch"]),
-                          seed=int(p["seed"]), progress=False, extra_samples=int(p["extra_samples"]))[0]
+        row = error_table(
+            int(p["m"]),
+            int(p["d"]),
+            float(p["p"]),
+            s_values=[int(p["s"])],
+            batch=int(p["batch"]),
+            seed=int(p["seed"]),
+            progress=False,
+            extra_samples=int(p["extra_samples"]),
+        )[0]
         out.append({k: v for k, v in row.items() if k not in ("m", "d", "p", "s", "batch")})
     return out
 
@@ -38,8 +47,13 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
         xs = [r[f"{case}_theory"] for r in ok if r.get(f"{case}_theory") is not None]
         ys = [r[f"{case}_mean"] for r in ok if r.get(f"{case}_theory") is not None]
         ax.scatter(xs, ys, s=14, label=f"{case} on")
-    vals = [v for r in ok for c in ("both", "one", "none") for v in (r.get(f"{c}_theory"), r.get(f"{c}_mean"))
-            if v is not None]
+    vals = [
+        v
+        for r in ok
+        for c in ("both", "one", "none")
+        for v in (r.get(f"{c}_theory"), r.get(f"{c}_mean"))
+        if v is not None
+    ]
     lo, hi = min(vals), max(vals)
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="measured = theory")
     ax.set_xlabel("theory: mean error")
@@ -50,5 +64,6 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     return [save_figure(fig, os.path.join(out_dir, "uand_error_vs_theory.png"), dpi=120)]
 
 
-EXPERIMENT = Experiment(name="uand", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=("m", "d", "p"),
-                        plot=plot, doc=__doc__)
+EXPERIMENT = Experiment(
+    name="uand", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=("m", "d", "p"), plot=plot, doc=__doc__
+)

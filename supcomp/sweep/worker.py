@@ -4,6 +4,7 @@
 If the pack fails as a whole it runs each point alone, so one bad point costs only its own row (with
 ``status="error"`` and the error text); it never raises for an error inside the experiment.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,11 +27,13 @@ def limit_threads(threads: int | None) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     import torch
+
     torch.set_num_threads(int(threads))
 
 
 def _experiment(name: str, path: str | None):
     from . import registry
+
     if path is not None and registry.path_of(name) != path:
         registry.register(name, path)
     return registry.get(name)
@@ -38,9 +41,16 @@ def _experiment(name: str, path: str | None):
 
 def _meta(base: dict, pack_s: float, size: int) -> dict:
     from .. import __version__
+
     m = dict(base)
-    m.update(run_s=pack_s / size, pack_s=pack_s, pack_size=size, supcomp_version=__version__, machine=machine(),
-             finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    m.update(
+        run_s=pack_s / size,
+        pack_s=pack_s,
+        pack_size=size,
+        supcomp_version=__version__,
+        machine=machine(),
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     return m
 
 

@@ -15,6 +15,7 @@ any :class:`~supcomp.tms.ToyModel`:
 Losses follow the library's convention: the importance-weighted squared error **meaned** over
 features (the TMS notebook's), so an n=2 loss is half the paper's sum over features.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,13 @@ from .model import ToyModel
 from .train import FusedAdamW, fused_sampled_adamw_step
 
 #: The feature-dimensionality lines of the paper's geometry figure: (value, label).
-D_LINES = ((3 / 4, "3/4 tetrahedron"), (2 / 3, "2/3 triangle"), (1 / 2, "1/2 antipodal pair"),
-           (2 / 5, "2/5 pentagon"), (3 / 8, "3/8 square antiprism"))
+D_LINES = (
+    (3 / 4, "3/4 tetrahedron"),
+    (2 / 3, "2/3 triangle"),
+    (1 / 2, "1/2 antipodal pair"),
+    (2 / 5, "2/5 pentagon"),
+    (3 / 8, "3/8 square antiprism"),
+)
 #: A feature counts as represented when its norm ``||W_i||`` is at least this.
 LEARNED = 0.5
 #: The phases of the n=2, m=1 diagram, in the order of :func:`classify_phase`'s indices.
@@ -49,6 +55,7 @@ def threads_for(n: int, m: int) -> int | None:
 
 
 # ----------------------------------------------------------------------------- held-out losses
+
 
 def _forward(x, W, b, kind):
     """x [S, n], W [R, n, m], b [R, n] -> y [R, S, n] (tied toy models)."""
@@ -74,13 +81,20 @@ def eval_losses(cfg: ToyModelConfig, W, b, groups, n_samples=1 << 16, seed=12345
     out = torch.full((cfg.n_instances,), float("nan"), dtype=torch.float64)
     for gi, group in enumerate(groups):
         g = torch.as_tensor(group)
-        one = ToyModelConfig(cfg.n_features, cfg.n_hidden, 1, feature_probability=probs[g[0]][None],
-                             importance=1.0, kind=cfg.kind, correlated_pairs=cfg.correlated_pairs,
-                             anticorrelated_pairs=cfg.anticorrelated_pairs)
+        one = ToyModelConfig(
+            cfg.n_features,
+            cfg.n_hidden,
+            1,
+            feature_probability=probs[g[0]][None],
+            importance=1.0,
+            kind=cfg.kind,
+            correlated_pairs=cfg.correlated_pairs,
+            anticorrelated_pairs=cfg.anticorrelated_pairs,
+        )
         x = sample_batch(one, n_samples, seed=seed + gi, dtype=torch.float64).to_dense()[0]
         tot = torch.zeros(len(group), dtype=torch.float64)
         for s in range(0, n_samples, chunk):
-            xs = x[s:s + chunk]
+            xs = x[s : s + chunk]
             y = _forward(xs, W[g], b[g], cfg.kind)
             tot += (imps[g][:, None] * (y - xs) ** 2).sum((1, 2))
         out[g] = tot / (n_samples * cfg.n_features)
@@ -98,6 +112,7 @@ def feature_cosine(W, i: int, j: int) -> float:
 
 
 # ----------------------------------------------------------------------------- n=2, m=1 phase diagram
+
 
 def phase_exact_loss(w, b, importance, density, nodes=256, chunk_elems=1 << 22):
     """Exact expected loss of n=2, m=1 ReLU-output models, ``[N]`` float64 (library convention: meaned
@@ -117,8 +132,12 @@ def phase_exact_loss(w, b, importance, density, nodes=256, chunk_elems=1 << 22):
     p = torch.as_tensor(density, dtype=torch.float64).expand(w.shape[0])
     step = max(1, chunk_elems // (nodes * nodes))
     if w.shape[0] > step:  # bounded memory: the 2-D integral holds [N, nodes^2] tensors
-        return torch.cat([phase_exact_loss(w[s:s + step], b[s:s + step], r[s:s + step], p[s:s + step], nodes)
-                          for s in range(0, w.shape[0], step)])
+        return torch.cat(
+            [
+                phase_exact_loss(w[s : s + step], b[s : s + step], r[s : s + step], p[s : s + step], nodes)
+                for s in range(0, w.shape[0], step)
+            ]
+        )
     imp = torch.stack([torch.ones_like(r), r], -1)  # [N, 2]
     t = (torch.arange(nodes, dtype=torch.float64) + 0.5) / nodes
     # none active: outputs relu(b), target 0
@@ -135,7 +154,7 @@ def phase_exact_loss(w, b, importance, density, nodes=256, chunk_elems=1 << 22):
     y1 = torch.relu(w[:, 0, None] * h + b[:, 0, None])
     y2 = torch.relu(w[:, 1, None] * h + b[:, 1, None])
     L2 = ((y1 - x1) ** 2).mean(-1) + r * ((y2 - x2) ** 2).mean(-1)
-    L = (1 - p) ** 2 * L0 + p * (1 - p) * (L1[0] + L1[1]) + p ** 2 * L2
+    L = (1 - p) ** 2 * L0 + p * (1 - p) * (L1[0] + L1[1]) + p**2 * L2
     return L / 2
 
 
@@ -160,8 +179,8 @@ def phase_candidate_losses(importance, density, refine=True, iters=200):
     r = torch.as_tensor(importance, dtype=torch.float64)
     p = torch.as_tensor(density, dtype=torch.float64)
     r, p = torch.broadcast_tensors(r, p)
-    v = p / 3 - p ** 2 / 4
-    out = {"[1,0]": r * v / 2, "[0,1]": v / 2, "[1,-1] b=0": (1 + r) * p ** 2 / 12}
+    v = p / 3 - p**2 / 4
+    out = {"[1,0]": r * v / 2, "[0,1]": v / 2, "[1,-1] b=0": (1 + r) * p**2 / 12}
     anti = out["[1,-1] b=0"].clone()
     if refine:
         shape = r.shape
@@ -215,8 +234,10 @@ def classify_phase(w, threshold=LEARNED):
 
 # ----------------------------------------------------------------------------- learning dynamics
 
-def train_with_snapshots(cfg: ToyModelConfig, steps, snapshot_steps, batch_size=1024, lr=1e-3, seed=0,
-                         progress=True, weight_decay=0.01):
+
+def train_with_snapshots(
+    cfg: ToyModelConfig, steps, snapshot_steps, batch_size=1024, lr=1e-3, seed=0, progress=True, weight_decay=0.01
+):
     """The loop of :func:`supcomp.tms.train` (same init, batches and AdamW; fused backend) that also
     keeps copies of ``W`` at ``snapshot_steps`` (the weights *after* that many steps; 0 = the init).
     Returns ``(model, steps_list, W_snapshots [S, I, n, m], loss_history [steps, I])``."""
@@ -279,6 +300,7 @@ def level_paths(D, norms, steps_list, tol=0.0125, dwell=None):
 
 # ----------------------------------------------------------------------------- cross-entropy vs. squared error
 
+
 def binary_code_losses(k: int) -> dict:
     """Optimal losses of a one-neuron model whose neuron fires with one common magnitude on k of the 4
     equally likely tokens (0 on the others), with the best read-out.
@@ -290,6 +312,7 @@ def binary_code_losses(k: int) -> dict:
       outputs are the conditional means: ``(k/4)(1 - 1/k) + ((4-k)/4)(1 - 1/(4-k)) = 1/2`` for every
       k in 1..3 (3/4 for k = 0, 4): squared error has no preference.
     """
+
     def ent(j):
         return j * math.log(j) if j > 0 else 0.0
 

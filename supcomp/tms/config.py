@@ -1,4 +1,5 @@
 """ToyModelConfig: what a batch of toy models of superposition is (sizes, data, model kind)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,11 @@ def _broadcast(value, name, I, n):
         return t.expand(I, n).clone()
     if t.dim() == 1 and name == "feature_probability" and t.shape[0] == I:
         return t[:, None].expand(I, n).clone()
-    allowed = "a scalar, [n_instances] or [n_instances, n_features]" if name == "feature_probability" else \
-        "a scalar, [n_features] or [n_instances, n_features]"
+    allowed = (
+        "a scalar, [n_instances] or [n_instances, n_features]"
+        if name == "feature_probability"
+        else "a scalar, [n_features] or [n_instances, n_features]"
+    )
     raise ValueError(f"{name}: expected {allowed} = [{I}, {n}], got shape {list(t.shape)}")
 
 
@@ -72,8 +76,10 @@ class ToyModelConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
         if 2 * (self.correlated_pairs + self.anticorrelated_pairs) > self.n_features:
-            raise ValueError("correlated_pairs, anticorrelated_pairs: 2*(correlated + anticorrelated) pairs "
-                             f"exceed n_features = {self.n_features}")
+            raise ValueError(
+                "correlated_pairs, anticorrelated_pairs: 2*(correlated + anticorrelated) pairs "
+                f"exceed n_features = {self.n_features}"
+            )
         if self.kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {self.kind!r}")
         p = self.probabilities()
@@ -103,7 +109,7 @@ class ToyModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ToyModelConfig":
+    def from_dict(cls, d: dict) -> ToyModelConfig:
         return cls(**d)
 
     def expected_active(self) -> float:

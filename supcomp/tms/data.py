@@ -16,6 +16,7 @@ because densities differ by orders of magnitude across instances: a padded
 Values are uniform on [0, 1) (on [-1, 1) for the ``abs`` kind). See
 ``ToyModelConfig`` for the correlated / anticorrelated pair rules.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,10 +45,19 @@ class BatchSampler(CsrSampler):
         TypeError: ``dtype`` is not float32 or float64.
     """
 
-    def __init__(self, config: ToyModelConfig, batch_size: int, seed: int = 0, dtype=torch.float32,
-                 instance_seeds=None):
-        super().__init__(config.probabilities(), batch_size, seed, config.correlated_pairs,
-                         config.anticorrelated_pairs, config.kind == "abs", dtype, instance_seeds)
+    def __init__(
+        self, config: ToyModelConfig, batch_size: int, seed: int = 0, dtype=torch.float32, instance_seeds=None
+    ):
+        super().__init__(
+            config.probabilities(),
+            batch_size,
+            seed,
+            config.correlated_pairs,
+            config.anticorrelated_pairs,
+            config.kind == "abs",
+            dtype,
+            instance_seeds,
+        )
         self.config = config
 
 
@@ -59,15 +69,33 @@ class DeviceBatchSampler(DenseSampler):
     ``max_elements`` (bound on the temporaries; rows are drawn in slices of instances).
     """
 
-    def __init__(self, config: ToyModelConfig, batch_size: int, seed: int = 0, dtype=torch.float32,
-                 device=None, instance_seeds=None, max_elements: int = 1 << 25):
-        super().__init__(config.probabilities(), batch_size, seed, config.correlated_pairs,
-                         config.anticorrelated_pairs, config.kind == "abs", dtype, device, instance_seeds,
-                         max_elements)
+    def __init__(
+        self,
+        config: ToyModelConfig,
+        batch_size: int,
+        seed: int = 0,
+        dtype=torch.float32,
+        device=None,
+        instance_seeds=None,
+        max_elements: int = 1 << 25,
+    ):
+        super().__init__(
+            config.probabilities(),
+            batch_size,
+            seed,
+            config.correlated_pairs,
+            config.anticorrelated_pairs,
+            config.kind == "abs",
+            dtype,
+            device,
+            instance_seeds,
+            max_elements,
+        )
         self.config = config
 
 
-def sample_batch(config: ToyModelConfig, batch_size: int, seed: int = 0, step: int = 0,
-                 dtype=torch.float32) -> SparseBatch:
+def sample_batch(
+    config: ToyModelConfig, batch_size: int, seed: int = 0, step: int = 0, dtype=torch.float32
+) -> SparseBatch:
     """One batch (see ``BatchSampler``)."""
     return BatchSampler(config, batch_size, seed, dtype).sample(step)

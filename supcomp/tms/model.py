@@ -1,4 +1,5 @@
 """ToyModel: the weights of a batch of toy models, their forward pass, and save / load."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,7 @@ class ToyModel(nn.Module):
     ``loss_steps``.
     """
 
-    def __init__(self, config: ToyModelConfig, seed: int = 0, device=None, dtype=torch.float32,
-                 instance_seeds=None):
+    def __init__(self, config: ToyModelConfig, seed: int = 0, device=None, dtype=torch.float32, instance_seeds=None):
         super().__init__()
         self.config = config
         I, n, m = config.n_instances, config.n_features, config.n_hidden
@@ -104,7 +104,7 @@ class ToyModel(nn.Module):
                 json.dump({"config": self.config.to_dict(), "format": "supcomp.tms.ToyModel/1"}, f, indent=1)
 
     @classmethod
-    def load(cls, path: str, device=None) -> "ToyModel":
+    def load(cls, path: str, device=None) -> ToyModel:
         from safetensors.torch import load_file
 
         with open(os.path.join(path, "config.json")) as f:

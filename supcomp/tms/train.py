@@ -16,6 +16,7 @@ C++ step); they differ only in how the loss gradient is computed (``supcomp.ops.
 Loss: the importance-weighted squared error, meaned over batch and features, summed over
 instances (as in the TMS notebook), so each instance's gradient is that of its own mean loss.
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,8 +54,9 @@ def fused_loss_and_grad(model: ToyModel, batch: SparseBatch, dense_strategy: int
     return _set_grads(model, tms_step.IMPLS.get(backend).loss_and_grad(*args))
 
 
-def fused_sampled_loss_and_grad(model: ToyModel, sampler: BatchSampler, step: int, dense_strategy: int = 0,
-                                lane_strategy: int = 0) -> torch.Tensor:
+def fused_sampled_loss_and_grad(
+    model: ToyModel, sampler: BatchSampler, step: int, dense_strategy: int = 0, lane_strategy: int = 0
+) -> torch.Tensor:
     """``fused_loss_and_grad(model, sampler.sample(step))`` in one C++ call: the step draws its rows as it
     goes instead of reading a batch from memory. The same numbers, so the same losses and gradients, bit
     for bit. Per-instance losses ``[I]``; writes ``.grad`` of W (W_out) and b. CPU, float32 / float64 only.
@@ -62,8 +64,17 @@ def fused_sampled_loss_and_grad(model: ToyModel, sampler: BatchSampler, step: in
     Raises:
         ValueError: the model is not float32/float64 on CPU. TypeError: the sampler's dtype differs.
     """
-    grads = tms_step.cpp_sample_loss_and_grad(sampler, step, model.W, model.decoder, model.b, model.importance,
-                                              model.config.kind, dense_strategy, lane_strategy)
+    grads = tms_step.cpp_sample_loss_and_grad(
+        sampler,
+        step,
+        model.W,
+        model.decoder,
+        model.b,
+        model.importance,
+        model.config.kind,
+        dense_strategy,
+        lane_strategy,
+    )
     return _set_grads(model, grads)
 
 
@@ -78,15 +89,23 @@ class FusedAdamW:
     The same operations on every element, so each instance's update is independent of the others
     (a packed sweep still equals its lone runs bit for bit)."""
 
-    def __init__(self, model: ToyModel, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01):
+    def __init__(
+        self, model: ToyModel, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01
+    ):
         if not (lr > 0):
             raise ValueError(f"lr: expected a positive learning rate, got {lr!r}")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"betas: expected two values in [0, 1), got {betas!r}")
         if not (eps > 0) or not (weight_decay >= 0):
-            raise ValueError(f"eps / weight_decay: expected eps > 0 and weight_decay >= 0, got {eps!r}, {weight_decay!r}")
-        self.lr, self.betas, self.eps, self.weight_decay = float(lr), (float(betas[0]), float(betas[1])), float(eps), float(weight_decay)
+            raise ValueError(
+                f"eps / weight_decay: expected eps > 0 and weight_decay >= 0, got {eps!r}, {weight_decay!r}"
+            )
+        self.lr, self.betas, self.eps, self.weight_decay = (
+            float(lr),
+            (float(betas[0]), float(betas[1])),
+            float(eps),
+            float(weight_decay),
+        )
         self.steps = 0
         W = model.W.detach()
         self.exp_avg_W, self.exp_avg_sq_W = torch.zeros_like(W), torch.zeros_like(W)
@@ -98,12 +117,12 @@ class FusedAdamW:
 
     def state_tensors(self) -> list[torch.Tensor]:
         """[exp_avg_W, exp_avg_sq_W, exp_avg_D, exp_avg_sq_D, exp_avg_b, exp_avg_sq_b] (the D pair is W's when tied)."""
-        return [self.exp_avg_W, self.exp_avg_sq_W, self.exp_avg_D, self.exp_avg_sq_D, self.exp_avg_b,
-                self.exp_avg_sq_b]
+        return [self.exp_avg_W, self.exp_avg_sq_W, self.exp_avg_D, self.exp_avg_sq_D, self.exp_avg_b, self.exp_avg_sq_b]
 
 
-def fused_sampled_adamw_step(model: ToyModel, sampler: BatchSampler, step: int, opt: FusedAdamW,
-                             dense_strategy: int = 0, lane_strategy: int = 0) -> torch.Tensor:
+def fused_sampled_adamw_step(
+    model: ToyModel, sampler: BatchSampler, step: int, opt: FusedAdamW, dense_strategy: int = 0, lane_strategy: int = 0
+) -> torch.Tensor:
     """One training step of ``train()`` on CPU in one C++ call: draw the batch of ``step``, forward, loss,
     backward, then ``opt``'s AdamW update of ``W`` (``W_out``) and ``b`` in place, instance by instance.
     The losses and gradients are those of :func:`fused_sampled_loss_and_grad`; no ``.grad`` is written.
@@ -118,8 +137,21 @@ def fused_sampled_adamw_step(model: ToyModel, sampler: BatchSampler, step: int, 
         raise ValueError("opt: a FusedAdamW made for another model (shape or dtype differs)")
     opt.steps += 1
     return tms_step.cpp_sample_adamw_step(
-        sampler, step, W, model.decoder, model.b, model.importance, model.config.kind, opt.state_tensors(),
-        opt.lr, opt.betas, opt.eps, opt.weight_decay, opt.steps, dense_strategy, lane_strategy,
+        sampler,
+        step,
+        W,
+        model.decoder,
+        model.b,
+        model.importance,
+        model.config.kind,
+        opt.state_tensors(),
+        opt.lr,
+        opt.betas,
+        opt.eps,
+        opt.weight_decay,
+        opt.steps,
+        dense_strategy,
+        lane_strategy,
     )
 
 
@@ -143,9 +175,20 @@ def _draws_on_device(device: torch.device) -> bool:
     return device.type != "cpu"
 
 
-def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0,
-          device=None, progress: bool = True, backend: str = "fused", weight_decay: float = 0.01,
-          log_every: int = 1, dtype=torch.float32, instance_seeds=None) -> ToyModel:
+def train(
+    config: ToyModelConfig,
+    steps: int = 10_000,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device=None,
+    progress: bool = True,
+    backend: str = "fused",
+    weight_decay: float = 0.01,
+    log_every: int = 1,
+    dtype=torch.float32,
+    instance_seeds=None,
+) -> ToyModel:
     """Train ``config.n_instances`` toy models at once with AdamW (constant ``lr``, ``weight_decay`` 0.01:
     the TMS notebook's settings). Returns the ``ToyModel`` with ``loss_history`` logged every
     ``log_every`` steps. ``seed`` fixes both the initial weights and every batch.
@@ -182,13 +225,15 @@ def train(config: ToyModelConfig, steps: int = 10_000, batch_size: int = 1024, l
         # (supcomp.ops.tms_sample), and the step is the dense einsum one for both backends: on an H100 at
         # TMS sizes the dense GEMMs beat the sparse Triton ops (superpose fwd+bwd 4.2 ms against
         # 1.1 ms for the einsum at I=100, n=400, m=30, B=1024), and drawing on the host cost ~340 ms/step.
-        dsampler = DeviceBatchSampler(config, batch_size, seed=seed, dtype=dtype, device=device,
-                                      instance_seeds=instance_seeds)
+        dsampler = DeviceBatchSampler(
+            config, batch_size, seed=seed, dtype=dtype, device=device, instance_seeds=instance_seeds
+        )
 
         opt = torch.optim.AdamW(list(model.parameters()), lr=lr, weight_decay=weight_decay)
 
         def step_fn(model, step):
             return dense_loss_and_grad(model, dsampler.sample(step))
+
     history, logged = [], []
     bar = progress_bar(range(steps), desc=f"tms {config.kind} I={config.n_instances}", enabled=progress)
     for step in bar:

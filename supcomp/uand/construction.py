@@ -12,6 +12,7 @@ memory O(p d m), never d x m.
 This file holds one class, ``UAnd``, whose construction, forward and read-outs share the sparse
 C; it runs past 400 lines because splitting it would split one object's methods across files.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,8 +86,18 @@ class UAnd:
     ``read_all_pairs(a [B, d]) -> [B, m (m - 1) / 2]`` (fan-in 2 only).
     """
 
-    def __init__(self, n_inputs: int, n_neurons: int, p: float, fan_in: int = 2, seed: int = 0,
-                 input_embedding=None, dtype=torch.float32, device="cpu", _connections=None):
+    def __init__(
+        self,
+        n_inputs: int,
+        n_neurons: int,
+        p: float,
+        fan_in: int = 2,
+        seed: int = 0,
+        input_embedding=None,
+        dtype=torch.float32,
+        device="cpu",
+        _connections=None,
+    ):
         _check_int(n_inputs, "n_inputs")
         _check_int(n_neurons, "n_neurons")
         check_fan_in(fan_in)
@@ -113,8 +124,10 @@ class UAnd:
             if isinstance(input_embedding, torch.Tensor):
                 checks.check_float(input_embedding, "input_embedding")
                 if input_embedding.dim() != 2 or input_embedding.shape[0] != n_inputs:
-                    raise ValueError(f"input_embedding: expected shape [n_inputs={n_inputs}, d0], "
-                                     f"got {checks.shape_str(input_embedding)}")
+                    raise ValueError(
+                        f"input_embedding: expected shape [n_inputs={n_inputs}, d0], "
+                        f"got {checks.shape_str(input_embedding)}"
+                    )
                 F = input_embedding.detach()
             else:
                 _check_int(input_embedding, "input_embedding")
@@ -380,8 +393,10 @@ class UAnd:
 
     def __repr__(self):
         emb = f", input_embedding={self.F.shape[1]}" if self.F is not None else ""
-        return (f"UAnd(n_inputs={self.m}, n_neurons={self.d}, p={self.p}, fan_in={self.fan_in}, seed={self.seed}"
-                f"{emb}, nnz={self.nnz})")
+        return (
+            f"UAnd(n_inputs={self.m}, n_neurons={self.d}, p={self.p}, fan_in={self.fan_in}, seed={self.seed}"
+            f"{emb}, nnz={self.nnz})"
+        )
 
 
 def _check_gates(gates, m: int, k, name: str) -> torch.Tensor:
@@ -396,14 +411,17 @@ def _check_gates(gates, m: int, k, name: str) -> torch.Tensor:
         bad = (gates < 0) | (gates >= m)
         if bool(bad.any()):
             pos = int(bad.reshape(-1).nonzero()[0])
-            raise IndexError(f"{name}: input index {int(gates.reshape(-1)[pos])} at flat position {pos} is out of "
-                             f"range: expected 0 <= index < n_inputs = {m}")
+            raise IndexError(
+                f"{name}: input index {int(gates.reshape(-1)[pos])} at flat position {pos} is out of "
+                f"range: expected 0 <= index < n_inputs = {m}"
+            )
         srt = torch.sort(gates, dim=1).values
         dup = (srt[:, 1:] == srt[:, :-1]).any(1)
         if bool(dup.any()):
             g = int(dup.nonzero()[0])
-            raise ValueError(f"{name}: gate {g} repeats an input ({gates[g].tolist()}); the inputs of a gate must "
-                             f"be distinct")
+            raise ValueError(
+                f"{name}: gate {g} repeats an input ({gates[g].tolist()}); the inputs of a gate must be distinct"
+            )
     return gates
 
 
@@ -415,17 +433,19 @@ def _empty_check(sizes: torch.Tensor, on_empty: str, what: str) -> torch.Tensor:
     if on_empty == "raise" and not bool(readable.all()):
         bad = (~readable).nonzero().reshape(-1)
         first = bad[:5].tolist()
-        raise ValueError(f"{what}: {bad.numel()} read-out set(s) are empty (no neuron is fed by every input of "
-                         f"the gate), first at positions {first}; they cannot be read. Use more neurons or a "
-                         f"larger p (expected set size d p^k), or on_empty='mask'")
+        raise ValueError(
+            f"{what}: {bad.numel()} read-out set(s) are empty (no neuron is fed by every input of "
+            f"the gate), first at positions {first}; they cannot be read. Use more neurons or a "
+            f"larger p (expected set size d p^k), or on_empty='mask'"
+        )
     return readable
 
 
 def expected_set_size(n_neurons: int, p: float, fan_in: int = 2) -> float:
     """d p^k: expected size of a read-out set."""
-    return n_neurons * p ** fan_in
+    return n_neurons * p**fan_in
 
 
 def empty_probability(n_neurons: int, p: float, fan_in: int = 2) -> float:
     """P(read-out set empty) = (1 - p^k)^d."""
-    return math.exp(n_neurons * math.log1p(-(p ** fan_in))) if p < 1 else 0.0
+    return math.exp(n_neurons * math.log1p(-(p**fan_in))) if p < 1 else 0.0

@@ -26,6 +26,7 @@ H ~ Bin(r, p):
   of order sqrt(p m s / d0) per neuron that these formulas leave out; the
   targeted-subset construction has a different (non-iid) C.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,10 @@ def _binom_pmf(n: int, q: float):
     if q <= 0.0:
         return [1.0] + [0.0] * n
     lq, l1q = math.log(q), math.log1p(-q)
-    return [math.exp(math.lgamma(n + 1) - math.lgamma(c + 1) - math.lgamma(n - c + 1) + c * lq + (n - c) * l1q)
-            for c in range(n + 1)]
+    return [
+        math.exp(math.lgamma(n + 1) - math.lgamma(c + 1) - math.lgamma(n - c + 1) + c * lq + (n - c) * l1q)
+        for c in range(n + 1)
+    ]
 
 
 def inv_count_mean(d: int, q: float) -> float:
@@ -63,6 +66,7 @@ class UAndTheory:
         mean_approx: the closed forms of the post: (s - k) p, (s - k + 1) p, C(s - on, k - on) p^(k - on).
         std_approx: sqrt(var_neuron / (d p^k)) (needs ``d``; else None).
     """
+
     p: float
     s: int
     fan_in: int
@@ -102,7 +106,7 @@ def theory(p: float, s: int, fan_in: int = 2, d: int | None = None) -> UAndTheor
         raise ValueError(f"d: expected a positive int (number of neurons) or None, got {d!r}")
     k = fan_in
     out = UAndTheory(p=p, s=s, fan_in=k, d=d)
-    einv = inv_count_mean(d, p ** k) if d is not None else None
+    einv = inv_count_mean(d, p**k) if d is not None else None
     if d is not None:
         out.std, out.std_approx = {}, {}
     for on in range(0, min(k, s) + 1):
@@ -114,10 +118,10 @@ def theory(p: float, s: int, fan_in: int = 2, d: int | None = None) -> UAndTheor
         out.mean[on] = m1 - (1.0 if on == k else 0.0)
         out.var_neuron[on] = max(0.0, m2 - m1 * m1)
         need = k - on  # other active inputs a neuron needs to fire (beyond the first one when on == k)
-        out.mean_approx[on] = r * p if on >= k - 1 else math.comb(r, need) * p ** need
+        out.mean_approx[on] = r * p if on >= k - 1 else math.comb(r, need) * p**need
         if d is not None:
             out.std[on] = math.sqrt(out.var_neuron[on] * einv)
-            out.std_approx[on] = math.sqrt(out.var_neuron[on] / (d * p ** k))
+            out.std_approx[on] = math.sqrt(out.var_neuron[on] / (d * p**k))
     return out
 
 

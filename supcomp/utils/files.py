@@ -4,6 +4,7 @@ A run stopped with Ctrl-C (or killed) mid-write therefore leaves either the old 
 one, never a half-written one, and the temporary file is removed on the way out of an exception
 (KeyboardInterrupt included). ``os.replace`` is atomic on POSIX and Windows within one file system.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from tqdm.auto import tqdm
 
 
-def progress_bar(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None,
-                 enabled: bool = True, **kwargs) -> tqdm:
+def progress_bar(
+    iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, enabled: bool = True, **kwargs
+) -> tqdm:
     """A tqdm bar over ``iterable`` (or a manual one with ``total``).
 
     Args:

@@ -48,4 +48,5 @@ def single_threaded(fn):
     def wrapper(*args, **kwargs):
         with threads(1):
             return fn(*args, **kwargs)
+
     return wrapper

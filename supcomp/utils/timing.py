@@ -29,9 +29,15 @@ def _quantile(sorted_ts: list[float], q: float) -> float:
     return sorted_ts[min(len(sorted_ts) - 1, int(q * len(sorted_ts)))]
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], *, reps: int = 7, warmup: int = 1,
-                     budget_s: float | None = None, min_reps: int = 3, sync: Callable[[], None] | None = None
-                     ) -> dict[str, Timing]:
+def time_interleaved(
+    fns: dict[str, Callable[[], object]],
+    *,
+    reps: int = 7,
+    warmup: int = 1,
+    budget_s: float | None = None,
+    min_reps: int = 3,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, Timing]:
     """Time each provider of ``fns`` in interleaved rounds.
 
     Args:
@@ -60,7 +66,7 @@ def time_interleaved(fns: dict[str, Callable[[], object]], *, reps: int = 7, war
     times: dict[str, list[float]] = {name: [] for name in names}
     spent = 0.0
     for r in range(reps):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
             fns[name]()
             if sync is not None:

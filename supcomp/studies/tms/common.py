@@ -1,4 +1,5 @@
 """Plumbing shared by the TMS reproductions: output paths, printing, table cells, the training call."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,16 @@ from ...utils.threads import threads
 DEFAULT_OUT = os.path.join("supcomp-report", "tms")
 
 #: Short table names of the geometry classes of :func:`supcomp.metrics.geometry_counts`.
-SHORT = {"not learned": "none", "dedicated dimension": "dedic", "antipodal pair": "pair", "triangle": "tri",
-         "tetrahedron": "tetra", "pentagon": "penta", "square antiprism": "antipr", "other": "other"}
+SHORT = {
+    "not learned": "none",
+    "dedicated dimension": "dedic",
+    "antipodal pair": "pair",
+    "triangle": "tri",
+    "tetrahedron": "tetra",
+    "pentagon": "penta",
+    "square antiprism": "antipr",
+    "other": "other",
+}
 
 
 def train_model(cfg, steps, batch_size, lr, seed, progress):

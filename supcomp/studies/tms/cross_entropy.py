@@ -1,5 +1,6 @@
 """Cross-entropy vs. squared error with one neuron and four tokens: why cross-entropy favours
 polysemantic neurons ("Toy Models of Superposition", Elhage et al. 2022). Plain torch, exact expectations."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,18 @@ TOKENS = "ABCD"
 
 
 @single_threaded
-def cross_entropy(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, *, restarts=None, lr=None,
-                  weight_decay=0.01, verbose=True):
+def cross_entropy(
+    steps=None,
+    seed=0,
+    out_dir=DEFAULT_OUT,
+    progress=True,
+    quick=False,
+    *,
+    restarts=None,
+    lr=None,
+    weight_decay=0.01,
+    verbose=True,
+):
     """One neuron, four features A-D, each predicting its own token: cross-entropy vs. squared error.
 
     Setup (plain torch; exact expectation, no sampling): a token t in {A, B, C, D} is drawn uniformly;
@@ -54,18 +65,22 @@ def cross_entropy(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=
     res = dict(steps=steps, restarts=R, lr=lr, weight_decay=weight_decay)
     analytic = {k: binary_code_losses(k) for k in range(5)}
     res["analytic"] = analytic
-    init = [torch.randn(R, 4, generator=g, dtype=torch.float64) * 0.5,
-            torch.randn(R, generator=g, dtype=torch.float64) * 0.1 + 0.5,  # c > 0: few dead neurons
-            torch.randn(R, 4, generator=g, dtype=torch.float64) * 0.5,
-            torch.zeros(R, 4, dtype=torch.float64)]
-    lines = [f"TMS cross-entropy vs. squared error: one ReLU neuron, 4 one-hot tokens; {R} restarts, {steps} steps, "
-             f"AdamW lr {lr:g}, wd {weight_decay:g}",
-             "analytic, neuron firing at one level on k tokens: "
-             + ", ".join(f"k={k}: CE {analytic[k]['ce']:.4f} MSE {analytic[k]['mse']:.3f}" for k in range(5)),
-             f"  monosemantic (k=1): CE (3/4) ln 3 = {0.75 * math.log(3):.4f}; polysemantic (k=2): CE ln 2 = "
-             f"{math.log(2):.4f}; MSE 1/2 for both",
-             f"{'loss':<5} {'best':>8} {'median':>8} {'worst':>8}  {'codes of the restarts (fires on)':<40} "
-             "best restart: activations A..D"]
+    init = [
+        torch.randn(R, 4, generator=g, dtype=torch.float64) * 0.5,
+        torch.randn(R, generator=g, dtype=torch.float64) * 0.1 + 0.5,  # c > 0: few dead neurons
+        torch.randn(R, 4, generator=g, dtype=torch.float64) * 0.5,
+        torch.zeros(R, 4, dtype=torch.float64),
+    ]
+    lines = [
+        f"TMS cross-entropy vs. squared error: one ReLU neuron, 4 one-hot tokens; {R} restarts, {steps} steps, "
+        f"AdamW lr {lr:g}, wd {weight_decay:g}",
+        "analytic, neuron firing at one level on k tokens: "
+        + ", ".join(f"k={k}: CE {analytic[k]['ce']:.4f} MSE {analytic[k]['mse']:.3f}" for k in range(5)),
+        f"  monosemantic (k=1): CE (3/4) ln 3 = {0.75 * math.log(3):.4f}; polysemantic (k=2): CE ln 2 = "
+        f"{math.log(2):.4f}; MSE 1/2 for both",
+        f"{'loss':<5} {'best':>8} {'median':>8} {'worst':>8}  {'codes of the restarts (fires on)':<40} "
+        "best restart: activations A..D",
+    ]
     for loss_name in ("ce", "mse"):
         w, c, u, beta = (t.clone().requires_grad_(True) for t in init)
         opt = torch.optim.AdamW([w, c, u, beta], lr=lr, weight_decay=weight_decay)
@@ -74,8 +89,9 @@ def cross_entropy(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=
             h = torch.relu(torch.einsum("tf,rf->rt", X, w) + c[:, None])  # [R, 4 tokens]
             z = h[:, :, None] * u[:, None, :] + beta[:, None, :]  # [R, t, 4 outputs]
             if loss_name == "ce":
-                return torch.nn.functional.cross_entropy(z.reshape(-1, 4), targets.repeat(R),
-                                                         reduction="none").reshape(R, 4).mean(-1), h
+                return torch.nn.functional.cross_entropy(z.reshape(-1, 4), targets.repeat(R), reduction="none").reshape(
+                    R, 4
+                ).mean(-1), h
             return ((z - X[None]) ** 2).sum(-1).mean(-1), h
 
         for _ in range(steps):
@@ -99,21 +115,36 @@ def cross_entropy(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=
             tally[cd] = tally.get(cd, 0) + 1
         tally_s = " ".join(f"{cd or '-'}:{v}" for cd, v in sorted(tally.items(), key=lambda kv: -kv[1]))
         acts = " ".join(f"{float(a):.2f}" for a in h[best])
-        lines.append(f"{loss_name:<5} {float(L.min()):>8.4f} {float(L.median()):>8.4f} {float(L.max()):>8.4f}  "
-                     f"{tally_s:<40} {acts} ({codes[best]})")
-        res[loss_name] = dict(losses=L, activations=h, n_fires=k, codes=codes, best=best,
-                              w=w.detach(), c=c.detach(), u=u.detach(), beta=beta.detach())
-    lines.append("codes: the tokens the neuron fires on; * = at clearly different levels (a magnitude code); "
-                 "- = dead neuron")
+        lines.append(
+            f"{loss_name:<5} {float(L.min()):>8.4f} {float(L.median()):>8.4f} {float(L.max()):>8.4f}  "
+            f"{tally_s:<40} {acts} ({codes[best]})"
+        )
+        res[loss_name] = dict(
+            losses=L,
+            activations=h,
+            n_fires=k,
+            codes=codes,
+            best=best,
+            w=w.detach(),
+            c=c.detach(),
+            u=u.detach(),
+            beta=beta.detach(),
+        )
+    lines.append(
+        "codes: the tokens the neuron fires on; * = at clearly different levels (a magnitude code); - = dead neuron"
+    )
     res["binary"] = _binary_neurons(steps, targets, X)
     binary = res["binary"]
     lines.append("binary neuron (fires at one level on k tokens; read-out trained):")
     lines.append(f"{'k':>3} {'CE analytic':>12} {'CE trained':>11} {'MSE analytic':>13} {'MSE trained':>12}")
     for k in range(5):
-        lines.append(f"{k:>3} {analytic[k]['ce']:>12.4f} {float(binary['ce'][k]):>11.4f} {analytic[k]['mse']:>13.4f} "
-                     f"{float(binary['mse'][k]):>12.4f}")
+        lines.append(
+            f"{k:>3} {analytic[k]['ce']:>12.4f} {float(binary['ce'][k]):>11.4f} {analytic[k]['mse']:>13.4f} "
+            f"{float(binary['mse'][k]):>12.4f}"
+        )
     res["train_s"] = time.time() - t0
     from . import plots
+
     res["paths"] = [plots.plot_cross_entropy(res, out_path(out_dir, "tms_cross_entropy.png"))]
     res["time_s"] = time.time() - t0
     lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s)")
@@ -138,8 +169,11 @@ def _binary_neurons(steps, targets, X) -> dict:
         def bl():
             z = H[:, :, None] * u[:, None, :] + beta[:, None, :]
             if loss_name == "ce":
-                return torch.nn.functional.cross_entropy(z.reshape(-1, 4), targets.repeat(16),
-                                                         reduction="none").reshape(16, 4).mean(-1)
+                return (
+                    torch.nn.functional.cross_entropy(z.reshape(-1, 4), targets.repeat(16), reduction="none")
+                    .reshape(16, 4)
+                    .mean(-1)
+                )
             return ((z - X[None]) ** 2).sum(-1).mean(-1)
 
         for _ in range(steps):

@@ -1,5 +1,6 @@
 """Uniform superposition of "Toy Models of Superposition" (Elhage et al. 2022): dimensions per feature
 against sparsity, and the feature dimensionalities D_i."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,21 @@ from ...tms.config import ToyModelConfig
 from .common import DEFAULT_OUT, SHORT, emit, out_path, train_model
 
 
-def dimensionality(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, *, n_features=None,
-                   n_hidden=None, n_densities=None, min_density=None, batch_size=None, lr=None, verbose=True):
+def dimensionality(
+    steps=None,
+    seed=0,
+    out_dir=DEFAULT_OUT,
+    progress=True,
+    quick=False,
+    *,
+    n_features=None,
+    n_hidden=None,
+    n_densities=None,
+    min_density=None,
+    batch_size=None,
+    lr=None,
+    verbose=True,
+):
     """Uniform superposition: n=400, m=30 (quick: 200, 20), importance 1, ReLU output.
 
     One instance per density, ``1 - S`` from 1 to ``min_density`` (default 1/100; the notebook's
@@ -39,9 +53,13 @@ def dimensionality(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick
     else:  # denser where the geometry changes (1/(1-S) < 10), sparser below 1/10
         a, b = (8, 3) if quick else (16, 6)
         lo = math.log10(min_density)
-        dens = torch.cat([torch.logspace(0, -1, a, dtype=torch.float64),
-                          torch.logspace(-1, lo, b + 1, dtype=torch.float64)[1:]]) if lo < -1 else \
-            torch.logspace(0, lo, a + b, dtype=torch.float64)
+        dens = (
+            torch.cat(
+                [torch.logspace(0, -1, a, dtype=torch.float64), torch.logspace(-1, lo, b + 1, dtype=torch.float64)[1:]]
+            )
+            if lo < -1
+            else torch.logspace(0, lo, a + b, dtype=torch.float64)
+        )
     P = dens.shape[0]
     cfg = ToyModelConfig(n, m, P, feature_probability=dens, importance=1.0, kind="relu_output")
     model = train_model(cfg, steps, B, lr, seed, progress)
@@ -55,25 +73,49 @@ def dimensionality(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick
     learned = norms >= LEARNED
     n_learned = learned.sum(-1)
     keys = list(counts[0])
-    head = f"{'1-S':>7} {'1/(1-S)':>8} {'loss':>9} {'learned':>7} {'|W|_F^2':>8} {'D*':>6} " + \
-        " ".join(f"{SHORT[k]:>6}" for k in keys)
-    lines = [f"TMS dimensionality: n={n}, m={m}, importance 1, ReLU output; {steps} steps, batch {B}, lr {lr:g}; "
-             f"loss = mean of the last 100 training losses", head]
+    head = f"{'1-S':>7} {'1/(1-S)':>8} {'loss':>9} {'learned':>7} {'|W|_F^2':>8} {'D*':>6} " + " ".join(
+        f"{SHORT[k]:>6}" for k in keys
+    )
+    lines = [
+        f"TMS dimensionality: n={n}, m={m}, importance 1, ReLU output; {steps} steps, batch {B}, lr {lr:g}; "
+        f"loss = mean of the last 100 training losses",
+        head,
+    ]
     for k in range(P):
         fro = float(W[k].square().sum())
-        lines.append(f"{float(dens[k]):>7.4f} {1 / float(dens[k]):>8.2f} {float(loss[k]):>9.5f} "
-                     f"{int(n_learned[k]):>7d} "
-                     f"{fro:>8.2f} {float(dpf[k]):>6.3f} " + " ".join(f"{counts[k][c]:>6d}" for c in keys))
+        lines.append(
+            f"{float(dens[k]):>7.4f} {1 / float(dens[k]):>8.2f} {float(loss[k]):>9.5f} "
+            f"{int(n_learned[k]):>7d} "
+            f"{fro:>8.2f} {float(dpf[k]):>6.3f} " + " ".join(f"{counts[k][c]:>6d}" for c in keys)
+        )
     # how many learned features sit near each D line, over all densities
     Dl = D[learned]
     near = {lab: int(((Dl - v).abs() <= 0.02).sum()) for v, lab in D_LINES}
     near["1 (dedicated)"] = int(((Dl - 1).abs() <= 0.02).sum())
-    lines.append("learned features (all densities) with |D_i - line| <= 0.02: " +
-                 ", ".join(f"{k}: {v}" for k, v in near.items()) + f" (of {int(learned.sum())})")
-    res = dict(densities=dens, loss=loss, W=W, norms=norms, D=D, dims_per_feature=dpf, geometry_counts=counts,
-               n_learned=n_learned, near_lines=near, n_features=n, n_hidden=m, steps=steps, batch_size=B, lr=lr,
-               train_s=t_train)
+    lines.append(
+        "learned features (all densities) with |D_i - line| <= 0.02: "
+        + ", ".join(f"{k}: {v}" for k, v in near.items())
+        + f" (of {int(learned.sum())})"
+    )
+    res = dict(
+        densities=dens,
+        loss=loss,
+        W=W,
+        norms=norms,
+        D=D,
+        dims_per_feature=dpf,
+        geometry_counts=counts,
+        n_learned=n_learned,
+        near_lines=near,
+        n_features=n,
+        n_hidden=m,
+        steps=steps,
+        batch_size=B,
+        lr=lr,
+        train_s=t_train,
+    )
     from . import plots
+
     res["paths"] = [plots.plot_dimensionality(res, out_path(out_dir, "tms_dimensionality.png"))]
     res["time_s"] = time.time() - t0
     lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s, training {t_train:.1f} s)")

@@ -1,5 +1,6 @@
 """Learning dynamics of "Toy Models of Superposition" (Elhage et al. 2022): every feature's
 dimensionality over training, jumping between discrete levels."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,21 @@ from ...utils.threads import threads
 from .common import DEFAULT_OUT, emit, fmt_counts, frac, out_path
 
 
-def dynamics(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, *, n_features=None, n_hidden=None,
-             density=None, n_snapshots=None, batch_size=None, lr=None, verbose=True):
+def dynamics(
+    steps=None,
+    seed=0,
+    out_dir=DEFAULT_OUT,
+    progress=True,
+    quick=False,
+    *,
+    n_features=None,
+    n_hidden=None,
+    density=None,
+    n_snapshots=None,
+    batch_size=None,
+    lr=None,
+    verbose=True,
+):
     """Learning dynamics: the dimensionality D_i of every feature over training (uniform importance, ReLU
     output), snapshotting W during one run (:func:`~supcomp.tms.analysis.train_with_snapshots`).
 
@@ -35,8 +49,10 @@ def dynamics(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False
     lr = lr or (3e-3 if quick else 1e-3)
     cfg = ToyModelConfig(n, m, 1, feature_probability=p, importance=1.0, kind="relu_output")
     # snapshot steps: log-spaced early, linear later (union)
-    snap = sorted(set(torch.logspace(0, math.log10(max(steps, 1)), S // 2).round().long().tolist())
-                  | set(torch.linspace(0, steps, S // 2).round().long().tolist()))
+    snap = sorted(
+        set(torch.logspace(0, math.log10(max(steps, 1)), S // 2).round().long().tolist())
+        | set(torch.linspace(0, steps, S // 2).round().long().tolist())
+    )
     with threads(threads_for(n, m)):
         model, taken, Ws, hist = train_with_snapshots(cfg, steps, snap, B, lr, seed, progress)
     t_train = time.time() - t0
@@ -46,37 +62,72 @@ def dynamics(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False
     dpf = M.dimensions_per_feature(Ws)
     loss = hist[:, 0].double()
     # smoothed loss at the snapshots (mean of the 50 steps before)
-    sm = torch.tensor([float(loss[max(0, s - 50):max(1, s)].mean()) for s in taken])
+    sm = torch.tensor([float(loss[max(0, s - 50) : max(1, s)].mean()) for s in taken])
     paths, jumps = level_paths(D, norms, taken)
-    show = sorted({min(range(len(taken)), key=lambda i: abs(taken[i] - s))
-                   for s in [0, 100, 300, 1000, 2000, 3000, 5000, 10_000, 15_000, 20_000, steps] if s <= steps})
+    show = sorted(
+        {
+            min(range(len(taken)), key=lambda i: abs(taken[i] - s))
+            for s in [0, 100, 300, 1000, 2000, 3000, 5000, 10_000, 15_000, 20_000, steps]
+            if s <= steps
+        }
+    )
     # geometry of the tabulated snapshots only ([S, n, n] cosines for every snapshot would be GBs at n=400)
     counts = dict(zip(show, M.geometry_counts(Ws[show])))
-    lines = [f"TMS learning dynamics: n={n}, m={m}, 1-S={p:g}, importance 1, ReLU output; {steps} steps, batch {B}, "
-             f"lr {lr:g}; {len(taken)} snapshots of W",
-             f"{'step':>7} {'loss':>9} {'learned':>7} {'D*':>6}  {'#D near 1, 3/4, 2/3, 1/2, 2/5, 3/8':<36} geometry"]
+    lines = [
+        f"TMS learning dynamics: n={n}, m={m}, 1-S={p:g}, importance 1, ReLU output; {steps} steps, batch {B}, "
+        f"lr {lr:g}; {len(taken)} snapshots of W",
+        f"{'step':>7} {'loss':>9} {'learned':>7} {'D*':>6}  {'#D near 1, 3/4, 2/3, 1/2, 2/5, 3/8':<36} geometry",
+    ]
     for i in show:
         Di = D[i][norms[i] >= LEARNED]
         near = [int(((Di - v).abs() <= 0.03).sum()) for v in (1, 3 / 4, 2 / 3, 1 / 2, 2 / 5, 3 / 8)]
-        lines.append(f"{taken[i]:>7d} {float(sm[i]):>9.5f} {int((norms[i] >= LEARNED).sum()):>7d} "
-                     f"{float(dpf[i]):>6.3f}  "
-                     f"{str(near):<36} {fmt_counts(counts[i])}")
+        lines.append(
+            f"{taken[i]:>7d} {float(sm[i]):>9.5f} {int((norms[i] >= LEARNED).sum()):>7d} "
+            f"{float(dpf[i]):>6.3f}  "
+            f"{str(near):<36} {fmt_counts(counts[i])}"
+        )
     ends = {}
     for pth in paths:
         if pth:
             key = " -> ".join(frac(v) for v, _ in pth)
             ends[key] = ends.get(key, 0) + 1
-    lines.append("levels each feature dwelt on (see level_paths: within 0.0125 of 0, 1, 3/4, 2/3, 1/2, 2/5, 3/8 "
-                 "for >= 3% of the run), in order: " +
-                 ", ".join(f"{k}: {v}" for k, v in sorted(ends.items(), key=lambda kv: -kv[1])))
-    lines.append(f"jumps between two nonzero levels: {len(jumps)}" +
-                 ("" if not jumps else " (feature: from -> to @ step: " +
-                  ", ".join(f"{i}: {frac(a)} -> {frac(b)} @ {st}" for i, a, b, st in jumps[:8]) +
-                  (" ..." if len(jumps) > 8 else "") + ")"))
-    res = dict(steps_list=taken, W=Ws, D=D, norms=norms, dims_per_feature=dpf, loss_history=loss, loss_at=sm,
-               jumps=jumps, level_paths=paths, geometry_counts=counts, n_features=n, n_hidden=m, density=p,
-               steps=steps, batch_size=B, lr=lr, train_s=t_train)
+    lines.append(
+        "levels each feature dwelt on (see level_paths: within 0.0125 of 0, 1, 3/4, 2/3, 1/2, 2/5, 3/8 "
+        "for >= 3% of the run), in order: "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(ends.items(), key=lambda kv: -kv[1]))
+    )
+    lines.append(
+        f"jumps between two nonzero levels: {len(jumps)}"
+        + (
+            ""
+            if not jumps
+            else " (feature: from -> to @ step: "
+            + ", ".join(f"{i}: {frac(a)} -> {frac(b)} @ {st}" for i, a, b, st in jumps[:8])
+            + (" ..." if len(jumps) > 8 else "")
+            + ")"
+        )
+    )
+    res = dict(
+        steps_list=taken,
+        W=Ws,
+        D=D,
+        norms=norms,
+        dims_per_feature=dpf,
+        loss_history=loss,
+        loss_at=sm,
+        jumps=jumps,
+        level_paths=paths,
+        geometry_counts=counts,
+        n_features=n,
+        n_hidden=m,
+        density=p,
+        steps=steps,
+        batch_size=B,
+        lr=lr,
+        train_s=t_train,
+    )
     from . import plots
+
     res["paths"] = [plots.plot_dynamics(res, out_path(out_dir, "tms_dynamics.png"))]
     res["time_s"] = time.time() - t0
     lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s, training {t_train:.1f} s)")

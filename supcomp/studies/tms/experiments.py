@@ -32,6 +32,7 @@ machine a busy second core makes them much slower), so those runs use one thread
 the default unless the machine is already loaded (load average >= number of cores - 0.5); see
 :func:`supcomp.tms.analysis.threads_for`.
 """
+
 from __future__ import annotations
 
 import time
@@ -62,14 +63,44 @@ from .dynamics import dynamics
 from .intro import intro
 from .phase import phase
 
-__all__ = ["run", "demo_section", "EXPERIMENTS", "NAMES", "DEFAULT_OUT",
-           "intro", "dimensionality", "phase", "correlated", "dynamics", "cross_entropy",
-           "D_LINES", "LEARNED", "LEVELS", "PHASES", "best_restarts", "binary_code_losses", "classify_phase",
-           "eval_losses", "feature_cosine", "level_paths", "phase_analytic", "phase_candidate_losses",
-           "phase_exact_loss", "threads", "threads_for", "train_with_snapshots"]
+__all__ = [
+    "run",
+    "demo_section",
+    "EXPERIMENTS",
+    "NAMES",
+    "DEFAULT_OUT",
+    "intro",
+    "dimensionality",
+    "phase",
+    "correlated",
+    "dynamics",
+    "cross_entropy",
+    "D_LINES",
+    "LEARNED",
+    "LEVELS",
+    "PHASES",
+    "best_restarts",
+    "binary_code_losses",
+    "classify_phase",
+    "eval_losses",
+    "feature_cosine",
+    "level_paths",
+    "phase_analytic",
+    "phase_candidate_losses",
+    "phase_exact_loss",
+    "threads",
+    "threads_for",
+    "train_with_snapshots",
+]
 
-EXPERIMENTS = {"intro": intro, "dimensionality": dimensionality, "phase": phase, "correlated": correlated,
-               "dynamics": dynamics, "cross_entropy": cross_entropy}
+EXPERIMENTS = {
+    "intro": intro,
+    "dimensionality": dimensionality,
+    "phase": phase,
+    "correlated": correlated,
+    "dynamics": dynamics,
+    "cross_entropy": cross_entropy,
+}
 NAMES = tuple(EXPERIMENTS)
 
 # Private names the test suite reaches for on this module.
@@ -82,10 +113,16 @@ def run(name: str, steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick
     (returns ``{name: result}``)."""
     key = name.replace("-", "_")
     if key == "all":
-        out = {k: fn(steps=steps, seed=seed, out_dir=out_dir, progress=progress, quick=quick)
-               for k, fn in EXPERIMENTS.items()}
-        print("\nTMS reproductions: " + ", ".join(f"{k} {r['time_s']:.0f} s" for k, r in out.items()) +
-              f"; total {sum(r['time_s'] for r in out.values()):.0f} s", flush=True)
+        out = {
+            k: fn(steps=steps, seed=seed, out_dir=out_dir, progress=progress, quick=quick)
+            for k, fn in EXPERIMENTS.items()
+        }
+        print(
+            "\nTMS reproductions: "
+            + ", ".join(f"{k} {r['time_s']:.0f} s" for k, r in out.items())
+            + f"; total {sum(r['time_s'] for r in out.values()):.0f} s",
+            flush=True,
+        )
         return out
     if key not in EXPERIMENTS:
         raise ValueError(f"name: expected one of {', '.join(EXPERIMENTS)} or all, got {name!r}")
@@ -101,8 +138,16 @@ def demo_section(out_dir=DEFAULT_OUT, progress=True, verbose=False, results: dic
     parts = ["== Toy Models of Superposition (Elhage et al. 2022) =="]
     r1 = intro(quick=True, steps=2000, out_dir=out_dir, progress=progress, verbose=False)
     parts.append(r1["table"])
-    r2 = dimensionality(quick=True, n_features=100, n_hidden=10, n_densities=10, steps=1500, out_dir=out_dir,
-                        progress=progress, verbose=False)
+    r2 = dimensionality(
+        quick=True,
+        n_features=100,
+        n_hidden=10,
+        n_densities=10,
+        steps=1500,
+        out_dir=out_dir,
+        progress=progress,
+        verbose=False,
+    )
     parts.append(r2["table"])
     parts.append(f"(TMS section: {time.time() - t0:.1f} s; full-size runs: `supcomp tms all`)")
     if results is not None:

@@ -1,4 +1,5 @@
 """The intro figure of "Toy Models of Superposition" (Elhage et al. 2022): five features in two dimensions."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,19 @@ from .common import DEFAULT_OUT, emit, fmt_counts, out_path, train_model
 
 
 @single_threaded
-def intro(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, *, n_densities=None,
-          restarts=None, batch_size=None, lr=None, verbose=True):
+def intro(
+    steps=None,
+    seed=0,
+    out_dir=DEFAULT_OUT,
+    progress=True,
+    quick=False,
+    *,
+    n_densities=None,
+    restarts=None,
+    batch_size=None,
+    lr=None,
+    verbose=True,
+):
     """The intro figure: n=5 features, m=2 hidden dimensions, importance 0.9^i, ReLU output.
 
     Densities ``1 - S = 20 ** -linspace(0, 1, P)`` (the notebook's intro cell; P = 10, or 4 in quick
@@ -34,8 +46,9 @@ def intro(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, *
     lr = lr or (1e-2 if quick else 1e-3)
     dens = 20.0 ** -torch.linspace(0, 1, P, dtype=torch.float64)
     importance = 0.9 ** torch.arange(n, dtype=torch.float64)
-    cfg = ToyModelConfig(n, m, P * R, feature_probability=dens.repeat_interleave(R), importance=importance,
-                         kind="relu_output")
+    cfg = ToyModelConfig(
+        n, m, P * R, feature_probability=dens.repeat_interleave(R), importance=importance, kind="relu_output"
+    )
     model = train_model(cfg, steps, B, lr, seed, progress)
     t_train = time.time() - t0
     groups = [list(range(k * R, (k + 1) * R)) for k in range(P)]
@@ -48,17 +61,37 @@ def intro(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, *
     geo = M.geometry(W)
     counts = M.geometry_counts(W)
     n_learned = (norms >= LEARNED).sum(-1)
-    lines = [f"TMS intro: n={n}, m={m}, importance 0.9^i, ReLU output; {R} restarts per density, lowest "
-             f"held-out loss kept; {steps} steps, batch {B}, lr {lr:g}",
-             f"{'1-S':>7} {'loss':>9} {'worst':>9} {'learned':>7}  {'D_i (feature 0..4)':<30} geometry"]
+    lines = [
+        f"TMS intro: n={n}, m={m}, importance 0.9^i, ReLU output; {R} restarts per density, lowest "
+        f"held-out loss kept; {steps} steps, batch {B}, lr {lr:g}",
+        f"{'1-S':>7} {'loss':>9} {'worst':>9} {'learned':>7}  {'D_i (feature 0..4)':<30} geometry",
+    ]
     for k in range(P):
         Ds = " ".join(f"{float(d):.2f}" for d in D[k])
-        lines.append(f"{float(dens[k]):>7.3f} {float(losses[best[k]]):>9.5f} {float(losses[groups[k]].max()):>9.5f} "
-                     f"{int(n_learned[k]):>7d}  {Ds:<30} {fmt_counts(counts[k])}")
-    res = dict(densities=dens, importance=importance, losses=losses.reshape(P, R), loss=losses[best], W=W, b=b,
-               norms=norms, D=D, geometry=geo, geometry_counts=counts, n_learned=n_learned, steps=steps,
-               batch_size=B, lr=lr, restarts=R, train_s=t_train)
+        lines.append(
+            f"{float(dens[k]):>7.3f} {float(losses[best[k]]):>9.5f} {float(losses[groups[k]].max()):>9.5f} "
+            f"{int(n_learned[k]):>7d}  {Ds:<30} {fmt_counts(counts[k])}"
+        )
+    res = dict(
+        densities=dens,
+        importance=importance,
+        losses=losses.reshape(P, R),
+        loss=losses[best],
+        W=W,
+        b=b,
+        norms=norms,
+        D=D,
+        geometry=geo,
+        geometry_counts=counts,
+        n_learned=n_learned,
+        steps=steps,
+        batch_size=B,
+        lr=lr,
+        restarts=R,
+        train_s=t_train,
+    )
     from . import plots
+
     res["paths"] = [plots.plot_intro(res, out_path(out_dir, "tms_intro.png"))]
     res["time_s"] = time.time() - t0
     lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s, training {t_train:.1f} s)")

@@ -1,5 +1,6 @@
 """The phase diagram of one extra feature of "Toy Models of Superposition" (Elhage et al. 2022):
 n=2 features, m=1 hidden dimension, trained next to the analytic diagram."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,20 @@ from .common import DEFAULT_OUT, emit, out_path, train_model
 
 
 @single_threaded
-def phase(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, *, n_importance=None,
-          n_density=None, models_per_point=None, batch_size=None, lr=None, verbose=True):
+def phase(
+    steps=None,
+    seed=0,
+    out_dir=DEFAULT_OUT,
+    progress=True,
+    quick=False,
+    *,
+    n_importance=None,
+    n_density=None,
+    models_per_point=None,
+    batch_size=None,
+    lr=None,
+    verbose=True,
+):
     """Phase diagram of one extra feature: n=2, m=1, ReLU output; feature 1 importance 1, the extra
     feature's relative importance 0.1-10 (log grid) x density 1-0.01 (log grid), ``models_per_point``
     instances per grid point (the highest-loss one is discarded, as in the paper).
@@ -77,29 +90,59 @@ def phase(steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False, *
     fine_margin = other - fc["[1,-1]"]
     fine_margin_b0 = other - fc["[1,-1] b=0"]
     sym = "nDS?"
-    lines = [f"TMS phase diagram: n=2, m=1, ReLU output; {K} models per point (worst dropped), {steps} steps, "
-             f"batch {B}, lr {lr:g}",
-             "cell = trained (lowest exact loss) / analytic: n = extra feature not learned, D = dedicated "
-             "dimension, S = superposition, ? = other",
-             "rows: relative importance of the extra feature; columns: density 1-S",
-             f"{'r / 1-S':>8} " + " ".join(f"{float(d):>6.3f}" for d in dens)]
+    lines = [
+        f"TMS phase diagram: n=2, m=1, ReLU output; {K} models per point (worst dropped), {steps} steps, "
+        f"batch {B}, lr {lr:g}",
+        "cell = trained (lowest exact loss) / analytic: n = extra feature not learned, D = dedicated "
+        "dimension, S = superposition, ? = other",
+        "rows: relative importance of the extra feature; columns: density 1-S",
+        f"{'r / 1-S':>8} " + " ".join(f"{float(d):>6.3f}" for d in dens),
+    ]
     for i in range(Gi):
-        lines.append(f"{float(rel[i]):>8.3f} " + " ".join(
-            f"{sym[int(best_cls[i, d])]:>4}/{sym[int(theory[i, d])]}" for d in range(Gd)))
-    lines.append(f"trained (lowest-loss model) matches the analytic phase at {match * 100:.0f}% of the points; "
-                 f"majority of the kept models matches at {float((majority == theory).double().mean()) * 100:.0f}%; "
-                 f"analytic with b=0 antipode differs from refined at "
-                 f"{int((theory_b0 != theory).sum())} of {Gi * Gd} points")
-    lines.append(f"lowest trained loss / best candidate's loss: median {float(ratio.median()):.3f}, range "
-                 f"{float(ratio.min()):.3f}-{float(ratio.max()):.3f} (< 1: training found a better solution than "
-                 "the three candidates)")
-    res = dict(importance=rel, densities=dens, losses=L, classes=cls, best=best_cls, majority=majority,
-               agreement=agree, loss_ratio=ratio, theory=theory, theory_b0=theory_b0, candidates=cand,
-               match=match,
-               fine_importance=fr, fine_densities=fd, fine_theory=fine, fine_theory_b0=fine_b0,
-               fine_margin=fine_margin, fine_margin_b0=fine_margin_b0, W=w, b=b,
-               steps=steps, batch_size=B, lr=lr, models_per_point=K, train_s=t_train)
+        lines.append(
+            f"{float(rel[i]):>8.3f} "
+            + " ".join(f"{sym[int(best_cls[i, d])]:>4}/{sym[int(theory[i, d])]}" for d in range(Gd))
+        )
+    lines.append(
+        f"trained (lowest-loss model) matches the analytic phase at {match * 100:.0f}% of the points; "
+        f"majority of the kept models matches at {float((majority == theory).double().mean()) * 100:.0f}%; "
+        f"analytic with b=0 antipode differs from refined at "
+        f"{int((theory_b0 != theory).sum())} of {Gi * Gd} points"
+    )
+    lines.append(
+        f"lowest trained loss / best candidate's loss: median {float(ratio.median()):.3f}, range "
+        f"{float(ratio.min()):.3f}-{float(ratio.max()):.3f} (< 1: training found a better solution than "
+        "the three candidates)"
+    )
+    res = dict(
+        importance=rel,
+        densities=dens,
+        losses=L,
+        classes=cls,
+        best=best_cls,
+        majority=majority,
+        agreement=agree,
+        loss_ratio=ratio,
+        theory=theory,
+        theory_b0=theory_b0,
+        candidates=cand,
+        match=match,
+        fine_importance=fr,
+        fine_densities=fd,
+        fine_theory=fine,
+        fine_theory_b0=fine_b0,
+        fine_margin=fine_margin,
+        fine_margin_b0=fine_margin_b0,
+        W=w,
+        b=b,
+        steps=steps,
+        batch_size=B,
+        lr=lr,
+        models_per_point=K,
+        train_s=t_train,
+    )
     from . import plots
+
     res["paths"] = [plots.plot_phase(res, out_path(out_dir, "tms_phase.png"))]
     res["time_s"] = time.time() - t0
     lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s, training {t_train:.1f} s)")

@@ -5,6 +5,7 @@ on a figure of :func:`supcomp.utils.figures.new_figure`: matplotlib's global bac
 returns the path. Weights follow the library's convention: ``W [n, m]``, row i = feature i's direction,
 so the paper's ``WᵀW`` (its W is m x n) is ``W @ W.T`` here.
 """
+
 from __future__ import annotations
 
 import matplotlib
@@ -58,8 +59,14 @@ def plot_intro(res, path):
     for k in range(P):
         D = _np(res["D"][k])
         dstar = W.shape[-1] / max(float((W[k] ** 2).sum()), 1e-9)
-        _directions(axes[0, k], W[k], colors, labels=[str(i) for i in range(n)], lim=lim,
-                    title=f"1-S = {dens[k]:.3f}\nloss {float(res['loss'][k]):.4f}, D* = {dstar:.2f}")
+        _directions(
+            axes[0, k],
+            W[k],
+            colors,
+            labels=[str(i) for i in range(n)],
+            lim=lim,
+            title=f"1-S = {dens[k]:.3f}\nloss {float(res['loss'][k]):.4f}, D* = {dstar:.2f}",
+        )
         axes[0, k].set_xlabel("D_i: " + " ".join(f"{d:.2f}" for d in D), fontsize=6)
         G = np.concatenate([W[k] @ W[k].T, b[k][:, None]], 1)  # WᵀW (paper) | bias
         im = axes[1, k].imshow(G, cmap="RdBu", vmin=-1.3, vmax=1.3)
@@ -69,8 +76,11 @@ def plot_intro(res, path):
     axes[1, 0].set_ylabel("WᵀW | b", fontsize=9)
     axes[0, 0].set_ylabel("feature directions\n(colour: importance 0.9^i)", fontsize=9)
     fig.colorbar(im, ax=axes[1, :].tolist(), fraction=0.02, pad=0.01)
-    fig.suptitle(f"Toy model n=5 features, m=2 hidden, ReLU output: dense -> 2 orthogonal features, sparse -> "
-                 f"pentagon (best of {res['restarts']} restarts, {res['steps']} steps)", fontsize=10)
+    fig.suptitle(
+        f"Toy model n=5 features, m=2 hidden, ReLU output: dense -> 2 orthogonal features, sparse -> "
+        f"pentagon (best of {res['restarts']} restarts, {res['steps']} steps)",
+        fontsize=10,
+    )
     return save_figure(fig, str(path), **_SAVE)
 
 
@@ -112,8 +122,9 @@ def plot_dimensionality(res, path):
     a2.set_ylabel("feature dimensionality D_i (learned features)")
     a2.set_title("feature dimensionalities cluster on 3/4, 2/3, 1/2, 2/5, 3/8", fontsize=10)
     a2.grid(alpha=0.2, which="both")
-    fig.suptitle(f"Uniform superposition ({res['steps']} steps, batch {res['batch_size']}, lr {res['lr']:g})",
-                 fontsize=10)
+    fig.suptitle(
+        f"Uniform superposition ({res['steps']} steps, batch {res['batch_size']}, lr {res['lr']:g})", fontsize=10
+    )
     fig.tight_layout()
     return save_figure(fig, str(path), **_SAVE)
 
@@ -128,13 +139,14 @@ def plot_phase(res, path):
         lv = np.log10(v)
         d = np.diff(lv)
         e = np.concatenate([[lv[0] - d[0] / 2], lv[:-1] + d / 2, [lv[-1] + d[-1] / 2]])
-        return 10 ** e
+        return 10**e
 
     fig, axes = new_figure(1, 3, figsize=(15, 4.6))
     for ax, grid, (xs, ys), title in (
-            (axes[0], res["best"], (dens, rel), "trained: lowest-loss of the models per point"),
-            (axes[1], res["majority"], (dens, rel), "trained: majority of the kept models (worst dropped)"),
-            (axes[2], res["fine_theory"], (fd, fr), "analytic: best of W=[1,0], [0,1], [1,-1] (optimal b)")):
+        (axes[0], res["best"], (dens, rel), "trained: lowest-loss of the models per point"),
+        (axes[1], res["majority"], (dens, rel), "trained: majority of the kept models (worst dropped)"),
+        (axes[2], res["fine_theory"], (fd, fr), "analytic: best of W=[1,0], [0,1], [1,-1] (optimal b)"),
+    ):
         ax.pcolormesh(edges(xs), edges(ys), _np(grid), cmap=cmap, vmin=-0.5, vmax=3.5, shading="flat")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -146,15 +158,23 @@ def plot_phase(res, path):
     for ax in axes:
         ax.contour(fd, fr, _np(res["fine_margin_b0"]), levels=[0.0], colors="k", linewidths=0.8, linestyles="--")
         ax.contour(fd, fr, _np(res["fine_margin"]), levels=[0.0], colors="k", linewidths=1.2)
-    handles = [Patch(color=c, label=l) for c, l in zip(_PHASE_COLORS, ("extra feature not learned",
-                                                                         "extra feature gets the dimension",
-                                                                         "superposition (antipodal)", "other"))]
-    handles += [Line2D([], [], color="k", lw=1.2, label="analytic boundary (optimal b, norms)"),
-                Line2D([], [], color="k", lw=0.8, ls="--", label="analytic boundary (W=[1,-1], b=0)")]
+    handles = [
+        Patch(color=c, label=l)
+        for c, l in zip(
+            _PHASE_COLORS,
+            ("extra feature not learned", "extra feature gets the dimension", "superposition (antipodal)", "other"),
+        )
+    ]
+    handles += [
+        Line2D([], [], color="k", lw=1.2, label="analytic boundary (optimal b, norms)"),
+        Line2D([], [], color="k", lw=0.8, ls="--", label="analytic boundary (W=[1,-1], b=0)"),
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8, bbox_to_anchor=(0.5, -0.04))
-    fig.suptitle(f"n=2, m=1 phase diagram ({res['models_per_point']} models per point, {res['steps']} steps); "
-                 f"lowest-loss model agrees with the analytic phase at {res['match'] * 100:.0f}% of points",
-                 fontsize=10)
+    fig.suptitle(
+        f"n=2, m=1 phase diagram ({res['models_per_point']} models per point, {res['steps']} steps); "
+        f"lowest-loss model agrees with the analytic phase at {res['match'] * 100:.0f}% of points",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, str(path), **_SAVE)
 
@@ -169,10 +189,18 @@ def plot_correlated(res, path):
         r = res[name]
         for k in range(P):
             cw = _np(r["cos_within"][k])
-            _directions(axes[row, k], r["W"][k], colors, labels=["a0", "a1", "b0", "b1"],
-                        title=f"{name}, 1-S={dens[k]:.3f}\ncos within pairs {cw[0]:.2f}, {cw[1]:.2f}")
-    fig.suptitle("n=4, m=2: pairs (a0,a1) blue and (b0,b1) orange. Correlated members -> orthogonal, "
-                 "anticorrelated members -> antipodal", fontsize=10)
+            _directions(
+                axes[row, k],
+                r["W"][k],
+                colors,
+                labels=["a0", "a1", "b0", "b1"],
+                title=f"{name}, 1-S={dens[k]:.3f}\ncos within pairs {cw[0]:.2f}, {cw[1]:.2f}",
+            )
+    fig.suptitle(
+        "n=4, m=2: pairs (a0,a1) blue and (b0,b1) orange. Correlated members -> orthogonal, "
+        "anticorrelated members -> antipodal",
+        fontsize=10,
+    )
     fig.tight_layout()
     return save_figure(fig, str(path), **_SAVE)
 
@@ -189,7 +217,7 @@ def plot_dynamics(res, path):
     cmap = matplotlib.colormaps["tab20"]
     for col, scale in enumerate(("log", "linear")):
         a1, a2 = axes[0, col], axes[1, col]
-        a1.plot(steps[w - 1:], sm, color="C3", lw=1)
+        a1.plot(steps[w - 1 :], sm, color="C3", lw=1)
         a1.set_yscale("log")
         a1.grid(alpha=0.3, which="both")
         x = np.maximum(st, 1) if scale == "log" else st
@@ -204,8 +232,11 @@ def plot_dynamics(res, path):
         a2.grid(alpha=0.2, which="both")
     axes[0, 0].set_ylabel(f"training loss\n(running mean of {w})")
     axes[1, 0].set_ylabel("feature dimensionality D_i  (||W_i|| >= 0.1)")
-    fig.suptitle(f"Learning dynamics: n={res['n_features']}, m={res['n_hidden']}, 1-S={res['density']:g}, "
-                 f"batch {res['batch_size']}, lr {res['lr']:g}: every feature's D_i during one run", fontsize=10)
+    fig.suptitle(
+        f"Learning dynamics: n={res['n_features']}, m={res['n_hidden']}, 1-S={res['density']:g}, "
+        f"batch {res['batch_size']}, lr {res['lr']:g}: every feature's D_i during one run",
+        fontsize=10,
+    )
     fig.tight_layout()
     return save_figure(fig, str(path), **_SAVE)
 
@@ -226,8 +257,14 @@ def plot_cross_entropy(res, path):
     a0.grid(alpha=0.3)
     for j, name in enumerate(("ce", "mse")):
         L = _np(res[name]["losses"])
-        a1.scatter(np.full(len(L), j) + np.random.default_rng(j).uniform(-0.12, 0.12, len(L)), L, s=12,
-                   alpha=0.6, color=f"C{j}", label=f"trained with {name.upper()} ({len(L)} restarts)")
+        a1.scatter(
+            np.full(len(L), j) + np.random.default_rng(j).uniform(-0.12, 0.12, len(L)),
+            L,
+            s=12,
+            alpha=0.6,
+            color=f"C{j}",
+            label=f"trained with {name.upper()} ({len(L)} restarts)",
+        )
     a1.hlines([an[1]["ce"], an[2]["ce"]], -0.35, 0.35, colors=["C2", "C3"], linestyles="--")
     a1.text(0.37, an[1]["ce"], "monosemantic\n(3/4) ln 3", fontsize=7, va="center")
     a1.text(0.37, an[2]["ce"], "polysemantic\nln 2", fontsize=7, va="center")
@@ -243,8 +280,13 @@ def plot_cross_entropy(res, path):
     for j, name in enumerate(("ce", "mse")):
         r = res[name]
         h = _np(r["activations"][r["best"]])
-        a2.bar(np.arange(4) + (j - 0.5) * width, h / max(h.max(), 1e-12), width, color=f"C{j}",
-               label=f"{name.upper()} best restart (code {r['codes'][r['best']] or '-'})")
+        a2.bar(
+            np.arange(4) + (j - 0.5) * width,
+            h / max(h.max(), 1e-12),
+            width,
+            color=f"C{j}",
+            label=f"{name.upper()} best restart (code {r['codes'][r['best']] or '-'})",
+        )
     a2.set_xticks(range(4), list("ABCD"))
     a2.set_ylabel("neuron activation (relative to its max)")
     a2.set_title("what the neuron fires on", fontsize=10)
