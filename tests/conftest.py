@@ -1,5 +1,6 @@
 """Test set-up. Without CUDA the Triton kernels run under the interpreter on
 CPU tensors, which must be switched on before triton is first imported."""
+
 import os
 
 import torch
@@ -25,12 +26,27 @@ try:
     from hypothesis import HealthCheck, settings
 
     _quiet = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-    settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None, database=None,
-                              suppress_health_check=_quiet, print_blob=True)
-    settings.register_profile("long", max_examples=2000, deadline=None, database=None,
-                              suppress_health_check=_quiet, print_blob=True)
-    settings.register_profile("sanitize", max_examples=30, derandomize=True, deadline=None, database=None,
-                              suppress_health_check=_quiet, print_blob=True)  # tools/sanitize.py
+    settings.register_profile(
+        "ci",
+        max_examples=60,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=_quiet,
+        print_blob=True,
+    )
+    settings.register_profile(
+        "long", max_examples=2000, deadline=None, database=None, suppress_health_check=_quiet, print_blob=True
+    )
+    settings.register_profile(
+        "sanitize",
+        max_examples=30,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=_quiet,
+        print_blob=True,
+    )  # tools/sanitize.py
     settings.load_profile(os.environ.get("SUPCOMP_HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # hypothesis is a dev requirement; without it the fuzz modules fail at import
     pass
@@ -45,11 +61,15 @@ def pytest_terminal_summary(terminalreporter):
     if counts:
         total = sum(counts.values())
         terminalreporter.write_line(
-            "fuzz examples run: " + ", ".join(f"{c}/{b}={v}" for (c, b), v in sorted(counts.items()))
-            + f"; total {total}")
+            "fuzz examples run: "
+            + ", ".join(f"{c}/{b}={v}" for (c, b), v in sorted(counts.items()))
+            + f"; total {total}"
+        )
         skipped = getattr(mod, "GRAD_SKIPPED", {})
-        terminalreporter.write_line(f"fuzz gradient checks skipped at the ReLU kink: {sum(skipped.values())} "
-                                    f"{dict(sorted(skipped.items())) if skipped else ''}")
+        terminalreporter.write_line(
+            f"fuzz gradient checks skipped at the ReLU kink: {sum(skipped.values())} "
+            f"{dict(sorted(skipped.items())) if skipped else ''}"
+        )
 
 
 def pytest_sessionstart(session):

@@ -4,7 +4,7 @@ Each case says how to draw random inputs (hypothesis), how to call the op, and
 how to check the result against the float64 reference. The test module runs
 every case on every backend it lists, with gradients where differentiable.
 
-Adding an op (e.g. ``supcomp.boolean``, ``supcomp.circuits``): append one
+Adding an op (e.g. ``supcomp.uand``, ``supcomp.circuits``): append one
 ``FuzzCase`` to ``CASES`` below with
 
 * ``draw(data, dtype, small)``: a dict of float64 input tensors (already rounded to
@@ -24,6 +24,7 @@ Shapes are drawn small (a few dozen elements per axis) so that the C++ tiles
 (8-row read-out tiles, 32/64-column gather chunks) and the Triton blocks (16..128)
 are crossed at non-powers of two while the interpreter stays fast.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,7 +51,7 @@ def fill(gen: torch.Generator, shape, mode: str, dtype: torch.dtype, scale_exp: 
     if mode == "integer":
         x = torch.randint(-3, 4, shape, generator=gen).double()
     elif mode == "scaled":
-        x = x * 2.0 ** scale_exp
+        x = x * 2.0**scale_exp
     elif mode == "denormal":
         tiny = torch.finfo(dtype).tiny
         sub = torch.rand(shape, generator=gen, dtype=torch.float64) < 0.5
@@ -114,11 +115,17 @@ def draw_common(data, dtype, small=False, *, want_idx=True, want_h=False, nonfin
     exps = [data.draw(st.integers(-emax, emax), label="scale exponent") if mode == "scaled" else 0 for _ in range(3)]
     # Not with subnormals: a product that underflows to 0 in the kernel's dtype (but not in float64)
     # times inf is NaN in the kernel and +-inf in the reference -- float semantics, not a bug.
-    nonfinite = nonfinite_ok and mode != "denormal" and data.draw(st.sampled_from([False, False, False, True]), label="inject NaN/inf")
+    nonfinite = (
+        nonfinite_ok
+        and mode != "denormal"
+        and data.draw(st.sampled_from([False, False, False, True]), label="inject NaN/inf")
+    )
     gen = torch.Generator().manual_seed(seed)
     out = {"I": I, "batch": batch, "n": n, "d": d, "mode": mode, "nonfinite": nonfinite}
     out["W"] = fill(gen, (*_lead(I), n, d), mode, dtype, exps[0])
-    out["b"] = fill(gen, (*_lead(I), n), mode, dtype, exps[0] + exps[1]) if data.draw(st.booleans(), label="bias") else None
+    out["b"] = (
+        fill(gen, (*_lead(I), n), mode, dtype, exps[0] + exps[1]) if data.draw(st.booleans(), label="bias") else None
+    )
     if want_idx:
         pattern = data.draw(st.sampled_from(["none", "random", "tail", "all"]), label="padding")
         dup = data.draw(st.booleans(), label="duplicates")
@@ -130,15 +137,16 @@ def draw_common(data, dtype, small=False, *, want_idx=True, want_h=False, nonfin
         out["h"] = fill(gen, (*_lead(I), *batch, d), mode, dtype, exps[1])
         out["k"] = data.draw(st.integers(0, n), label="k") if n > 0 else 0
     if nonfinite:
-        which = data.draw(st.sampled_from([x for x in ("W", "b", "values", "h") if out.get(x) is not None]),
-                          label="non-finite tensor")
+        which = data.draw(
+            st.sampled_from([x for x in ("W", "b", "values", "h") if out.get(x) is not None]), label="non-finite tensor"
+        )
         out[which] = inject_nonfinite(gen, out[which])
     out["gen"] = gen
     return out
 
 
 # ------------------------------------------------------------------ custom checks
-EPS = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7, torch.float32: 2.0 ** -23, torch.float64: 2.0 ** -52}
+EPS = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7, torch.float32: 2.0**-23, torch.float64: 2.0**-52}
 
 
 def check_topk(out, x64, kin, dtype, backend, need_grad):
@@ -147,14 +155,14 @@ def check_topk(out, x64, kin, dtype, backend, need_grad):
     Exact ids are compared only where the scores are exact (integer value mode): there the
     documented tie rule (lower index first) must hold bit for bit.
     """
-    from supcomp.ops import naive
+    from supcomp.ops.relu_readout_topk import reference_forward
 
     vals, idx = out
     I, n, d, k = x64["I"], x64["n"], x64["d"], x64["k"]
     Ic = 1 if I is None else I
     assert vals.dtype == dtype and idx.dtype == torch.int64
     assert vals.shape == idx.shape == (*x64["h"].shape[:-1], k)
-    B = math.prod(x64["h"].shape[(0 if I is None else 1):-1])
+    B = math.prod(x64["h"].shape[(0 if I is None else 1) : -1])
     h3 = x64["h"].reshape(Ic, B, d)
     W3 = x64["W"].reshape(Ic, n, d)
     b3 = (x64["b"] if x64["b"] is not None else torch.zeros(*_lead(I), n, dtype=torch.float64)).reshape(Ic, n)
@@ -184,15 +192,16 @@ def check_topk(out, x64, kin, dtype, backend, need_grad):
     # 4. top-k: no unselected feature scores (clearly) above the k-th kept value
     if n > 0 and k > 0:
         # scatter into a spare column n for the empty slots (a scatter of duplicates is unordered)
-        chosen = torch.zeros(*pre.shape[:-1], n + 1, dtype=torch.bool).scatter_(
-            -1, torch.where(valid, ix, n), True)[..., :n]
+        chosen = torch.zeros(*pre.shape[:-1], n + 1, dtype=torch.bool).scatter_(-1, torch.where(valid, ix, n), True)[
+            ..., :n
+        ]
         other = torch.where(chosen | torch.isnan(pre), torch.full_like(pre, -float("inf")), pre)
         kth = v[..., -1:]
         missed = other.amax(-1, keepdim=True) > kth + 2 * row_tol
         assert not bool(missed.any()), "an unselected feature scores above the k-th selected value"
     # 5. exact scores: the reference's ids exactly (tie rule: lower index first)
     if x64["mode"] == "integer" and not x64["nonfinite"] and dtype != torch.bfloat16:
-        rv, ri = naive.relu_readout_topk_forward(h3, W3, b3, k)
+        rv, ri = reference_forward(h3, W3, b3, k)
         assert torch.equal(ix, ri), "ids differ from the reference on exact (integer) scores"
         assert torch.equal(v, rv), "values differ from the reference on exact (integer) scores"
     # 6. gradients through the selected entries: d/dx sum(vals * G) = that of sum(pre[idx] * G)
@@ -201,11 +210,13 @@ def check_topk(out, x64, kin, dtype, backend, need_grad):
         (vals * G).sum().backward()
         r = {key: x64[key].clone().requires_grad_(True) if x64[key] is not None else None for key in ("h", "W", "b")}
         bb = r["b"] if r["b"] is not None else torch.zeros(*_lead(I), n, dtype=torch.float64)
-        pre_r = torch.baddbmm(bb.reshape(Ic, n).unsqueeze(1), r["h"].reshape(Ic, B, d),
-                              r["W"].reshape(Ic, n, d).transpose(1, 2))
+        pre_r = torch.baddbmm(
+            bb.reshape(Ic, n).unsqueeze(1), r["h"].reshape(Ic, B, d), r["W"].reshape(Ic, n, d).transpose(1, 2)
+        )
         g_sel = torch.where(valid, torch.gather(pre_r, -1, ix.clamp(min=0)) if n > 0 else 0 * v, 0 * v)
         (g_sel * G.double().reshape(Ic, B, k)).sum().backward()
         from utils import REL_TOL, rel_err
+
         for key in ("h", "W", "b"):
             if r[key] is None:
                 continue
@@ -225,10 +236,10 @@ def check_topk(out, x64, kin, dtype, backend, need_grad):
 @dataclasses.dataclass
 class FuzzCase:
     name: str
-    draw: Callable          # (data, dtype) -> dict of inputs
-    call: Callable          # (inputs) -> tuple of outputs
-    grads: tuple            # names of differentiable inputs
-    nonfinite: str          # the documented policy for NaN / inf inputs
+    draw: Callable  # (data, dtype) -> dict of inputs
+    call: Callable  # (inputs) -> tuple of outputs
+    grads: tuple  # names of differentiable inputs
+    nonfinite: str  # the documented policy for NaN / inf inputs
     check: Callable | None = None  # (out, inp64, inp, dtype) -> None, custom comparison
     backends: tuple = ("cpp", "triton")
 
@@ -243,29 +254,33 @@ def _draw_readout(data, dtype, small=False):
 
 CASES = [
     FuzzCase(
-        "sparse_encode", _draw_indexed,
+        "sparse_encode",
+        _draw_indexed,
         lambda x: (sparse_encode(x["indices"], x["values"], x["W"]),),
         grads=("values", "W"),
         nonfinite="propagates (IEEE): an output entry is NaN/inf exactly where the reference's is; empty slots "
-                  "(-1) never read W, so a NaN in an unused row never leaks",
+        "(-1) never read W, so a NaN in an unused row never leaks",
     ),
     FuzzCase(
-        "relu_readout", _draw_readout,
+        "relu_readout",
+        _draw_readout,
         lambda x: (relu_readout(x["h"], x["W"], x["b"]),),
         grads=("h", "W", "b"),
         nonfinite="propagates: wherever the reference is NaN/inf the kernel is non-finite too (ReLU keeps NaN); "
-                  "finite entries agree",
+        "finite entries agree",
     ),
     FuzzCase(
-        "relu_readout_topk", _draw_readout,
+        "relu_readout_topk",
+        _draw_readout,
         lambda x: relu_readout_topk(x["h"], x["W"], x["b"], x["k"]),
         grads=("h", "W", "b"),
         nonfinite="NaN scores are never selected; +inf scores rank first (ties: lower index); "
-                  "no gradient check with non-finite inputs",
+        "no gradient check with non-finite inputs",
         check=lambda *a: check_topk(*a),
     ),
     FuzzCase(
-        "superpose", _draw_indexed,
+        "superpose",
+        _draw_indexed,
         lambda x: (superpose(x["indices"], x["values"], x["W"], x["b"]),),
         grads=("values", "W", "b"),
         nonfinite="propagates as relu_readout(sparse_encode(...)): non-finite wherever the reference is",

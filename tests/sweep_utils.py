@@ -1,4 +1,5 @@
 """Shared helpers of the sweep tests: a small TMS grid and table comparison."""
+
 from supcomp.sweep import Grid
 
 #: columns that legitimately differ between runs of the same point (timing, where and how it ran)
@@ -21,6 +22,7 @@ def _dying_run(points):
     """A test adapter: the worker process dies (as if killed) while the marker file is absent, once per
     marker; with ``always`` it dies every time."""
     import os
+
     p = points[0]
     if p["always"] or not os.path.exists(p["marker"]):
         open(p["marker"], "w").close()
@@ -30,6 +32,7 @@ def _dying_run(points):
 
 def _dying():
     from supcomp.sweep import Experiment
+
     return Experiment("dying", _dying_run, per_instance=frozenset({"x"}), required=("x", "marker", "always"))
 
 

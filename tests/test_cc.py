@@ -1,4 +1,5 @@
 """supcomp.cc: config validation, fixed matrices, labels, naive baseline, fused vs reference, batching."""
+
 import math
 
 import pytest
@@ -138,8 +139,9 @@ def test_shapes_and_instance_batching():
 CASES = [
     CCConfig(n_instances=2, feature_probability=0.15, **SMALL),
     CCConfig(model="mlp", n_instances=1, feature_probability=0.1, **SMALL),
-    CCConfig(model="mlp", mixing="asymmetric", sigma=[0.1, 0.3], n_instances=2, feature_probability=[0.05, 0.5],
-             **SMALL),
+    CCConfig(
+        model="mlp", mixing="asymmetric", sigma=[0.1, 0.3], n_instances=2, feature_probability=[0.05, 0.5], **SMALL
+    ),
 ]
 
 
@@ -180,33 +182,43 @@ def test_save_load_roundtrip(tmp_path):
 
 
 # ---------------------------------------------------------------- invalid arguments
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(model="transformer"), "model"),
-    (dict(mixing="random"), "mixing"),
-    (dict(model="residual", mixing="symmetric", sigma=0.1), "mixing"),
-    (dict(model="mlp", mixing="symmetric"), "sigma"),
-    (dict(model="mlp", mixing="none", sigma=0.1), "sigma"),
-    (dict(model="mlp", mixing="asymmetric", sigma=-0.1), "sigma"),
-    (dict(model="mlp", mixing="asymmetric", sigma=float("nan")), "sigma"),
-    (dict(model="mlp", mixing="asymmetric", sigma=[0.1, 0.2]), "sigma"),
-    (dict(n_features=0), "n_features"),
-    (dict(d_mlp=2.5), "d_mlp"),
-    (dict(d_embed=True), "d_embed"),
-    (dict(n_instances=0), "n_instances"),
-    (dict(feature_probability=0.0), "feature_probability"),
-    (dict(feature_probability=1.5), "feature_probability"),
-    (dict(feature_probability=[0.1, 0.2]), "feature_probability"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(model="transformer"), "model"),
+        (dict(mixing="random"), "mixing"),
+        (dict(model="residual", mixing="symmetric", sigma=0.1), "mixing"),
+        (dict(model="mlp", mixing="symmetric"), "sigma"),
+        (dict(model="mlp", mixing="none", sigma=0.1), "sigma"),
+        (dict(model="mlp", mixing="asymmetric", sigma=-0.1), "sigma"),
+        (dict(model="mlp", mixing="asymmetric", sigma=float("nan")), "sigma"),
+        (dict(model="mlp", mixing="asymmetric", sigma=[0.1, 0.2]), "sigma"),
+        (dict(n_features=0), "n_features"),
+        (dict(d_mlp=2.5), "d_mlp"),
+        (dict(d_embed=True), "d_embed"),
+        (dict(n_instances=0), "n_instances"),
+        (dict(feature_probability=0.0), "feature_probability"),
+        (dict(feature_probability=1.5), "feature_probability"),
+        (dict(feature_probability=[0.1, 0.2]), "feature_probability"),
+    ],
+)
 def test_config_rejects(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name):
         CCConfig(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(steps=-1), "steps"), (dict(batch_size=0), "batch_size"), (dict(seed=-3), "seed"),
-    (dict(backend="jax"), "backend"), (dict(lr=0.0), "lr"), (dict(weight_decay=-1.0), "weight_decay"),
-    (dict(threads=0), "threads"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(steps=-1), "steps"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(seed=-3), "seed"),
+        (dict(backend="jax"), "backend"),
+        (dict(lr=0.0), "lr"),
+        (dict(weight_decay=-1.0), "weight_decay"),
+        (dict(threads=0), "threads"),
+    ],
+)
 def test_train_rejects(kwargs, name):
     with pytest.raises(ValueError, match=name):
         train(CCConfig(model="mlp", **SMALL), progress=False, **{"steps": 1, **kwargs})
@@ -239,8 +251,15 @@ def test_training_beats_naive_only_with_a_mixing_matrix():
     symmetric mixing matrix (σ = 0.07 ≈ 0.3/√n, the scale of the embedding's at n = 100) below it.
     Measured over seeds 0-3: M = 0 at 1.004-1.022 x naive, σ = 0.07 at 0.81-0.87 x naive."""
     n, m, p = 20, 10, 0.05
-    cfg = CCConfig(model="mlp", mixing="symmetric", sigma=[0.0, 0.07, 0.07], n_features=n, d_mlp=m,
-                   feature_probability=p, n_instances=3)
+    cfg = CCConfig(
+        model="mlp",
+        mixing="symmetric",
+        sigma=[0.0, 0.07, 0.07],
+        n_features=n,
+        d_mlp=m,
+        feature_probability=p,
+        n_instances=3,
+    )
     model = train(cfg, steps=1200, batch_size=512, lr=1e-2, seed=0, progress=False, threads=1)
     ratio = loss_per_feature(model, p, n_samples=40_000) / naive_loss_per_feature(n, m)
     assert ratio[0] > 0.97, ratio

@@ -1,12 +1,12 @@
 """supcomp.circuits: assignments, the construction against a slow loop-built reference, exact
 cases, the ReLU silencing of inactive circuits, and invalid arguments."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from supcomp.circuits import CircuitSet, compress, max_circuits
-from supcomp.circuits import assign
+from supcomp.circuits import CircuitSet, assign, compress, max_circuits
 from supcomp.circuits.reference import DenseNetwork, slow_forward, slow_weights, torch_index_forward
 from supcomp.ops import use_backend
 
@@ -75,8 +75,13 @@ def test_float32_backends_agree():
             torch.testing.assert_close(net(x, active).double(), ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("make", [lambda: CircuitSet.rotations(10, 5, seed=0, dtype=torch.float64),
-                                  lambda: CircuitSet.random(10, 5, 3, seed=0, dtype=torch.float64)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CircuitSet.rotations(10, 5, seed=0, dtype=torch.float64),
+        lambda: CircuitSet.random(10, 5, 3, seed=0, dtype=torch.float64),
+    ],
+)
 def test_disjoint_hosts_are_exact(make):
     """T S <= M: the overlap-1 progressions with step 1 are disjoint, nothing is shared, and the
     large network computes every circuit exactly for any z (the construction's error is 0)."""
@@ -97,8 +102,8 @@ def test_inactive_circuits_are_silenced():
     acts = net.activations(x, active)
     M, d = net.M, net.d
     for l, a in enumerate(acts[1:], start=1):
-        ind = a[:, (l % 2) * M:(l % 2 + 1) * M]
-        state = a[:, 2 * M:(d + 2) * M].reshape(-1, M, d)
+        ind = a[:, (l % 2) * M : (l % 2 + 1) * M]
+        state = a[:, 2 * M : (d + 2) * M].reshape(-1, M, d)
         assert torch.equal(state[ind == 0], torch.zeros_like(state[ind == 0])), f"layer {l}"
         others = torch.arange(cs.T).repeat(64, 1)
         hosts = net.assignments[l % 2][others]  # [64, T, S]

@@ -1,30 +1,64 @@
 """`supcomp circuits` at tiny sizes: the tables, the capacity bisection, throughput rows and the PNGs."""
+
 from __future__ import annotations
 
 import pytest
 
 from supcomp import cli
-from supcomp.circuits import experiments as E
+from supcomp.studies import circuits as E
 
-TINY = dict(base=dict(T=40, M=40, S=3, L=2, z=2), n=40, z=(1, 2), T=(20, 40), M=(40,), S=(3,), L=(1, 2),
-            cap_M=(30, 60), cap_err=0.05, cap_L=1, cap_z=2, cap_n=40)
+TINY = dict(
+    base=dict(T=40, M=40, S=3, L=2, z=2),
+    n=40,
+    z=(1, 2),
+    T=(20, 40),
+    M=(40,),
+    S=(3,),
+    L=(1, 2),
+    cap_M=(30, 60),
+    cap_err=0.05,
+    cap_L=1,
+    cap_z=2,
+    cap_n=40,
+)
 
 
 def test_cli_parses_circuits(monkeypatch):
     seen = {}
     monkeypatch.setattr(E, "run", lambda **kw: seen.update(kw))
-    assert cli.main(["circuits", "--quick", "--no-progress", "--assignment", "random", "--circuits", "random",
-                     "--seed", "3", "--no-bench", "--out", "x"]) == 0
-    assert seen == dict(out_dir="x", quick=True, progress=False, kind="random", assignment="random", seed=3,
-                        bench=False)
+    assert (
+        cli.main(
+            [
+                "circuits",
+                "--quick",
+                "--no-progress",
+                "--assignment",
+                "random",
+                "--circuits",
+                "random",
+                "--seed",
+                "3",
+                "--no-bench",
+                "--out",
+                "x",
+            ]
+        )
+        == 0
+    )
+    assert seen == dict(
+        out_dir="x", quick=True, progress=False, kind="random", assignment="random", seed=3, bench=False
+    )
     with pytest.raises(SystemExit):
         cli.main(["circuits", "--assignment", "overlap2"])
 
 
 def test_run_tables_capacity_and_plots(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(E, "QUICK", TINY)
-    monkeypatch.setattr(E, "throughput", lambda progress, **kw: E._throughput(
-        T=60, M=40, S=3, L=2, zs=(1, 3), batch=8, repeats=1, progress=False))
+    monkeypatch.setattr(
+        E,
+        "throughput",
+        lambda progress, **kw: E._throughput(T=60, M=40, S=3, L=2, zs=(1, 3), batch=8, repeats=1, progress=False),
+    )
     res = E.run(out_dir=str(tmp_path), quick=True, progress=False)
     out = capsys.readouterr().out
     assert "read_in" in out and "T_max" in out and "x one-by-one" in out

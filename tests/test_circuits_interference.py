@@ -1,4 +1,5 @@
 """measure_interference: the z = 1 exact cases and the measured errors against the formulas."""
+
 from __future__ import annotations
 
 import pytest

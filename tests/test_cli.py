@@ -1,10 +1,9 @@
 """The command line: `supcomp info` and the demo's science section at small sizes."""
+
 import subprocess
 import sys
 
-import torch
-
-from supcomp.demo import format_table, plot, superposition_table
+from supcomp.studies.demo import format_table, plot, superposition_table
 
 
 def test_info_runs():

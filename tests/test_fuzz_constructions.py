@@ -3,9 +3,9 @@ superposition (every backend against the slow loop-built reference) and the comp
 fused hand-written gradients against the einsum reference). Same hypothesis profiles as tests/test_fuzz_ops.py
 (``ci`` derandomized by default, ``--hypothesis-profile=long`` for more examples).
 """
+
 from __future__ import annotations
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,16 +19,28 @@ def _n(share=0.5):
 
 def _active(gen, B, s, m, pad):
     """[B, s] distinct active inputs per row, with -1 padding where ``pad``."""
-    idx = torch.stack([torch.randperm(m, generator=gen)[:s] for _ in range(B)]) if B else torch.zeros(0, s, dtype=torch.long)
+    idx = (
+        torch.stack([torch.randperm(m, generator=gen)[:s] for _ in range(B)])
+        if B
+        else torch.zeros(0, s, dtype=torch.long)
+    )
     if pad and s and B:
         idx[torch.rand(B, s, generator=gen) < 0.3] = -1
     return idx
 
 
 @_n()
-@given(m=st.integers(2, 40), d=st.integers(1, 70), p=st.floats(0.05, 1.0), B=st.integers(0, 6), s=st.integers(0, 6),
-       pad=st.booleans(), backend=st.sampled_from(["cpp", "triton"]), dtype=st.sampled_from([torch.float32, torch.float64]),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    m=st.integers(2, 40),
+    d=st.integers(1, 70),
+    p=st.floats(0.05, 1.0),
+    B=st.integers(0, 6),
+    s=st.integers(0, 6),
+    pad=st.booleans(),
+    backend=st.sampled_from(["cpp", "triton"]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_uand_backends_match_reference(m, d, p, B, s, pad, backend, dtype, seed):
     from supcomp.uand import UAnd
 
@@ -55,15 +67,25 @@ def test_uand_backends_match_reference(m, d, p, B, s, pad, backend, dtype, seed)
 
 
 @_n(0.3)
-@given(T=st.integers(1, 12), L=st.integers(1, 3), kind=st.sampled_from(["random", "rotations"]),
-       S=st.integers(1, 4), assignment=st.sampled_from(["overlap1", "random"]), z=st.integers(1, 4),
-       B=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
+@given(
+    T=st.integers(1, 12),
+    L=st.integers(1, 3),
+    kind=st.sampled_from(["random", "rotations"]),
+    S=st.integers(1, 4),
+    assignment=st.sampled_from(["overlap1", "random"]),
+    z=st.integers(1, 4),
+    B=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_circuits_forward_matches_slow_reference(T, L, kind, S, assignment, z, B, seed):
     from supcomp.circuits import CircuitSet, compress
     from supcomp.circuits.reference import slow_forward
 
-    cs = (CircuitSet.random(T, L, 2, seed=seed % 997, dtype=torch.float64) if kind == "random"
-          else CircuitSet.rotations(T, L, seed=seed % 997, dtype=torch.float64))
+    cs = (
+        CircuitSet.random(T, L, 2, seed=seed % 997, dtype=torch.float64)
+        if kind == "random"
+        else CircuitSet.rotations(T, L, seed=seed % 997, dtype=torch.float64)
+    )
     M = max(S * 4, 8)
     width = (cs.d + 2) * M
     try:
@@ -83,9 +105,16 @@ def test_circuits_forward_matches_slow_reference(T, L, kind, S, assignment, z, B
 
 
 @_n(0.3)
-@given(n=st.integers(2, 12), m=st.integers(1, 5), model=st.sampled_from(["residual", "mlp"]),
-       mixing=st.sampled_from(["embedding", "none", "symmetric", "asymmetric"]), p=st.floats(0.05, 1.0),
-       I=st.integers(1, 3), B=st.integers(1, 20), seed=st.integers(0, 2**31 - 1))
+@given(
+    n=st.integers(2, 12),
+    m=st.integers(1, 5),
+    model=st.sampled_from(["residual", "mlp"]),
+    mixing=st.sampled_from(["embedding", "none", "symmetric", "asymmetric"]),
+    p=st.floats(0.05, 1.0),
+    I=st.integers(1, 3),
+    B=st.integers(1, 20),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_cc_fused_step_matches_reference(n, m, model, mixing, p, I, B, seed):
     from supcomp.cc import CCConfig, CCModel
     from supcomp.cc.train import fused_loss_and_grad, make_sampler, reference_loss_and_grad
@@ -93,8 +122,16 @@ def test_cc_fused_step_matches_reference(n, m, model, mixing, p, I, B, seed):
     if model == "residual":
         mixing = "embedding"
     sigma = 0.1 if mixing in ("symmetric", "asymmetric") else None
-    cfg = CCConfig(model=model, mixing=mixing, sigma=sigma, n_features=n, d_embed=3 * n, d_mlp=m,
-                   feature_probability=p, n_instances=I)
+    cfg = CCConfig(
+        model=model,
+        mixing=mixing,
+        sigma=sigma,
+        n_features=n,
+        d_embed=3 * n,
+        d_mlp=m,
+        feature_probability=p,
+        n_instances=I,
+    )
     net = CCModel(cfg, seed=seed % 1000, dtype=torch.float64)
     batch = make_sampler(cfg, B, seed=seed % 1000, dtype=torch.float64).sample(seed % 50)
     lf = fused_loss_and_grad(net, batch)

@@ -2,15 +2,16 @@
 TMS sampler and one fused training step. Same hypothesis profiles as tests/test_fuzz_ops.py
 (``ci`` derandomized by default, ``--hypothesis-profile=long`` for more examples).
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
+from fuzz_registry import fill, padded_indices, shapes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import supcomp.metrics as M
-from fuzz_registry import fill, padded_indices, shapes
 from supcomp.nn import ReLUReadout, SparseEncoder, TiedSuperposition
 from supcomp.ops import relu_readout, relu_readout_topk, sparse_encode, superpose
 from supcomp.sparse import dense_to_padded, padded_to_dense
@@ -21,8 +22,12 @@ def _n(share=0.5):
 
 
 @_n()
-@given(sh=shapes(max_batch=8, max_n=30, max_d=4, max_k=6), seed=st.integers(0, 2**31 - 1),
-       pattern=st.sampled_from(["none", "random", "tail", "all"]), dup=st.booleans())
+@given(
+    sh=shapes(max_batch=8, max_n=30, max_d=4, max_k=6),
+    seed=st.integers(0, 2**31 - 1),
+    pattern=st.sampled_from(["none", "random", "tail", "all"]),
+    dup=st.booleans(),
+)
 def test_padded_dense_round_trip(sh, seed, pattern, dup):
     """padded_to_dense sums duplicates; dense_to_padded of that dense matrix lists each nonzero once, in order."""
     I, batch, n, _, k = sh
@@ -44,8 +49,11 @@ def test_padded_dense_round_trip(sh, seed, pattern, dup):
 
 
 @_n()
-@given(sh=shapes(max_batch=6, max_n=40, max_d=24, max_k=5), seed=st.integers(0, 2**31 - 1),
-       dtype=st.sampled_from([torch.float32, torch.float64]))
+@given(
+    sh=shapes(max_batch=6, max_n=40, max_d=24, max_k=5),
+    seed=st.integers(0, 2**31 - 1),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
 def test_nn_modules_equal_the_ops(sh, seed, dtype):
     I, batch, n, d, k = sh
     if I == 0:
@@ -69,8 +77,13 @@ def test_nn_modules_equal_the_ops(sh, seed, dtype):
 
 
 @_n()
-@given(I=st.integers(1, 4), n=st.integers(1, 12), m=st.integers(1, 6), seed=st.integers(0, 2**31 - 1),
-       zero_rows=st.booleans())
+@given(
+    I=st.integers(1, 4),
+    n=st.integers(1, 12),
+    m=st.integers(1, 6),
+    seed=st.integers(0, 2**31 - 1),
+    zero_rows=st.booleans(),
+)
 def test_metrics_batched_equals_per_instance_and_permutation_equivariant(I, n, m, seed, zero_rows):
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(I, n, m, generator=g, dtype=torch.float64)
@@ -90,17 +103,32 @@ def test_metrics_batched_equals_per_instance_and_permutation_equivariant(I, n, m
 
 
 @_n()
-@given(I=st.integers(1, 3), n=st.integers(1, 40), B=st.integers(1, 50), p=st.floats(1e-3, 1.0),
-       corr=st.integers(0, 3), anti=st.integers(0, 3), kind=st.sampled_from(["relu_output", "relu_hidden", "abs"]),
-       seed=st.integers(-2**63, 2**64 - 1), step=st.integers(0, 2**40))
+@given(
+    I=st.integers(1, 3),
+    n=st.integers(1, 40),
+    B=st.integers(1, 50),
+    p=st.floats(1e-3, 1.0),
+    corr=st.integers(0, 3),
+    anti=st.integers(0, 3),
+    kind=st.sampled_from(["relu_output", "relu_hidden", "abs"]),
+    seed=st.integers(-(2**63), 2**64 - 1),
+    step=st.integers(0, 2**40),
+)
 def test_tms_sampler_valid_csr_and_fused_step_finite(I, n, B, p, corr, anti, kind, seed, step):
     from supcomp.tms import ToyModel, ToyModelConfig
     from supcomp.tms.data import BatchSampler
     from supcomp.tms.train import fused_loss_and_grad, fused_sampled_loss_and_grad, reference_loss_and_grad
 
     corr, anti = min(corr, n // 2), min(anti, (n - 2 * min(corr, n // 2)) // 2)
-    cfg = ToyModelConfig(n_features=n, n_hidden=3, n_instances=I, feature_probability=p, kind=kind,
-                         correlated_pairs=corr, anticorrelated_pairs=anti)
+    cfg = ToyModelConfig(
+        n_features=n,
+        n_hidden=3,
+        n_instances=I,
+        feature_probability=p,
+        kind=kind,
+        correlated_pairs=corr,
+        anticorrelated_pairs=anti,
+    )
     bt = BatchSampler(cfg, B, seed=seed % 2**64, dtype=torch.float64).sample(step)
     off, idx = bt.offsets, bt.indices
     assert off[0] == 0 and off[-1] == idx.numel() and bool((off[1:] >= off[:-1]).all())

@@ -5,16 +5,17 @@ Example counts come from the hypothesis profile (``tests/conftest.py``): ``ci``
 (``pytest tests/test_fuzz_ops.py --hypothesis-profile=long``). Triton runs
 under the interpreter, so it gets a fraction of the examples and smaller sizes.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
+from fuzz_registry import CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from fuzz_registry import CASES
-from supcomp.ops import use_backend
 from utils import REL_TOL
+
+from supcomp.ops import use_backend
 
 DTYPES = {"cpp": [torch.float32, torch.float64], "triton": [torch.float32, torch.float64, torch.float16]}
 # Share of the profile's max_examples each backend gets (the interpreter is ~100x slower).
@@ -122,8 +123,11 @@ def run_case(case, backend, dtype, x64):
             gk = torch.zeros_like(kin[key])
         assert gk.dtype == dtype
         # size of the terms a gradient entry sums (for an all-zero reference by cancellation)
-        mags = [t.abs().max().item() for t in [*(x64.get(k) for k in FLOAT_KEYS), *G]
-                if isinstance(t, torch.Tensor) and t.numel() > 0]
+        mags = [
+            t.abs().max().item()
+            for t in [*(x64.get(k) for k in FLOAT_KEYS), *G]
+            if isinstance(t, torch.Tensor) and t.numel() > 0
+        ]
         scale = max(mags, default=1.0) ** 2 * max(1, x64.get("d", 1), gk.shape[-1])
         assert_close(f"{case.name} grad {key}", gk, gr, dtype, exact_nonfinite=False, factor=8.0, scale=scale)
 

@@ -1,4 +1,5 @@
 """supcomp.metrics: TMS geometry metrics on hand-built geometries with known answers."""
+
 import math
 
 import pytest
@@ -19,6 +20,7 @@ DT = torch.float64
 
 
 # ----------------------------------------------------------------------------- geometries
+
 
 def polygon(k, m=2, dtype=DT):
     """k unit vectors at 360°/k in the first two hidden dimensions of R^m."""
@@ -90,6 +92,7 @@ def naive_D(W):
 
 
 # ----------------------------------------------------------------------------- known structures
+
 
 def test_pentagon():
     W = pentagon()
@@ -186,9 +189,16 @@ def test_not_learned():
     torch.testing.assert_close(interference(W)[3:5], torch.zeros(2, dtype=DT))
     assert geometry(W) == ["triangle"] * 3 + ["not learned"] * 3
     assert geometry(W, norm_threshold=0.2)[5] == "dedicated dimension"
-    assert geometry_counts(W) == {"not learned": 3, "dedicated dimension": 0, "antipodal pair": 0,
-                                  "triangle": 3, "tetrahedron": 0, "pentagon": 0, "square antiprism": 0,
-                                  "other": 0}
+    assert geometry_counts(W) == {
+        "not learned": 3,
+        "dedicated dimension": 0,
+        "antipodal pair": 0,
+        "triangle": 3,
+        "tetrahedron": 0,
+        "pentagon": 0,
+        "square antiprism": 0,
+        "other": 0,
+    }
     Z = torch.zeros(4, 2)
     assert torch.equal(feature_dimensionality(Z), torch.zeros(4))
     assert geometry(Z) == ["not learned"] * 4
@@ -201,10 +211,12 @@ def test_not_learned():
 
 # ----------------------------------------------------------------------------- batching
 
+
 def _stack3():
     """I = 3, n = 8, m = 3, rows shuffled differently per instance."""
-    bipyramid = torch.cat([pentagon(m=3), torch.tensor([[0, 0, 1.0], [0, 0, -1.0]], dtype=DT),
-                           torch.zeros(1, 3, dtype=DT)])
+    bipyramid = torch.cat(
+        [pentagon(m=3), torch.tensor([[0, 0, 1.0], [0, 0, -1.0]], dtype=DT), torch.zeros(1, 3, dtype=DT)]
+    )
     tri_plus = torch.cat([triangle(m=3), torch.tensor([[0, 0, 1.0]], dtype=DT), torch.zeros(4, 3, dtype=DT)])
     labels = [
         ["square antiprism"] * 8,
@@ -309,8 +321,15 @@ def test_cuda_matches_cpu():
 
 # ----------------------------------------------------------------------------- bad input
 
-FUNCS = [feature_norms, feature_dimensionality, dimensions_per_feature, interference, geometry,
-         geometry_counts, superposition_summary]
+FUNCS = [
+    feature_norms,
+    feature_dimensionality,
+    dimensions_per_feature,
+    interference,
+    geometry,
+    geometry_counts,
+    superposition_summary,
+]
 
 
 @pytest.mark.parametrize("f", FUNCS, ids=lambda f: f.__name__)

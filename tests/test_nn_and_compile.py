@@ -1,4 +1,5 @@
 """The nn modules, and torch.compile of code that calls the ops (forward and backward)."""
+
 import torch
 
 from supcomp.nn import ReLUReadout, SparseEncoder, TiedSuperposition
@@ -50,6 +51,7 @@ def test_opcheck():
     from supcomp.ops.relu_readout import relu_readout_op
     from supcomp.ops.sparse_encode import sparse_encode_op
     from supcomp.ops.superpose import superpose_op
+
     idx, val = random_sparse((1, 5), 12, 0.3)
     idx = idx.contiguous()
     W = torch.randn(1, 12, 4, requires_grad=True)
@@ -61,7 +63,7 @@ def test_opcheck():
 
 def test_eager_calls_without_grad_skip_the_op_dispatch_but_stay_visible_to_tracing():
     """Eager calls on plain tensors that need no gradient run the implementation directly (supcomp.ops.
-    _validate.direct_ok: the custom op's dispatch cost as much as the kernel at small sizes). Same results;
+    checks.direct_ok: the custom op's dispatch cost as much as the kernel at small sizes). Same results;
     under a TorchDispatchMode or torch.compile (fullgraph, no-grad inputs) the custom ops are still called."""
     from torch.utils._python_dispatch import TorchDispatchMode
 

@@ -1,11 +1,12 @@
 """Hardening guarantees beyond correctness: bounded memory, determinism, thread safety, 32-bit
 size limits, interrupted writes. See README "Hardening".
 
-Registries for new modules (``supcomp.boolean``, ``supcomp.circuits``, ...): add one entry to
+Registries for new modules (``supcomp.uand``, ``supcomp.circuits``, ...): add one entry to
 ``DETERMINISTIC_CALLS`` (a seeded closure returning tensors: checked bitwise run to run, to
 tolerance across thread counts, and from concurrent Python threads) and, for a C++ file, nothing
 else: ``test_cpp_entry_points_release_the_gil`` reads csrc/ itself.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -20,9 +21,9 @@ import time
 
 import pytest
 import torch
+from utils import random_padded
 
 from supcomp.ops import relu_readout, relu_readout_topk, sparse_encode, superpose, use_backend
-from utils import random_padded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,8 +31,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # ------------------------------------------------------------------ determinism registry
 def _grads(out, *params):
     out = out if isinstance(out, tuple) else (out,)
-    loss = sum((o.double() * torch.linspace(-1, 1, o.numel(), dtype=torch.float64).reshape(o.shape)).sum()
-               for o in out if o.is_floating_point())
+    loss = sum(
+        (o.double() * torch.linspace(-1, 1, o.numel(), dtype=torch.float64).reshape(o.shape)).sum()
+        for o in out
+        if o.is_floating_point()
+    )
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return tuple(o.detach() for o in out) + tuple(g for g in grads if g is not None)
 
@@ -105,8 +109,9 @@ class _threads:
 
 
 def _bitwise_equal(a, b):
-    return len(a) == len(b) and all(x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
-                                    for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(DETERMINISTIC_CALLS))
@@ -152,7 +157,7 @@ def test_cpp_entry_points_release_the_gil():
             m = re.search(r"\n[\w:<>, ]*\b" + name + r"\s*\([^;{]*\)\s*\{", text)
             if m:
                 end = text.find("\n}\n", m.end())
-                body = text[m.end(): end]
+                body = text[m.end() : end]
                 break
         assert body is not None, f"definition of {name} not found"
         if "gil_scoped_release" not in body:
@@ -173,6 +178,7 @@ def test_deterministic_mode_switches_sparse_backward_off_atomics(monkeypatch):
             def launch(*args, **kw):
                 calls.append(kw["NEED_W"])
                 return real[grid](*args, **kw)
+
             return launch
 
     monkeypatch.setattr(K, "_sparse_encode_backward_kernel", Spy())
@@ -203,9 +209,12 @@ def test_triton_rejects_sizes_that_overflow_int32(monkeypatch, op):
     monkeypatch.setattr(_utils, "MAX_DIM", 40)  # stands in for 2^31 - 2^16: same code path, small tensors
     idx, val = random_padded((50,), 3, 10)
     W, b, h = torch.randn(10, 4), torch.zeros(10), torch.randn(50, 4)
-    call = {"sparse_encode": lambda: sparse_encode(idx, val, W), "relu_readout": lambda: relu_readout(h, W, b),
-            "relu_readout_topk": lambda: relu_readout_topk(h, W, b, 2),
-            "superpose": lambda: superpose(idx, val, W, b)}[op]
+    call = {
+        "sparse_encode": lambda: sparse_encode(idx, val, W),
+        "relu_readout": lambda: relu_readout(h, W, b),
+        "relu_readout_topk": lambda: relu_readout_topk(h, W, b, 2),
+        "superpose": lambda: superpose(idx, val, W, b),
+    }[op]
     with use_backend("triton"), pytest.raises(ValueError, match=r"B = 50 exceeds 40"):
         call()
     with use_backend("cpp"):
@@ -251,8 +260,13 @@ def test_topk_at_2_20_features_and_sparse_backward_bounded_memory():
     dense_mib = B * n * 4 / 2**20
     w_mib = n * d * 4 / 2**20
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    out = subprocess.run([sys.executable, "-c", MEM_SCRIPT.format(B=B, n=n, d=d, k=k)], capture_output=True,
-                         text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", MEM_SCRIPT.format(B=B, n=n, d=d, k=k)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     base, fwd, bwd, enc = map(float, out.stdout.split())
     assert fwd - base < 160, f"topk forward grew peak RSS by {fwd - base:.0f} MiB (dense y: {dense_mib:.0f} MiB)"
@@ -278,15 +292,13 @@ SAVE_LOOP = textwrap.dedent("""
 """)
 
 PLOT_LOOP = textwrap.dedent("""
-    import sys, matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from supcomp.tms.plots import _save
+    import sys
+    from supcomp.utils.figures import new_figure, save_figure
     print("start", flush=True)
     while True:
-        fig, ax = plt.subplots(figsize=(12, 12))
+        fig, ax = new_figure(figsize=(12, 12))
         ax.plot(range(20000), range(20000))
-        _save(fig, sys.argv[1])
+        save_figure(fig, sys.argv[1], dpi=110, bbox_inches="tight")
 """)
 
 
@@ -295,8 +307,9 @@ def test_sigint_during_checkpoint_leaves_no_half_written_file(tmp_path, delay):
     from supcomp.tms import ToyModel
 
     path = str(tmp_path / "ckpt")
-    p = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", SAVE_LOOP, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert p.stdout.readline().strip() == "saved", p.stderr.read()
     time.sleep(delay)
     p.send_signal(signal.SIGINT)
@@ -310,8 +323,9 @@ def test_sigint_during_checkpoint_leaves_no_half_written_file(tmp_path, delay):
 
 def test_sigint_during_plot_leaves_no_half_written_png(tmp_path):
     path = str(tmp_path / "fig.png")
-    p = subprocess.Popen([sys.executable, "-c", PLOT_LOOP, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", PLOT_LOOP, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert p.stdout.readline().strip() == "start", p.stderr.read()
     deadline = time.time() + 60
     while not os.path.exists(path) and time.time() < deadline:
@@ -326,8 +340,10 @@ def test_sigint_during_plot_leaves_no_half_written_png(tmp_path):
 
 
 # ------------------------------------------------------------------ NaN policy of the top-k, every backend
-@pytest.mark.parametrize("backend,dtype", [("reference", torch.float32), ("reference", torch.float16),
-                                           ("cpp", torch.float32), ("triton", torch.float32)])
+@pytest.mark.parametrize(
+    "backend,dtype",
+    [("reference", torch.float32), ("reference", torch.float16), ("cpp", torch.float32), ("triton", torch.float32)],
+)
 def test_topk_nan_scores_never_selected(backend, dtype):
     h = torch.ones(2, 3, dtype=dtype)
     W = torch.eye(5, 3, dtype=dtype)

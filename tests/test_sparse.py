@@ -1,4 +1,5 @@
 """The padded sparse layout: conversions round-trip and agree with the ops."""
+
 import torch
 
 from supcomp.ops import sparse_encode
@@ -15,7 +16,7 @@ def test_round_trip_odd_shapes():
     # ids listed in increasing order, padding at the end
     for row in idx.reshape(-1, idx.shape[-1]).tolist():
         filled = [i for i in row if i >= 0]
-        assert filled == sorted(filled) and row[len(filled):] == [-1] * (len(row) - len(filled))
+        assert filled == sorted(filled) and row[len(filled) :] == [-1] * (len(row) - len(filled))
 
 
 def test_fixed_k_pads_and_duplicates_add():

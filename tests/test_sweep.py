@@ -1,18 +1,18 @@
 """supcomp.sweep: grids, packing (and its invariance), the results table, failures, worker pool, plots."""
+
 import json
-import os
 
 import pytest
 import torch
-
 from sweep_utils import by_key, small_grid
+
 from supcomp.sweep import Experiment, Grid, load_grid, plan, read_results, register, run_sweep
 from supcomp.sweep.grid import expand_axis
 from supcomp.sweep.packing import pack
 from supcomp.tms import ToyModelConfig, train
 
-
 # ----------------------------------------------------------------------------- grids
+
 
 def test_axis_specs():
     assert expand_axis("a", [3, 1]) == [3, 1]
@@ -32,8 +32,10 @@ def test_grid_checks_and_toml(tmp_path):
     with pytest.raises(ValueError, match="max_instances"):
         Grid("tms", max_instances=0)
     p = tmp_path / "g.toml"
-    p.write_text('experiment = "tms"\nmax_instances = 7\n[fixed]\nn_features = 4\nn_hidden = 2\n'
-                 '[axes]\ndensity = {logspace = [0, -1, 4]}\nseed = [0, 1, 2]\n')
+    p.write_text(
+        'experiment = "tms"\nmax_instances = 7\n[fixed]\nn_features = 4\nn_hidden = 2\n'
+        "[axes]\ndensity = {logspace = [0, -1, 4]}\nseed = [0, 1, 2]\n"
+    )
     g = load_grid(str(p))
     assert (g.name, g.max_instances, len(g)) == ("g", 7, 12)
     pts = g.points()
@@ -48,10 +50,12 @@ def test_grid_checks_and_toml(tmp_path):
 
 # ----------------------------------------------------------------------------- packing
 
+
 def test_packing_counts():
     # 3 densities x 2 importances x 2 seeds are per-instance; 2 widths are not: 2 groups of 12 points
-    g = small_grid(max_instances=5, n_hidden=[1, 2], density={"logspace": [0, -1, 3]}, importance=[1.0, 3.0],
-                   seed=[0, 1])
+    g = small_grid(
+        max_instances=5, n_hidden=[1, 2], density={"logspace": [0, -1, 3]}, importance=[1.0, 3.0], seed=[0, 1]
+    )
     points, packs = plan(g)
     assert len(points) == 24 and len({p["key"] for p in points}) == 24
     assert [len(p) for p in packs] == [4, 4, 4, 4, 4, 4]  # ceil(12 / 5) = 3 near-equal runs per group
@@ -63,8 +67,10 @@ def test_packing_counts():
     done = {p["key"] for p in points[:20]}
     assert sum(len(p) for p in plan(g, done)[1]) == 4
     # a 10 x 10 phase diagram with 10 seeds per point: 1000 points, 4 runs of 250
-    pts = [{"key": str(i), "params": {"n_hidden": 1, "density": i % 10, "importance": i // 10 % 10, "seed": i // 100}}
-           for i in range(1000)]
+    pts = [
+        {"key": str(i), "params": {"n_hidden": 1, "density": i % 10, "importance": i // 10 % 10, "seed": i // 100}}
+        for i in range(1000)
+    ]
     assert [len(p) for p in pack(pts, {"density", "importance", "seed"}, 256)] == [250] * 4
 
 
@@ -73,15 +79,25 @@ def test_instance_seeds_equal_lone_runs():
     seed s (fused: bitwise; reference: to float rounding, its einsum batches differently)."""
     torch.set_num_threads(1)  # tiny models: a second thread on a loaded 2-core machine only slows them down
     dens, seeds = [1.0, 0.1, 0.3], [3, 7, 3]
-    imp = torch.tensor([[1, .9, .8, 2.0], [1, .9, .8, .5], [1, .9, .8, 1.0]])
+    imp = torch.tensor([[1, 0.9, 0.8, 2.0], [1, 0.9, 0.8, 0.5], [1, 0.9, 0.8, 1.0]])
     for kind, backend in (("relu_output", "fused"), ("abs", "fused"), ("relu_hidden", "reference")):
         cfg = ToyModelConfig(4, 2, 3, feature_probability=torch.tensor(dens), importance=imp, kind=kind)
         packed = train(cfg, steps=60, batch_size=16, lr=1e-2, progress=False, backend=backend, instance_seeds=seeds)
         for i in range(3):
-            alone = train(ToyModelConfig(4, 2, 1, feature_probability=dens[i], importance=imp[i:i + 1], kind=kind),
-                          steps=60, batch_size=16, lr=1e-2, progress=False, seed=seeds[i], backend=backend)
-            for a, b in ((packed.W[i], alone.W[0]), (packed.b[i], alone.b[0]),
-                         (packed.loss_history[:, i], alone.loss_history[:, 0])):
+            alone = train(
+                ToyModelConfig(4, 2, 1, feature_probability=dens[i], importance=imp[i : i + 1], kind=kind),
+                steps=60,
+                batch_size=16,
+                lr=1e-2,
+                progress=False,
+                seed=seeds[i],
+                backend=backend,
+            )
+            for a, b in (
+                (packed.W[i], alone.W[0]),
+                (packed.b[i], alone.b[0]),
+                (packed.loss_history[:, i], alone.loss_history[:, 0]),
+            ):
                 if backend == "fused":
                     assert torch.equal(a, b), (kind, i)
                 else:
@@ -94,6 +110,7 @@ def test_instance_seeds_equal_lone_runs():
     import numpy as np
 
     from supcomp import _C
+
     p, off = np.full((2, 3), 0.5), np.empty(2 * 4 + 1, dtype=np.int64)
     for bad in (np.array([1, 2], dtype=np.int64), np.array([1], dtype=np.uint64)):  # C++ checks too
         with pytest.raises(ValueError, match="instance_seeds"):
@@ -117,6 +134,7 @@ def test_unpacked_rows_equal_points_run_alone(tmp_path):
 
 # ----------------------------------------------------------------------------- table, failures, resumption
 
+
 def test_failing_point_recorded_and_retried(tmp_path):
     g = small_grid(density=[0.5, 0.0, 0.1], seed=[0, 1])  # density 0 is invalid
     out = str(tmp_path / "r.parquet")
@@ -128,6 +146,7 @@ def test_failing_point_recorded_and_retried(tmp_path):
     assert all("feature_probability" in r["error"] and r.get("loss") is None for r in bad)
     assert all(r["loss"] > 0 for r in rows if r["status"] == "ok")
     import pyarrow.parquet as pq
+
     t = pq.read_table(out).to_pylist()
     assert len(t) == 6 and sorted(r["status"] for r in t) == ["error"] * 2 + ["ok"] * 4
     # a rerun retries only the failed points (they fail again); --skip-failed skips them
@@ -163,13 +182,18 @@ def test_pool_workers_same_table(tmp_path):
 
 
 def test_plot_from_table(tmp_path):
-    g = Grid("tms", fixed=dict(n_features=2, n_hidden=1, steps=30, batch_size=32, lr=1e-2),
-             axes=dict(importance=[0.3, 3.0], density=[1.0, 0.05], seed=[0]), name="ph")
+    g = Grid(
+        "tms",
+        fixed=dict(n_features=2, n_hidden=1, steps=30, batch_size=32, lr=1e-2),
+        axes=dict(importance=[0.3, 3.0], density=[1.0, 0.05], seed=[0]),
+        name="ph",
+    )
     out = str(tmp_path / "ph.parquet")
     run_sweep(g, out=out, progress=False)
     rows = read_results(out)
     assert all(r["phase"] in ("not learned", "dedicated", "superposition", "other") for r in rows)
     from supcomp.cli import main
+
     assert main(["sweep", "plot", out, "--out", str(tmp_path / "png")]) == 0
     paths = [str(tmp_path / "png" / n) for n in ("tms_phase.png", "tms_dimensionality.png")]
     for p in paths:
@@ -186,8 +210,9 @@ def test_custom_experiment_registered_in_process(tmp_path):
         calls.append(len(points))
         return [{"y": p["x"] * 10 + p["seed"]} for p in points]
 
-    register("toy_test", Experiment("toy_test", run, per_instance=frozenset({"seed"}), defaults={"seed": 0},
-                                    required=("x",)))
+    register(
+        "toy_test", Experiment("toy_test", run, per_instance=frozenset({"seed"}), defaults={"seed": 0}, required=("x",))
+    )
     g = Grid("toy_test", axes={"x": [1, 2], "seed": [0, 1, 2]}, max_instances=2)
     s = run_sweep(g, out=str(tmp_path / "t.jsonl"), progress=False)
     assert (s.n_run, s.n_packs, calls) == (6, 4, [2, 1, 2, 1])
@@ -213,7 +238,7 @@ def test_pool_worker_death_retried_then_recorded(tmp_path):
 
 def test_circuits_adapter_matches_error_row_and_plots(tmp_path):
     """The circuits adapter: one row per configuration, equal to error_row called directly."""
-    from supcomp.circuits.experiments import error_row
+    from supcomp.studies.circuits import error_row
     from supcomp.sweep.registry import get
 
     g = Grid("circuits", fixed=dict(T=12, M=30, L=2, n_samples=16), axes=dict(z=[1, 3]), name="circ")
@@ -233,9 +258,22 @@ def test_cc_adapter_rows_and_plot(tmp_path):
     """The cc adapter on a tiny config: one row per sigma, L/p finite and compared with the naive baseline."""
     from supcomp.sweep.registry import get
 
-    g = Grid("cc", fixed=dict(model="mlp", mixing="symmetric", n_features=12, d_mlp=4, d_embed=30,
-                              feature_probability=0.1, steps=20, batch_size=64, n_samples=2000),
-             axes=dict(sigma=[0.0, 0.05]), name="cc")
+    g = Grid(
+        "cc",
+        fixed=dict(
+            model="mlp",
+            mixing="symmetric",
+            n_features=12,
+            d_mlp=4,
+            d_embed=30,
+            feature_probability=0.1,
+            steps=20,
+            batch_size=64,
+            n_samples=2000,
+        ),
+        axes=dict(sigma=[0.0, 0.05]),
+        name="cc",
+    )
     out = str(tmp_path / "cc.jsonl")
     s = run_sweep(g, out=out, progress=False)
     assert (s.n_points, s.n_failed) == (2, 0), read_results(out)
@@ -252,7 +290,7 @@ def test_cc_adapter_rows_and_plot(tmp_path):
 
 def test_uand_adapter_matches_error_table_and_plots(tmp_path):
     """The uand adapter: one row per s, equal to error_table called directly, mean errors near theory."""
-    from supcomp.boolean.experiments import error_table
+    from supcomp.studies.uand import error_table
     from supcomp.sweep.registry import get
 
     g = Grid("uand", fixed=dict(m=60, d=300, p=0.2, batch=8, extra_samples=64), axes=dict(s=[2, 4]), name="u")

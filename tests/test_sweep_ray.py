@@ -1,7 +1,8 @@
 """The Ray executor end to end on a local Ray instance (loopback only): the same table as the local one."""
-import pytest
 
+import pytest
 from sweep_utils import by_key, small_grid
+
 from supcomp.sweep import read_results, run_sweep
 
 ray = pytest.importorskip("ray", reason="the Ray executor is an optional extra (pip install 'supcomp[ray]')")
@@ -9,8 +10,9 @@ ray = pytest.importorskip("ray", reason="the Ray executor is an optional extra (
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+    ray.init(
+        num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False
+    )
     yield
     ray.shutdown()
 

@@ -1,5 +1,6 @@
 """Resumption: a sweep interrupted part-way (Ctrl-C, then a killed process) loses only the points in flight;
 rerunning the same command finishes the grid with every point present exactly once."""
+
 import os
 import signal
 import subprocess
@@ -32,8 +33,13 @@ def _lines(path):
 
 def _start(grid, out):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "supcomp", "sweep", "run", grid, "--out", out, "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "supcomp", "sweep", "run", grid, "--out", out, "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
 
 
 def _interrupt_after(proc, journal, n, sig, timeout=120):
@@ -72,6 +78,7 @@ def test_interrupted_sweep_resumes(tmp_path):
     with open(journal) as f:  # nothing was run twice
         assert sum(1 for _ in f) == 12
     import pyarrow.parquet as pq
+
     table = pq.read_table(out).to_pylist()
     assert sorted(r["key"] for r in table) == sorted(keys)
     assert {(r["density"], r["seed"]) for r in table} == {(d, s) for d in (1.0, 0.3, 0.1) for s in range(4)}

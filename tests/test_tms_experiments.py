@@ -1,5 +1,6 @@
-"""supcomp.tms.experiments: the Toy Models of Superposition reproductions at quick sizes, checked against
+"""supcomp.studies.tms.experiments: the Toy Models of Superposition reproductions at quick sizes, checked against
 the paper's findings (and the analytic results they rest on)."""
+
 import math
 import os
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from supcomp.tms import experiments as E
+from supcomp.studies.tms import experiments as E
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -21,6 +22,7 @@ def _png(path, min_bytes=10_000):
 
 
 # ----------------------------------------------------------------------------- intro
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
@@ -79,6 +81,7 @@ def test_intro_sparse_pentagon(intro_res):
 
 # ----------------------------------------------------------------------------- phase
 
+
 def test_phase_closed_forms_match_quadrature():
     # the three candidate solutions' closed forms (optimal bias) against the exact quadrature
     for r, p in ((0.3, 0.2), (3.0, 0.7), (1.0, 0.05)):
@@ -98,8 +101,16 @@ def test_phase_closed_forms_match_quadrature():
 
 
 def test_phase_diagram(tmp_path):
-    r = E.phase(quick=True, n_importance=4, n_density=4, models_per_point=4, steps=1500, progress=False,
-                out_dir=str(tmp_path), verbose=False)
+    r = E.phase(
+        quick=True,
+        n_importance=4,
+        n_density=4,
+        models_per_point=4,
+        steps=1500,
+        progress=False,
+        out_dir=str(tmp_path),
+        verbose=False,
+    )
     rel, dens = r["importance"], r["densities"]
     assert float(rel[0]) == pytest.approx(0.1) and float(rel[-1]) == pytest.approx(10)
     assert float(dens[0]) == pytest.approx(1) and float(dens[-1]) == pytest.approx(0.01)
@@ -118,6 +129,7 @@ def test_phase_diagram(tmp_path):
 
 # ----------------------------------------------------------------------------- correlated
 
+
 def test_correlated_orthogonal_anticorrelated_antipodal(tmp_path):
     r = E.correlated(quick=True, steps=2000, progress=False, out_dir=str(tmp_path), verbose=False)
     cw = r["correlated"]["cos_within"][0]
@@ -131,6 +143,7 @@ def test_correlated_orthogonal_anticorrelated_antipodal(tmp_path):
 
 
 # ----------------------------------------------------------------------------- cross-entropy
+
 
 def test_binary_code_constants():
     assert E.binary_code_losses(1)["ce"] == pytest.approx(0.75 * math.log(3))
@@ -157,12 +170,12 @@ def test_cross_entropy_prefers_polysemantic(tmp_path):
     assert float(r["ce"]["losses"][live].max()) < math.log(2)
     # squared error: every live restart sits at 1/2 whatever it codes (monosemantic codes included)
     live = r["mse"]["n_fires"] > 0
-    assert torch.allclose(r["mse"]["losses"][live], torch.full((int(live.sum()),), 0.5, dtype=torch.float64),
-                          atol=2e-3)
+    assert torch.allclose(r["mse"]["losses"][live], torch.full((int(live.sum()),), 0.5, dtype=torch.float64), atol=2e-3)
     _png(r["paths"][0])
 
 
 # ----------------------------------------------------------------------------- dynamics
+
 
 def test_level_paths_finds_jumps():
     steps = list(range(0, 1001, 10))  # 101 snapshots
@@ -171,7 +184,7 @@ def test_level_paths_finds_jumps():
     norms = torch.ones(S, 3, dtype=torch.float64)
     D[:, 0] = torch.where(torch.tensor(steps) < 500, 0.5, 0.4)  # a jump 1/2 -> 2/5 at step 500
     D[:, 1] = torch.linspace(0.2, 0.6, S)  # a sweep past the levels: no dwelling, no jump
-    norms[:300 // 10, 2] = 0.0  # learned at step 300 ...
+    norms[: 300 // 10, 2] = 0.0  # learned at step 300 ...
     D[:, 2] = 3 / 8  # ... onto 3/8
     paths, jumps = E.level_paths(D, norms, steps)
     assert paths[0] == [(0.5, 0), (0.4, 500)]
@@ -181,14 +194,23 @@ def test_level_paths_finds_jumps():
 
 
 def test_dynamics_snapshots(tmp_path):
-    r = E.dynamics(quick=True, n_features=20, n_hidden=4, steps=600, n_snapshots=40, progress=False,
-                   out_dir=str(tmp_path), verbose=False)
+    r = E.dynamics(
+        quick=True,
+        n_features=20,
+        n_hidden=4,
+        steps=600,
+        n_snapshots=40,
+        progress=False,
+        out_dir=str(tmp_path),
+        verbose=False,
+    )
     st = r["steps_list"]
     assert st[0] == 0 and st[-1] == 600 and st == sorted(set(st))
     assert r["D"].shape == (len(st), 20)
     assert r["loss_history"].shape == (600,)
     # the snapshot loop reproduces train() exactly (same init, batches and optimizer)
     from supcomp.tms import ToyModelConfig, train
+
     cfg = ToyModelConfig(20, 4, 1, feature_probability=r["density"], importance=1.0)
     with E._threads(1):
         m = train(cfg, steps=600, batch_size=r["batch_size"], lr=r["lr"], seed=0, progress=False)
@@ -198,9 +220,26 @@ def test_dynamics_snapshots(tmp_path):
 
 # ----------------------------------------------------------------------------- CLI
 
+
 def test_cli_tms(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "supcomp", "tms", "cross-entropy", "--quick", "--steps", "300",
-                          "--out", str(tmp_path), "--no-progress"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supcomp",
+            "tms",
+            "cross-entropy",
+            "--quick",
+            "--steps",
+            "300",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "cross-entropy vs. squared error" in out.stdout
     assert "tms_cross_entropy.png" in out.stdout
     _png(tmp_path / "tms_cross_entropy.png")

@@ -1,9 +1,9 @@
 """`supcomp uand` pieces at small sizes: error table vs theory, capacity sweep, plots, argument errors."""
+
 import subprocess
 import sys
 
-from supcomp.boolean.experiments import (capacity, error_table, format_capacity, format_error_table, plot_capacity,
-                                         plot_errors)
+from supcomp.studies.uand import capacity, error_table, format_capacity, format_error_table, plot_capacity, plot_errors
 
 
 def test_error_table_tracks_theory_and_plots(tmp_path):

@@ -1,4 +1,5 @@
 """U-AND construction: exact small cases, error vs theory, variants, empty read-out sets, bad arguments."""
+
 import math
 
 import pytest
@@ -20,9 +21,9 @@ def test_storage_is_sparse_and_matches_dense():
     assert abs(u.nnz / (97 * 301) - 0.07) < 0.01
     # by-input and by-neuron lists describe the same C, sorted
     for i in (0, 50, 96):
-        assert torch.equal(u.col_idx[u.col_ptr[i]:u.col_ptr[i + 1]], C[:, i].nonzero().reshape(-1))
+        assert torch.equal(u.col_idx[u.col_ptr[i] : u.col_ptr[i + 1]], C[:, i].nonzero().reshape(-1))
     for n in (0, 150, 300):
-        assert torch.equal(u.nrn_idx[u.nrn_ptr[n]:u.nrn_ptr[n + 1]], C[n].nonzero().reshape(-1))
+        assert torch.equal(u.nrn_idx[u.nrn_ptr[n] : u.nrn_ptr[n + 1]], C[n].nonzero().reshape(-1))
     assert torch.equal(UAnd(97, 301, 0.07, seed=3).col_idx, u.col_idx)  # seeded
     assert not torch.equal(UAnd(97, 301, 0.07, seed=4).col_idx, u.col_idx)
 
@@ -78,7 +79,7 @@ def test_theory_formulas():
     th = theory(0.1, 5)
     assert th.mean[2] == pytest.approx(3 * 0.1)  # (s - 2) p, exact
     assert th.mean[1] == pytest.approx(4 * 0.1)  # (s - 1) p, exact
-    assert th.mean[0] == pytest.approx(5 * 0.1 - 1 + 0.9 ** 5)
+    assert th.mean[0] == pytest.approx(5 * 0.1 - 1 + 0.9**5)
     assert th.mean_approx[0] == pytest.approx(10 * 0.01)  # C(s, 2) p^2
     assert th.std is None
     th3 = theory(0.2, 6, fan_in=3, d=1000)
@@ -186,20 +187,23 @@ def test_iter_all_pairs_blocks_cover_read_all_pairs():
     assert torch.equal(torch.cat(parts, 1), full)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(p=0.0), ValueError, "p:"),
-    (dict(p=1.5), ValueError, "p:"),
-    (dict(p=-0.2), ValueError, "p:"),
-    (dict(p=float("nan")), ValueError, "p:"),
-    (dict(p=0.1, fan_in=1), ValueError, "fan_in"),
-    (dict(p=0.1, fan_in=2.0), ValueError, "fan_in"),
-    (dict(p=0.1, n_inputs=0), ValueError, "n_inputs"),
-    (dict(p=0.1, n_neurons=-3), ValueError, "n_neurons"),
-    (dict(p=0.1, seed=-1), ValueError, "seed"),
-    (dict(p=0.1, dtype=torch.float16), TypeError, "dtype"),
-    (dict(p=0.1, input_embedding=0), ValueError, "input_embedding"),
-    (dict(p=0.1, input_embedding=torch.randn(3, 4)), ValueError, "input_embedding"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(p=0.0), ValueError, "p:"),
+        (dict(p=1.5), ValueError, "p:"),
+        (dict(p=-0.2), ValueError, "p:"),
+        (dict(p=float("nan")), ValueError, "p:"),
+        (dict(p=0.1, fan_in=1), ValueError, "fan_in"),
+        (dict(p=0.1, fan_in=2.0), ValueError, "fan_in"),
+        (dict(p=0.1, n_inputs=0), ValueError, "n_inputs"),
+        (dict(p=0.1, n_neurons=-3), ValueError, "n_neurons"),
+        (dict(p=0.1, seed=-1), ValueError, "seed"),
+        (dict(p=0.1, dtype=torch.float16), TypeError, "dtype"),
+        (dict(p=0.1, input_embedding=0), ValueError, "input_embedding"),
+        (dict(p=0.1, input_embedding=torch.randn(3, 4)), ValueError, "input_embedding"),
+    ],
+)
 def test_invalid_construction(kwargs, exc, match):
     args = dict(n_inputs=10, n_neurons=20)
     args.update(kwargs)

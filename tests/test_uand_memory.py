@@ -5,6 +5,7 @@ Documented bound: beside its [B, P] float32 output, read_all_pairs holds the cac
 matrix (here 1.4 GB dense, ~110 MB as torch CSR). The test allows the output + pair sizes +
 48 MB of slack (allocator, first-touch of torch kernels).
 """
+
 import json
 import subprocess
 import sys

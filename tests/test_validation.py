@@ -1,4 +1,5 @@
 """Bad input gets a clear exception naming the argument, on every backend, before any kernel runs."""
+
 import pytest
 import torch
 
@@ -52,11 +53,14 @@ def test_cpp_checks_bounds_before_reading():
     W3 = W[None].contiguous()
     out = torch.empty(1, 1, d)
     with pytest.raises(IndexError, match="indices: index 1000000"):
-        _C.sparse_encode_forward(torch.tensor([[[0, 1_000_000]]]).numpy(), torch.ones(1, 1, 2).numpy(),
-                                 W3.numpy(), out.numpy())
+        _C.sparse_encode_forward(
+            torch.tensor([[[0, 1_000_000]]]).numpy(), torch.ones(1, 1, 2).numpy(), W3.numpy(), out.numpy()
+        )
     with pytest.raises(ValueError, match=r"out: expected shape \[1, 1, 4\]"):
-        _C.sparse_encode_forward(torch.tensor([[[0]]]).numpy(), torch.ones(1, 1, 1).numpy(), W3.numpy(),
-                                 torch.empty(1, 2, d).numpy())
+        _C.sparse_encode_forward(
+            torch.tensor([[[0]]]).numpy(), torch.ones(1, 1, 1).numpy(), W3.numpy(), torch.empty(1, 2, d).numpy()
+        )
     with pytest.raises(TypeError):  # a wrong dtype never silently copies
-        _C.sparse_encode_forward(torch.tensor([[[0]]]).numpy(), torch.ones(1, 1, 1).double().numpy(), W3.numpy(),
-                                 out.numpy())
+        _C.sparse_encode_forward(
+            torch.tensor([[[0]]]).numpy(), torch.ones(1, 1, 1).double().numpy(), W3.numpy(), out.numpy()
+        )

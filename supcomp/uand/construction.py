@@ -108,7 +108,8 @@ class UAnd:
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
         self.m, self.d, self.p, self.fan_in, self.seed = n_inputs, n_neurons, p, fan_in, seed
         self.bias = -(fan_in - 1.0)
-        self.dtype, self.device = dtype, torch.device(device)
+        # The resolved device ("cuda" -> "cuda:0"), so that it compares equal to the device of its tensors.
+        self.dtype, self.device = dtype, torch.empty(0, device=device).device
         g = torch.Generator().manual_seed(seed)
         if _connections is None:
             if p is None:
