@@ -62,7 +62,7 @@ def test_intro_dense_two_orthogonal_features(intro_res):
     norms = r["norms"][0]
     assert bool((norms[:2] > 0.9).all()) and bool((norms[2:] < 0.2).all())
     assert r["geometry_counts"][0]["dedicated dimension"] == 2
-    assert abs(E._cos(r["W"][0], 0, 1)) < 0.1
+    assert abs(E.feature_cosine(r["W"][0], 0, 1)) < 0.1
 
 
 def test_intro_sparse_pentagon(intro_res):
@@ -212,7 +212,7 @@ def test_dynamics_snapshots(tmp_path):
     from supcomp.tms import ToyModelConfig, train
 
     cfg = ToyModelConfig(20, 4, 1, feature_probability=r["density"], importance=1.0)
-    with E._threads(1):
+    with E.threads(1):
         m = train(cfg, steps=600, batch_size=r["batch_size"], lr=r["lr"], seed=0, progress=False)
     assert torch.allclose(m.W.detach()[0].double(), r["W"][-1], atol=1e-5)
     _png(r["paths"][0])

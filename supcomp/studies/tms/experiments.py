@@ -103,11 +103,6 @@ EXPERIMENTS = {
 }
 NAMES = tuple(EXPERIMENTS)
 
-# Private names the test suite reaches for on this module.
-_threads = threads
-_cos = feature_cosine
-
-
 def run(name: str, steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False) -> dict:
     """Run one reproduction by name (``"cross-entropy"`` is accepted for ``cross_entropy``), or ``"all"``
     (returns ``{name: result}``)."""
