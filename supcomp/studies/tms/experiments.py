@@ -103,6 +103,7 @@ EXPERIMENTS = {
 }
 NAMES = tuple(EXPERIMENTS)
 
+
 def run(name: str, steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False) -> dict:
     """Run one reproduction by name (``"cross-entropy"`` is accepted for ``cross_entropy``), or ``"all"``
     (returns ``{name: result}``)."""
