@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from ...tms.analysis import threads_for
 from ...tms.train import train
@@ -33,6 +34,20 @@ def out_path(out_dir, name):
     """``out_dir/name``, creating ``out_dir``."""
     os.makedirs(out_dir, exist_ok=True)
     return os.path.join(out_dir, name)
+
+
+def finish(
+    res: dict, lines: list[str], plot, out_dir: str, name: str, t0: float, verbose: bool, t_train: float | None = None
+) -> dict:
+    """End a reproduction: draw its figure into ``out_dir/name`` with ``plot(res, path)``, add the timing
+    line to its table, print the table when ``verbose``, and return ``res`` (with paths, time_s, table)."""
+    res["paths"] = [plot(res, out_path(out_dir, name))]
+    res["time_s"] = time.time() - t0
+    train_note = f", training {t_train:.1f} s" if t_train is not None else ""
+    lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s{train_note})")
+    res["table"] = "\n".join(lines)
+    emit(res["table"], verbose)
+    return res
 
 
 def emit(text, verbose):

@@ -10,7 +10,7 @@ from ... import metrics as M
 from ...tms.analysis import best_restarts, eval_losses, feature_cosine
 from ...tms.config import ToyModelConfig
 from ...utils.threads import single_threaded
-from .common import DEFAULT_OUT, emit, fmt_counts, out_path, train_model
+from .common import DEFAULT_OUT, finish, fmt_counts, train_model
 
 
 @single_threaded
@@ -106,9 +106,4 @@ def correlated(
     res["train_s"] = time.time() - t0
     from . import plots
 
-    res["paths"] = [plots.plot_correlated(res, out_path(out_dir, "tms_correlated.png"))]
-    res["time_s"] = time.time() - t0
-    lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s)")
-    res["table"] = "\n".join(lines)
-    emit(res["table"], verbose)
-    return res
+    return finish(res, lines, plots.plot_correlated, out_dir, "tms_correlated.png", t0, verbose)

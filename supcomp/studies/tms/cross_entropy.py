@@ -10,7 +10,7 @@ import torch
 
 from ...tms.analysis import binary_code_losses
 from ...utils.threads import single_threaded
-from .common import DEFAULT_OUT, emit, out_path
+from .common import DEFAULT_OUT, finish
 
 TOKENS = "ABCD"
 
@@ -145,12 +145,7 @@ def cross_entropy(
     res["train_s"] = time.time() - t0
     from . import plots
 
-    res["paths"] = [plots.plot_cross_entropy(res, out_path(out_dir, "tms_cross_entropy.png"))]
-    res["time_s"] = time.time() - t0
-    lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s)")
-    res["table"] = "\n".join(lines)
-    emit(res["table"], verbose)
-    return res
+    return finish(res, lines, plots.plot_cross_entropy, out_dir, "tms_cross_entropy.png", t0, verbose)
 
 
 def _binary_neurons(steps, targets, X) -> dict:

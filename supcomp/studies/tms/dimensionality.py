@@ -11,7 +11,7 @@ import torch
 from ... import metrics as M
 from ...tms.analysis import D_LINES, LEARNED
 from ...tms.config import ToyModelConfig
-from .common import DEFAULT_OUT, SHORT, emit, out_path, train_model
+from .common import DEFAULT_OUT, SHORT, finish, train_model
 
 
 def dimensionality(
@@ -116,9 +116,4 @@ def dimensionality(
     )
     from . import plots
 
-    res["paths"] = [plots.plot_dimensionality(res, out_path(out_dir, "tms_dimensionality.png"))]
-    res["time_s"] = time.time() - t0
-    lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s, training {t_train:.1f} s)")
-    res["table"] = "\n".join(lines)
-    emit(res["table"], verbose)
-    return res
+    return finish(res, lines, plots.plot_dimensionality, out_dir, "tms_dimensionality.png", t0, verbose, t_train)

@@ -12,7 +12,7 @@ from ... import metrics as M
 from ...tms.analysis import LEARNED, level_paths, threads_for, train_with_snapshots
 from ...tms.config import ToyModelConfig
 from ...utils.threads import threads
-from .common import DEFAULT_OUT, emit, fmt_counts, frac, out_path
+from .common import DEFAULT_OUT, finish, fmt_counts, frac
 
 
 def dynamics(
@@ -128,9 +128,4 @@ def dynamics(
     )
     from . import plots
 
-    res["paths"] = [plots.plot_dynamics(res, out_path(out_dir, "tms_dynamics.png"))]
-    res["time_s"] = time.time() - t0
-    lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s, training {t_train:.1f} s)")
-    res["table"] = "\n".join(lines)
-    emit(res["table"], verbose)
-    return res
+    return finish(res, lines, plots.plot_dynamics, out_dir, "tms_dynamics.png", t0, verbose, t_train)

@@ -10,7 +10,7 @@ from ... import metrics as M
 from ...tms.analysis import LEARNED, best_restarts, eval_losses
 from ...tms.config import ToyModelConfig
 from ...utils.threads import single_threaded
-from .common import DEFAULT_OUT, emit, fmt_counts, out_path, train_model
+from .common import DEFAULT_OUT, finish, fmt_counts, train_model
 
 
 @single_threaded
@@ -92,9 +92,4 @@ def intro(
     )
     from . import plots
 
-    res["paths"] = [plots.plot_intro(res, out_path(out_dir, "tms_intro.png"))]
-    res["time_s"] = time.time() - t0
-    lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s, training {t_train:.1f} s)")
-    res["table"] = "\n".join(lines)
-    emit(res["table"], verbose)
-    return res
+    return finish(res, lines, plots.plot_intro, out_dir, "tms_intro.png", t0, verbose, t_train)

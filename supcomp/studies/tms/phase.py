@@ -10,7 +10,7 @@ import torch
 from ...tms.analysis import PHASES, classify_phase, phase_analytic, phase_exact_loss
 from ...tms.config import ToyModelConfig
 from ...utils.threads import single_threaded
-from .common import DEFAULT_OUT, emit, out_path, train_model
+from .common import DEFAULT_OUT, finish, train_model
 
 
 @single_threaded
@@ -143,9 +143,4 @@ def phase(
     )
     from . import plots
 
-    res["paths"] = [plots.plot_phase(res, out_path(out_dir, "tms_phase.png"))]
-    res["time_s"] = time.time() - t0
-    lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s, training {t_train:.1f} s)")
-    res["table"] = "\n".join(lines)
-    emit(res["table"], verbose)
-    return res
+    return finish(res, lines, plots.plot_phase, out_dir, "tms_phase.png", t0, verbose, t_train)
