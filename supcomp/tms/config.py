@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
@@ -111,17 +110,3 @@ class ToyModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ToyModelConfig:
         return cls(**d)
-
-    def expected_active(self) -> float:
-        """Largest expected number of active features in a row (over instances)."""
-        return float(self.probabilities().sum(-1).max())
-
-
-def default_slots(config: ToyModelConfig) -> int:
-    """Padded width K for sampled batches: the expected maximum active count plus 6 sigma (rare overflow
-    is handled by resampling the same numbers with a wider K)."""
-    p = config.probabilities()
-    mean = p.sum(-1)
-    sd = (p * (1 - p)).sum(-1).sqrt()
-    k = int(math.ceil(float((mean + 6 * sd).max()))) + 4
-    return max(1, min(config.n_features, k))
