@@ -2,13 +2,15 @@
 
 One row per (function, invalid input): ``Bad(function, what, call, exception, fragment)``.
 ``tests/test_bad_input.py`` checks every row on every backend (the exception type, the message
-fragment, and that the message is the same whichever backend would have run) and that the README
-block between the ``bad-input-table`` markers equals ``render()`` -- regenerate it with
+fragment, and that the message is the same whichever backend would have run) and that the block
+of docs/guarantees.md between the ``bad-input-table`` markers equals ``render()`` -- regenerate it with
 
     .venv/bin/python tools/update_bad_input_table.py
 
 Adding a module (e.g. ``supcomp.uand``): append rows to ``ROWS`` (or build them in a
-function and extend ``ROWS``); the README block and its check follow automatically.
+function and extend ``ROWS``); the docs block and its check follow automatically.
+
+The file is long because it is one table: a row per (function, invalid input), nothing else.
 """
 
 from __future__ import annotations
@@ -559,7 +561,7 @@ def _cell(text: str) -> str:
 
 
 def render() -> str:
-    """The markdown table (the README block between the markers)."""
+    """The markdown table (the block of docs/guarantees.md between the markers)."""
     lines = ["| function | invalid input | exception | message |", "|---|---|---|---|"]
     for row in ROWS:
         lines.append(f"| `{row.function}` | {_cell(row.what)} | `{row.exc.__name__}` | {_cell(message(row))} |")

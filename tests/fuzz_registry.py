@@ -18,7 +18,7 @@ Adding an op (e.g. ``supcomp.uand``, ``supcomp.circuits``): append one
   custom comparison (default: relative RMS error per
   output against the same ``call`` on float64 inputs under the reference
   backend, mask-exact for non-finite entries);
-* ``nonfinite``: the documented NaN/inf policy (see README "Hardening").
+* ``nonfinite``: the documented NaN/inf policy (see docs/guarantees.md).
 
 Shapes are drawn small (a few dozen elements per axis) so that the C++ tiles
 (8-row read-out tiles, 32/64-column gather chunks) and the Triton blocks (16..128)

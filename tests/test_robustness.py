@@ -1,5 +1,5 @@
 """Hardening guarantees beyond correctness: bounded memory, determinism, thread safety, 32-bit
-size limits, interrupted writes. See README "Hardening".
+size limits, interrupted writes. See docs/guarantees.md.
 
 Registries for new modules (``supcomp.uand``, ``supcomp.circuits``, ...): add one entry to
 ``DETERMINISTIC_CALLS`` (a seeded closure returning tensors: checked bitwise run to run, to
@@ -252,7 +252,7 @@ MEM_SCRIPT = textwrap.dedent("""
 def test_topk_at_2_20_features_and_sparse_backward_bounded_memory():
     """relu_readout_topk on n = 2^20 features: peak RSS grows by far less than the dense [B, n] output.
 
-    B=128, d=16: the dense y would be 512 MiB; W is 64 MiB. Documented bound (README): the forward adds
+    B=128, d=16: the dense y would be 512 MiB; W is 64 MiB. Documented bound (docs/guarantees.md): the forward adds
     at most one GEMM tile (cpu.TOPK_TILE_ELEMENTS = 16 MiB) plus O(B*k); the backward at most the
     [n, d] weight gradient plus O(B*k*d) -- checked here with a generous 160 MiB margin per phase.
     """
