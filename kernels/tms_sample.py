@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._utils import clamp_pow2, on_tensor_device
+from ._utils import check_sizes, clamp_pow2, on_tensor_device
 
 
 @triton.jit
@@ -56,6 +56,7 @@ def tms_sample_independent(kon: torch.Tensor, kval: torch.Tensor, thr: torch.Ten
         return on.bool(), u
     BLOCK = clamp_pow2(n, 16, 1024)
     grid = (i * B, triton.cdiv(n, BLOCK))
+    check_sizes("tms_sample", grid, n_features=n)
     _independent_kernel[grid](
         kon.contiguous(), kval.contiguous(), thr.contiguous(), on, u, B, n, SIGNED=bool(signed), BLOCK=BLOCK
     )

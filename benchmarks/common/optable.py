@@ -3,8 +3,9 @@
 Timing (:func:`supcomp.utils.timing.time_interleaved`): one call of each provider first, whose output
 is checked against supcomp's (a provider that raises is reported as failed, a mismatch is flagged);
 then the providers run interleaved, one call of each per round with the order rotated every round,
-until the timed total passes a budget (``TIMING``: seconds per provider times the number of
-providers, between ``min_reps`` and ``reps`` rounds). Medians and 20th/80th percentiles are reported.
+each provider for about ``TIMING``'s seconds of timed calls (between ``min_reps`` and ``reps``
+samples; a provider with all its samples sits out later rounds). Medians and interpolated
+20th/80th percentiles are reported.
 
 The machine may be shared: before each case the benchmark waits (``Options.wait_quiet_s``) for other
 processes to go quiet, records the CPU share other processes took during the case, and reruns a
@@ -80,7 +81,7 @@ def run_case(op: str, mode: str, s: dict, *, quick: bool, log=print) -> list[dic
     meter = CpuMeter()
     times = (
         time_interleaved(
-            fns, reps=tm["reps"], warmup=0, min_reps=tm["min_reps"], budget_s=tm["budget_per_provider_s"] * len(fns)
+            fns, reps=tm["reps"], warmup=0, min_reps=tm["min_reps"], budget_per_provider_s=tm["budget_per_provider_s"]
         )
         if fns
         else {}

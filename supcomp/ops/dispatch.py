@@ -60,7 +60,7 @@ def use_backend(name: str | None) -> Iterator[None]:
 
     Raises:
         ValueError: ``name`` is not a backend. Inside the block, an op that has no implementation
-            on the forced backend raises ValueError naming the op.
+            on the forced backend runs its reference.
 
     The choice applies to the current thread (and asyncio task) only. Under ``TRITON_INTERPRET=1``
     ``use_backend("triton")`` runs the Triton kernels on CPU tensors, which is how the tests check
@@ -73,11 +73,6 @@ def use_backend(name: str | None) -> Iterator[None]:
         yield
     finally:
         _forced.reset(token)
-
-
-def forced_backend() -> str | None:
-    """The backend forced by the innermost :func:`use_backend` block, or None."""
-    return _forced.get()
 
 
 @functools.cache
@@ -109,10 +104,14 @@ class Table:
     cpp_dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
     def backend(self, device: torch.device, dtype: torch.dtype) -> str:
-        """The name of the backend that serves a call on tensors of this device and dtype."""
+        """The name of the backend that serves a call on tensors of this device and dtype.
+
+        A backend forced with :func:`use_backend` that this op does not have (``"cpp"`` for an op
+        with no C++ implementation) serves the call with the op's reference.
+        """
         forced = _forced.get()
         if forced == "cpp" and self.cpp is None or forced == "triton" and self.triton is None:
-            raise ValueError(f"use_backend: {self.op} has no {forced!r} implementation")
+            return "reference"
         return _rule(device, dtype, self.cpp is not None and dtype in self.cpp_dtypes, self.triton is not None)
 
     def get(self, backend: str) -> Impl:

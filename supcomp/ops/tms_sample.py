@@ -191,7 +191,7 @@ class DenseSampler:
         signed_values: values on [-1, 1) instead of [0, 1).
         dtype: the batch's float dtype.
         device: where the batch is drawn.
-        instance_seeds: None, or ``[I]`` integers (uint64 range) keying each instance on its own.
+        instance_seeds: None, or ``[I]`` non-negative integers keying each instance on its own.
         max_elements: bound on the int64 temporaries (rows are drawn in slices of instances).
 
     Raises:
@@ -230,13 +230,8 @@ class DenseSampler:
         self.p = p.to(self.device)
         self.thr = thr.to(torch.int64).to(self.device)  # [I, n]
         self.seed = _i64(int(seed) & 0xFFFFFFFFFFFFFFFF)
-        if instance_seeds is not None:
-            ks = [_i64(int(k) & 0xFFFFFFFFFFFFFFFF) for k in torch.as_tensor(instance_seeds).reshape(-1).tolist()]
-            if len(ks) != I:
-                raise ValueError(f"instance_seeds: expected {I} seeds, got {len(ks)}")
-            self.keys = torch.tensor(ks, dtype=torch.int64, device=self.device)
-        else:
-            self.keys = None
+        seeds = instance_seed_tensor(instance_seeds, I)  # the CSR sampler's checks: the same seeds work on both
+        self.keys = None if seeds is None else seeds.to(self.device)
         self.rows_per_slice = max(1, int(max_elements) // max(1, batch_size * n))
 
     def _row_state(self, step: int, i0: int, i1: int) -> torch.Tensor:

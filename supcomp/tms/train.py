@@ -43,8 +43,8 @@ def fused_loss_and_grad(model: ToyModel, batch: SparseBatch, dense_strategy: int
     """Per-instance losses ``[I]``; writes ``.grad`` of W (W_out) and b.
 
     Runs ``supcomp.ops.tms_step``'s table: one C++ call on CPU (``dense_strategy`` forces its
-    read-in layout, see ``tms_step.cpp_loss_and_grad``), the Triton kernels on CUDA, the reference
-    elsewhere.
+    read-in layout, see ``tms_step.cpp_loss_and_grad``; the other backends have no such choice),
+    the Triton kernels on CUDA, the reference elsewhere; ``supcomp.ops.use_backend`` picks one.
     """
     W = model.W
     backend = tms_step.IMPLS.backend(W.device, W.dtype)

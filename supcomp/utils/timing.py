@@ -26,7 +26,11 @@ class Timing:
 
 
 def _quantile(sorted_ts: list[float], q: float) -> float:
-    return sorted_ts[min(len(sorted_ts) - 1, int(q * len(sorted_ts)))]
+    """The q-quantile by linear interpolation between the closest samples (numpy's default)."""
+    pos = q * (len(sorted_ts) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_ts) - 1)
+    return sorted_ts[lo] + (pos - lo) * (sorted_ts[hi] - sorted_ts[lo])
 
 
 def time_interleaved(
@@ -35,6 +39,7 @@ def time_interleaved(
     reps: int = 7,
     warmup: int = 1,
     budget_s: float | None = None,
+    budget_per_provider_s: float | None = None,
     min_reps: int = 3,
     sync: Callable[[], None] | None = None,
 ) -> dict[str, Timing]:
@@ -45,12 +50,16 @@ def time_interleaved(
         reps: rounds (every provider once per round), at most.
         warmup: untimed calls of each provider first (compilation, caches).
         budget_s: stop after the round in which the timed total passes this many seconds
-            (at least ``min_reps`` rounds); None: always ``reps`` rounds.
-        min_reps: the fewest rounds when ``budget_s`` is set.
+            (at least ``min_reps`` rounds); None: no total budget.
+        budget_per_provider_s: give each provider about this many seconds of timed calls: after
+            its first timed call, its repeat count becomes ``budget / that time``, clamped to
+            ``[min_reps, reps]``; a provider with all its samples sits out the later rounds, so
+            a slow peer does not cut the samples of a fast one. None: every provider ``reps``.
+        min_reps: the fewest samples of each provider when a budget is set.
         sync: called after each call before the clock stops (``torch.cuda.synchronize`` on a GPU).
 
     Returns:
-        provider name -> :class:`Timing`.
+        provider name -> :class:`Timing` (median, interpolated 20th and 80th percentiles, samples).
 
     Raises:
         ValueError: ``fns`` is empty or ``reps < 1``.
@@ -64,9 +73,13 @@ def time_interleaved(
         if sync is not None:
             sync()
     times: dict[str, list[float]] = {name: [] for name in names}
+    wanted = dict.fromkeys(names, reps)
     spent = 0.0
     for r in range(reps):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+        order = [n for n in names[r % len(names) :] + names[: r % len(names)] if len(times[n]) < wanted[n]]
+        if not order:
+            break
+        for name in order:
             t0 = time.perf_counter()
             fns[name]()
             if sync is not None:
@@ -74,6 +87,8 @@ def time_interleaved(
             dt = time.perf_counter() - t0
             times[name].append(dt)
             spent += dt
+            if budget_per_provider_s is not None and len(times[name]) == 1:
+                wanted[name] = max(min_reps, min(reps, int(budget_per_provider_s / max(dt, 1e-9))))
         if budget_s is not None and r + 1 >= min_reps and spent >= budget_s:
             break
     out = {}
