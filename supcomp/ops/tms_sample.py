@@ -90,6 +90,12 @@ class SparseBatch:
         return x.reshape(self.n_instances, self.batch_size, self.n_features)
 
 
+def check_batch_size(batch_size) -> None:
+    """Raise ValueError unless ``batch_size`` is a positive int (not a bool)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+
+
 def instance_seed_tensor(instance_seeds, n_instances) -> torch.Tensor | None:
     """None, or a list / tensor of ``n_instances`` non-negative ints -> uint64 tensor ``[I]``."""
     if instance_seeds is None:
@@ -214,8 +220,7 @@ class DenseSampler:
         instance_seeds=None,
         max_elements: int = 1 << 25,
     ):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        check_batch_size(batch_size)
         self.batch_size, self.dtype = batch_size, dtype
         self.corr, self.anti, self.signed = int(correlated_pairs), int(anticorrelated_pairs), bool(signed_values)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -315,8 +320,7 @@ class CsrSampler:
         dtype=torch.float32,
         instance_seeds=None,
     ):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        check_batch_size(batch_size)
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
         self.batch_size, self.seed, self.dtype = batch_size, int(seed), dtype

@@ -87,6 +87,11 @@ def reference_loss_and_grad(batch: SparseBatch, E, D, b, importance, kind):
 # ---------------------------------------------------------------- C++ (CPU)
 
 
+def _model_arrays(E, D, b, importance) -> tuple:
+    """The model's tensors as the numpy views every C++ step takes: (E, D, b, importance)."""
+    return E.detach().numpy(), D.detach().numpy(), b.detach().numpy(), importance.numpy()
+
+
 def _grads(E, D):
     gE = torch.empty_like(E)
     gD = gE if D is E else torch.empty_like(D)
@@ -107,10 +112,7 @@ def cpp_loss_and_grad(batch: SparseBatch, E, D, b, importance, kind, dense_strat
         batch.offsets.numpy(),
         batch.indices.numpy(),
         batch.values.numpy(),
-        E.detach().numpy(),
-        D.detach().numpy(),
-        b.detach().numpy(),
-        importance.numpy(),
+        *_model_arrays(E, D, b, importance),
         gE.numpy(),
         gD.numpy(),
         gb.numpy(),
@@ -152,10 +154,7 @@ def cpp_sample_loss_and_grad(
     _C.tms_sample_step(
         *sampler.key_args(step),
         sampler.signed_values,
-        E.detach().numpy(),
-        D.detach().numpy(),
-        b.detach().numpy(),
-        importance.numpy(),
+        *_model_arrays(E, D, b, importance),
         gE.numpy(),
         gD.numpy(),
         gb.numpy(),
@@ -201,10 +200,7 @@ def cpp_sample_adamw_step(
     _C.tms_sample_adamw_step(
         *sampler.key_args(step),
         sampler.signed_values,
-        E.detach().numpy(),
-        D.detach().numpy(),
-        b.detach().numpy(),
-        importance.numpy(),
+        *_model_arrays(E, D, b, importance),
         [t.numpy() for t in state],
         loss.numpy(),
         hidden_relu,
