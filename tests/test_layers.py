@@ -63,6 +63,8 @@ LAYER_RULES = [
             "supcomp.circuits.*",
             "supcomp.cc",
             "supcomp.cc.*",
+            "supcomp.sae",
+            "supcomp.sae.*",
             "supcomp.metrics",
         ],
     ),
