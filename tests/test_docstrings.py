@@ -115,7 +115,7 @@ def _check_class(label: str, cls, problems: list[str]) -> None:
         func = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
         if not (inspect.isfunction(func) or isinstance(member, property)):
             continue
-        own = _doc(func)
+        own = _doc(member) if isinstance(member, property) else _doc(func)
         inherited = any(getattr(getattr(base, name, None), "__doc__", None) for base in cls.__mro__[1:])
         if len(own) < 10 and (name == "forward" or not inherited):
             problems.append(f"{label}.{name}: no docstring")
