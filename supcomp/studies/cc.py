@@ -32,6 +32,8 @@ from ..cc.train import train
 from ..utils.threads import machine_busy, threads
 from .cc_plots import plot_loss_vs_p, plot_loss_vs_sigma
 
+__all__ = ["table_configs", "format_table", "format_sigma_table", "run", "demo_section"]
+
 DEFAULT_OUT = os.path.join("supcomp-report", "cc")
 TABLE_P = (0.001, 0.01, 0.1, 1.0)
 CURVE_P = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -58,6 +60,8 @@ def _threads_if_loaded():
 
 
 def format_table(rows: list, ps=TABLE_P, naive: float = 1 / 12) -> str:
+    """The L/p table: one line per model (``row["label"]``), its L/p at each density of ``ps``
+    (``row["lp"][p]``), starred where it is more than 1% below ``naive``."""
     head = f"{'model (trained at p=0.01)':<30}" + "".join(f"{'p=' + format(p, 'g'):>10}" for p in ps)
     lines = [
         "L/p (loss per feature / p); naive = " + f"{naive:.4f}; * = more than 1% below naive (beyond the "
@@ -72,6 +76,8 @@ def format_table(rows: list, ps=TABLE_P, naive: float = 1 / 12) -> str:
 
 
 def format_sigma_table(sweeps: dict, naive: float) -> str:
+    """The σ sweeps as a text table: ``sweeps`` maps a column name to ``(sigmas, L/p values)``; one line per
+    σ, starred where L/p is more than 1% below ``naive``."""
     lines = ["L/p at p=0.01 against σ (plain MLP on relu(x) + M x)", f"{'σ':>8}" + "".join(f"{k:>14}" for k in sweeps)]
     sig = next(iter(sweeps.values()))[0]
     for j, s in enumerate(sig):

@@ -33,6 +33,18 @@ from ..circuits.reference import DenseNetwork
 from ..utils.progress import progress_bar
 from ..utils.timing import time_interleaved
 
+__all__ = [
+    "error_row",
+    "sweeps",
+    "format_sweeps",
+    "capacity",
+    "format_capacity",
+    "throughput",
+    "format_throughput",
+    "run",
+    "demo_section",
+]
+
 DEFAULT_OUT = os.path.join("supcomp-report", "circuits")
 
 FULL = dict(
@@ -107,6 +119,8 @@ def sweeps(cfg, kind="rotations", assignment="overlap1", progress=True, seed=0):
 
 
 def format_sweeps(res) -> str:
+    """The result of :func:`sweeps` as a text table: one line per point of each sweep (z, T, M, S, L), the
+    measured total, alone, read-in and read-out errors beside their predictions."""
     head = (
         f"{'sweep':>6}{'T':>6}{'M=D/d':>7}{'S':>3}{'L':>3}{'z':>3} | {'total':>9}{'pred':>9} | {'alone':>9}"
         f"{'pred':>9} | {'read_in':>9}{'pred':>9} | {'read_out':>9}{'pred':>9}"
@@ -152,6 +166,8 @@ def capacity(cfg, kind="rotations", progress=True, seed=0):
 
 
 def format_capacity(rows) -> str:
+    """The rows of :func:`capacity` as a text table: per M = D/(d + 2), the most circuits T_max that stay
+    under the error target, and T_max / M and T_max / M^2 (the scaling the theory predicts)."""
     lines = [f"{'M=D/(d+2)':>10}{'T_max':>9}{'T_max/M':>9}{'T_max/M^2':>11}", "-" * 39]
     for r in rows:
         lines.append(f"{r['M']:>10}{r['T_max']:>9}{r['T_max'] / r['M']:>9.2f}{r['T_max'] / r['M'] ** 2:>11.4f}")
@@ -199,6 +215,8 @@ _throughput = throughput  # the un-patched function (tests swap ``throughput``)
 
 
 def format_throughput(rows) -> str:
+    """The rows of :func:`throughput` as a text table: per z, the superposed forward's time beside running the
+    circuits one by one and the dense torch network, with the speed-ups, circuit runs/s and GFLOP/s."""
     lines = [
         f"{'z':>3}{'superposed ms':>15}{'one-by-one ms':>15}{'dense torch ms':>16}{'x one-by-one':>14}"
         f"{'x dense':>9}{'circuit runs/s':>16}{'layer GFLOP/s':>15}",

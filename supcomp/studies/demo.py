@@ -37,6 +37,8 @@ from ..utils.figures import new_figure, save_figure
 from ..utils.progress import progress_bar
 from .quick_bench import format_ratios, quick_ratios
 
+__all__ = ["superposition_table", "format_table", "run"]
+
 WIDTHS = (32, 64, 128, 256)
 DENSITIES = (0.002, 0.01, 0.05)
 BIASES = tuple(-0.05 * i for i in range(0, 13))
@@ -86,6 +88,9 @@ def superposition_table(n=1024, batch=2048, widths=WIDTHS, densities=DENSITIES, 
 
 
 def format_table(rows):
+    """The rows of :func:`superposition_table` as a text table: per width d and density p, the active
+    features per row, the measured and predicted interference, the read-out MSE with no bias and with the
+    best bias, and the top-k recall."""
     head = (
         f"{'d':>5}{'p':>8}{'active/row':>12}{'interf.':>10}{'theory':>10}{'MSE b=0':>11}{'MSE best b':>12}"
         f"{'best b':>8}{'top-k recall':>14}"
@@ -125,6 +130,10 @@ def plot(rows, path):
 
 
 def run(out_dir="supcomp-report", progress=True, bench=True):
+    """``supcomp demo``: the short tour. Prints the versions and backends, then one section per family
+    (superposition of sparse features, toy models, circuits, compressed computation, U-AND) and, with
+    ``bench``, the quick benchmark ratios; figures go to ``out_dir``. Returns the rows of
+    :func:`superposition_table`."""
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
     print(

@@ -33,6 +33,18 @@ from ..uand.theory import theory
 from ..utils.figures import new_figure, save_figure
 from ..utils.progress import progress_bar
 
+__all__ = [
+    "random_active",
+    "error_stats",
+    "own_gate_stats",
+    "error_table",
+    "format_error_table",
+    "capacity",
+    "format_capacity",
+    "run",
+    "demo_section",
+]
+
 PAPER_CASES = ((1000, 2000, 0.1), (2000, 8000, 0.05))
 QUICK_CASES = ((300, 2000, 0.1), (500, 8000, 0.05))
 
@@ -65,7 +77,8 @@ def _row_end(m, p1):
 def error_stats(u: UAnd, idx: torch.Tensor, block_pairs: int = 1 << 17, extra=None) -> dict:
     """Mean / max error of all pair estimates split by inputs on (0, 1, 2): {on: dict(mean, max, n)}.
 
-    ``extra``: {on: [sum, max, n]} of more estimates (``own_gate_stats``) merged in.
+    ``idx`` [B, s] int64 active input ids (-1 = empty); errors are computed in the model's float dtype and
+    returned as Python floats. ``extra``: {on: [sum, max, n]} of more estimates (``own_gate_stats``) merged in.
     """
     a = u.forward(idx)
     x = (u.input_values(idx) > 0).to(torch.uint8) if u.F is None else _active_flags(u, idx)
@@ -157,6 +170,8 @@ def error_table(
 
 
 def format_error_table(rows) -> str:
+    """The rows of :func:`error_table` as a text table: one line per (m, d, p, s), the measured mean and max
+    error of the both-on, one-on and none-on pairs beside the theory's mean."""
     head = (
         f"{'m':>5}{'d':>6}{'p':>6}{'s':>4} | {'both: mean':>10}{'theory':>8}{'max':>7} | "
         f"{'one: mean':>10}{'theory':>8}{'max':>7} | {'none: mean':>10}{'theory':>8}{'max':>7}"
@@ -263,6 +278,8 @@ def capacity(
 
 
 def format_capacity(rows) -> str:
+    """The rows of :func:`capacity` as a text table: per input setting and m, the smallest d found
+    (``> max`` when none passed), its p, and m^(2/3) for comparison."""
     lines = [f"{'inputs':>11}{'m':>7}{'d_min':>8}{'p':>8}{'m^(2/3)':>9}", "-" * 43]
     for r in rows:
         dm = f"{r['d_min']}" if r["d_min"] else "> max"
