@@ -76,7 +76,7 @@ PENDING = {
     "supcomp.studies.*_plots",
     "supcomp.studies.uand.plot_*",
     "supcomp.studies.cc.plot_*",
-    "supcomp.studies.demo.plot",
+    "supcomp.studies.demo.plot*",
     "supcomp.utils.figures",
     "supcomp.utils.progress",  # progress bars (persist)
     "supcomp.sae",  # new package (sae); add "supcomp.sae" to PUBLIC when merged
