@@ -19,7 +19,7 @@ def plot_loss_vs_p(res: dict, *, ax=None):
         res: ``rows`` (dicts with ``label`` and ``lp``: ``{p: L/p}``), ``naive`` (the loss per feature
             of one neuron per function) and ``train_p`` (the models' training p), as
             :func:`supcomp.studies.cc.run` returns them.
-        ax: a matplotlib Axes to draw into (``None``: a new 6.4 x 4.6 in figure).
+        ax: a matplotlib Axes to draw into (``None``: a new 8.4 x 4.6 in figure).
 
     Returns:
         The Figure of the Axes drawn into.
@@ -31,7 +31,7 @@ def plot_loss_vs_p(res: dict, *, ax=None):
     check_data(res, "res", ("rows", "naive", "train_p"))
     check_data(res["rows"], "res['rows']")
     naive, train_p = float(res["naive"]), float(res["train_p"])
-    ax = axes_for(ax, figsize=(6.4, 4.6))
+    ax = axes_for(ax, figsize=(8.4, 4.6))
     for i, row in enumerate(res["rows"]):
         ps = sorted(row["lp"])
         ax.plot(ps, [row["lp"][p] for p in ps], "o-", ms=3.5, color=f"C{i}", label=row["label"])
@@ -40,9 +40,9 @@ def plot_loss_vs_p(res: dict, *, ax=None):
     ax.set_xscale("log")
     ax.set_xlabel("evaluation feature probability p")
     ax.set_ylabel("loss per feature L / p")
-    ax.set_title("Compressed computation: loss per feature against p")
+    ax.set_title("Compressed computation: loss per feature vs. p", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # beside the data
     return root_figure(ax)
 
 
@@ -53,7 +53,7 @@ def plot_loss_vs_sigma(res: dict, *, ax=None):
         res: ``sweeps`` (``{kind: (sigmas [k], L/p [k])}``, one line "<kind> M" each), ``naive``, and optionally
             ``embedding_std`` and ``embedding_lp`` (the embedding model's effective mixing std and its
             L/p, drawn as a star when both are given), as :func:`supcomp.studies.cc.run` returns them.
-        ax: a matplotlib Axes to draw into (``None``: a new 6.4 x 4.6 in figure).
+        ax: a matplotlib Axes to draw into (``None``: a new 8.4 x 4.6 in figure).
 
     Returns:
         The Figure of the Axes drawn into.
@@ -65,7 +65,7 @@ def plot_loss_vs_sigma(res: dict, *, ax=None):
     check_data(res, "res", ("sweeps", "naive"))
     check_data(res["sweeps"], "res['sweeps']")
     naive = float(res["naive"])
-    ax = axes_for(ax, figsize=(6.4, 4.6))
+    ax = axes_for(ax, figsize=(8.4, 4.6))
     for i, (kind, (s, lp)) in enumerate(res["sweeps"].items()):
         ax.plot(s, lp, "o-", ms=3.5, color=f"C{i + 2}", label=f"{kind} M")
     ax.axhline(naive, color="k", ls="--", lw=1, label=f"naive = {naive:.4f}")
@@ -74,7 +74,7 @@ def plot_loss_vs_sigma(res: dict, *, ax=None):
         ax.plot([std], [lp], "*", ms=11, color="C1", label=f"mlp, M = W_E W_Eᵀ - I (std {std:.3f})")
     ax.set_xlabel("σ (std of the mixing matrix's off-diagonal entries)")
     ax.set_ylabel("loss per feature L / p (at the training p)")
-    ax.set_title("Plain MLP on relu(x) + M x: loss per feature against σ")
+    ax.set_title("MLP on relu(x) + M x: loss per feature vs. σ", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # beside the data
     return root_figure(ax)

@@ -57,7 +57,7 @@ def plot_sweeps(res: dict, *, fig=None):
     handles, labels = axes[0][0].get_legend_handles_labels()
     # one legend right of the last panel (constrained layout makes room for it), so it covers no data
     axes[0][-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    box.suptitle("Circuits in superposition: MSE against z, T, D/d, S, L (markers measured, lines predicted)")
+    box.suptitle("Circuits in superposition: MSE per swept variable (markers measured, lines predicted)", fontsize=10)
     return root_figure(box)
 
 
@@ -86,7 +86,7 @@ def plot_capacity(rows: list, *, ax=None):
     ax.set_yscale("log")
     ax.set_xlabel("M = D/(d+2)")
     ax.set_ylabel(f"largest T with MSE <= {rows[0]['err']}")
-    ax.set_title(f"Capacity (z={rows[0]['z']}, L={rows[0]['L']}, random assignment)")
+    ax.set_title(f"Capacity (z={rows[0]['z']}, L={rows[0]['L']}, random assignment)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return root_figure(ax)
@@ -118,7 +118,7 @@ def plot_throughput(rows: list, *, ax=None):
         ax.plot(zs, [r[key] for r in rows], "o-", label=lab)
     ax.set_xlabel("active circuits z")
     ax.set_ylabel("ms per batch (median)")
-    ax.set_title(f"Throughput: T={rows[0]['T']}, D={rows[0]['D']}, batch {rows[0]['batch']}")
+    ax.set_title(f"Throughput: T={rows[0]['T']}, D={rows[0]['D']}, batch {rows[0]['batch']}", fontsize=10)
     ax.set_xticks(zs)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -115,6 +115,8 @@ def plot_superposition(rows: list, *, fig=None):
         ValueError: ``rows`` is empty. KeyError: a row lacks a key above.
         TypeError / ValueError: ``fig`` is not an empty figure.
     """
+    from matplotlib.ticker import NullFormatter
+
     check_data(rows, "rows")
     box, ((a1, a2),) = panels_for(fig, 1, 2, figsize=(11, 4.4))
     for i, p in enumerate(sorted({r["p"] for r in rows})):
@@ -125,17 +127,20 @@ def plot_superposition(rows: list, *, fig=None):
         a1.plot(ds, [r["mse_nobias"] for r in rs], "x--", color=c, label=f"p={p}: no bias")
         a2.plot(ds, [r["interference"] for r in rs], "o-", color=c, label=f"p={p}: measured")
         a2.plot(ds, [r["theory"] for r in rs], ":", color=c, label=f"p={p}: n p / (3d)")
+    widths = sorted({r["d"] for r in rows})
     for a in (a1, a2):
         a.set_xscale("log", base=2)
+        a.set_xticks(widths, [str(d) for d in widths])  # the measured widths, plainly
+        a.xaxis.set_minor_formatter(NullFormatter())
         a.set_yscale("log")
         a.set_xlabel("width d (neurons)")
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
     ns = sorted({r["n"] for r in rows})
     a1.set_ylabel("reconstruction MSE per feature")
-    a1.set_title(f"ReLU read-out of n={'/'.join(map(str, ns))} sparse features")
+    a1.set_title(f"ReLU read-out of n={'/'.join(map(str, ns))} sparse features", fontsize=10)
     a2.set_ylabel("mean (W_j . h)^2 over inactive j")
-    a2.set_title("interference: measured and random-direction prediction")
+    a2.set_title("interference on inactive features", fontsize=10)
     return root_figure(box)
 
 

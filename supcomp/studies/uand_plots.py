@@ -45,7 +45,7 @@ def plot_errors(rows: list, *, fig=None):
         ax.set_yscale("symlog", linthresh=1e-3)  # errors are >= 0; s = 2 both-on reads exactly 0
         ax.set_ylim(bottom=0)
         ax.set_xlabel("active inputs s")
-        ax.set_title(f"U-AND m={m}, d={d}, p={p}")
+        ax.set_title(f"U-AND m={m}, d={d}, p={p}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("AND estimate error")
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
@@ -94,7 +94,7 @@ def plot_capacity(rows: list, *, ax=None):
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("inputs m")
     ax.set_ylabel("smallest neurons d")
-    ax.set_title(f"U-AND capacity: max error < {eps} on {q:.0%} of pairs, s={s}")
+    ax.set_title(f"U-AND capacity, s={s}\nmax error < {eps} on {q:.0%} of pairs", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     return root_figure(ax)

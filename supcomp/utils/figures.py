@@ -15,6 +15,8 @@ import os
 
 from .files import atomic_path
 
+__all__ = ["new_figure", "root_figure", "axes_for", "container_for", "panels_for", "check_data", "save_figure"]
+
 FORMATS = ("png", "pdf", "svg")
 
 
