@@ -30,6 +30,7 @@ from ..circuits.circuitset import CircuitSet
 from ..circuits.interference import measure_interference
 from ..circuits.network import compress
 from ..circuits.reference import DenseNetwork
+from ..utils.figures import save_figure
 from ..utils.progress import progress_bar
 from ..utils.timing import time_interleaved
 
@@ -245,21 +246,22 @@ def run(out_dir=DEFAULT_OUT, quick=False, progress=True, kind="rotations", assig
     print("MSEs at the last layer (total, alone = z=1) and means over layers (read_in, read_out); pred = theory")
     res = sweeps(cfg, kind, assignment, progress, seed)
     print(format_sweeps(res))
-    paths = [plots.plot_sweeps(res, os.path.join(out_dir, "circuits_sweeps.png"))]
+    paths = [save_figure(plots.plot_sweeps(res), os.path.join(out_dir, "circuits_sweeps.png"), dpi=110)]
     print(
         f"\n== Capacity: largest T with last-layer MSE <= {cfg['cap_err']} (z={cfg['cap_z']}, L={cfg['cap_L']}, "
         f"random assignment, S=5) =="
     )
     cap = capacity(cfg, kind, progress, seed)
     print(format_capacity(cap))
-    paths.append(plots.plot_capacity(cap, os.path.join(out_dir, "circuits_capacity.png")))
+    paths.append(save_figure(plots.plot_capacity(cap), os.path.join(out_dir, "circuits_capacity.png"), dpi=110))
     thr = None
     if bench:
         size = dict(T=500, M=250, L=4, batch=64, repeats=3) if quick else {}
         print(f"\n== Throughput (ms per batch, medians, interleaved; {torch.get_num_threads()} threads) ==")
         thr = throughput(progress=progress, **size)
         print(format_throughput(thr))
-        paths.append(plots.plot_throughput(thr, os.path.join(out_dir, "circuits_throughput.png")))
+        fig = plots.plot_throughput(thr)
+        paths.append(save_figure(fig, os.path.join(out_dir, "circuits_throughput.png"), dpi=110))
     print("plots: " + ", ".join(paths))
     print(f"done in {time.time() - t0:.1f} s")
     return dict(sweeps=res, capacity=cap, throughput=thr, paths=paths)

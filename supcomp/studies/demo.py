@@ -33,7 +33,7 @@ import torch
 from .. import __version__
 from ..ops import dispatch, relu_readout, relu_readout_topk, sparse_encode
 from ..sparse import padded_to_dense, random_sparse
-from ..utils.figures import new_figure, save_figure
+from ..utils.figures import check_data, panels_for, root_figure, save_figure
 from ..utils.progress import progress_bar
 from .quick_bench import format_ratios, quick_ratios
 
@@ -72,6 +72,7 @@ def superposition_table(n=1024, batch=2048, widths=WIDTHS, densities=DENSITIES, 
                 recall = ((hit & active).sum() / active.sum().clamp(min=1)).item()
                 rows.append(
                     dict(
+                        n=n,
                         d=d,
                         p=p,
                         active=active.sum(-1).float().mean().item(),
@@ -104,9 +105,25 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def plot(rows, path):
-    """Reconstruction error and interference against width, one colour per density (PNG at ``path``)."""
-    fig, (a1, a2) = new_figure(1, 2, figsize=(11, 4.2))
+def plot_superposition(rows: list, *, fig=None):
+    """Reconstruction error and interference against width, one colour per density.
+
+    Args:
+        rows: as :func:`superposition_table` returns them: dicts with ``n`` (features), ``d`` (width),
+            ``p`` (density), ``mse_best``, ``mse_nobias``, ``interference``, ``theory`` (floats).
+        fig: an empty Figure or SubFigure to draw into (``None``: a new 11 x 4.4 in figure).
+
+    Returns:
+        The matplotlib Figure (saved by :func:`run` with :func:`supcomp.utils.figures.save_figure`).
+
+    Raises:
+        ValueError: ``rows`` is empty. KeyError: a row lacks a key above.
+        TypeError / ValueError: ``fig`` is not an empty figure.
+    """
+    from matplotlib.ticker import NullFormatter
+
+    check_data(rows, "rows")
+    box, ((a1, a2),) = panels_for(fig, 1, 2, figsize=(11, 4.4))
     for i, p in enumerate(sorted({r["p"] for r in rows})):
         rs = [r for r in rows if r["p"] == p]
         ds = [r["d"] for r in rs]
@@ -115,18 +132,21 @@ def plot(rows, path):
         a1.plot(ds, [r["mse_nobias"] for r in rs], "x--", color=c, label=f"p={p}: no bias")
         a2.plot(ds, [r["interference"] for r in rs], "o-", color=c, label=f"p={p}: measured")
         a2.plot(ds, [r["theory"] for r in rs], ":", color=c, label=f"p={p}: n p / (3d)")
+    widths = sorted({r["d"] for r in rows})
     for a in (a1, a2):
         a.set_xscale("log", base=2)
+        a.set_xticks(widths, [str(d) for d in widths])  # the measured widths, plainly
+        a.xaxis.set_minor_formatter(NullFormatter())
         a.set_yscale("log")
         a.set_xlabel("width d (neurons)")
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
+    ns = sorted({r["n"] for r in rows})
     a1.set_ylabel("reconstruction MSE per feature")
-    a1.set_title("ReLU read-out of n=1024 sparse features")
+    a1.set_title(f"ReLU read-out of n={'/'.join(map(str, ns))} sparse features", fontsize=10)
     a2.set_ylabel("mean (W_j . h)^2 over inactive j")
-    a2.set_title("interference vs. random-direction prediction")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    a2.set_title("interference on inactive features", fontsize=10)
+    return root_figure(box)
 
 
 def run(out_dir="supcomp-report", progress=True, bench=True):
@@ -144,8 +164,7 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     print("\n== 1. Sparse features in superposition: read-in, ReLU read-out, interference ==")
     rows = superposition_table(progress=progress)
     print(format_table(rows))
-    path = os.path.join(out_dir, "superposition.png")
-    plot(rows, path)
+    path = save_figure(plot_superposition(rows), os.path.join(out_dir, "superposition.png"), dpi=120)
     print(f"plot: {path}")
     print("\n== 2. ", end="")
     from .tms.experiments import demo_section

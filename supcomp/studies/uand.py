@@ -1,4 +1,5 @@
-"""Measurements behind ``supcomp uand``: error tables against ``theory``, the capacity sweep, plots.
+"""Measurements behind ``supcomp uand``: error tables against ``theory``, the capacity sweep (plots:
+:mod:`supcomp.studies.uand_plots`).
 
 The construction and its theory are those of "Mathematical Models of Computation in Superposition"
 (Hänni, Mendel & Vaintrob 2024).
@@ -30,8 +31,9 @@ import torch
 
 from ..uand.construction import UAnd
 from ..uand.theory import theory
-from ..utils.figures import new_figure, save_figure
+from ..utils.figures import save_figure
 from ..utils.progress import progress_bar
+from .uand_plots import plot_capacity, plot_errors
 
 __all__ = [
     "random_active",
@@ -185,29 +187,6 @@ def format_error_table(rows) -> str:
     return "\n".join(lines)
 
 
-def plot_errors(rows, path):
-    """Measured mean and max error against s beside the theory, one panel per (m, d, p) (PNG at ``path``)."""
-    cases = sorted({(r["m"], r["d"], r["p"]) for r in rows})
-    fig, axes = new_figure(1, len(cases), figsize=(5.5 * len(cases), 4.2), squeeze=False)
-    for ax, (m, d, p) in zip(axes[0], cases):
-        rs = [r for r in rows if (r["m"], r["d"], r["p"]) == (m, d, p)]
-        s = [r["s"] for r in rs]
-        for c, name in enumerate(("both", "one", "none")):
-            ax.plot(s, [r[name + "_mean"] for r in rs], "o", color=f"C{c}", label=f"{name} on: measured mean")
-            ax.plot(s, [r[name + "_theory"] for r in rs], "-", color=f"C{c}", label=f"{name} on: theory")
-            ax.plot(s, [r[name + "_max"] for r in rs], "x:", color=f"C{c}", label=f"{name} on: max")
-        ax.axhline(0.5, color="k", lw=0.6, ls="--")
-        ax.set_yscale("symlog", linthresh=1e-3)  # errors are >= 0; s = 2 both-on reads exactly 0
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("active inputs s")
-        ax.set_ylabel("AND estimate error")
-        ax.set_title(f"U-AND m={m}, d={d}, p={p}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
-
-
 def _passes(m, d, s, batch, eps, quantile, seed, embed):
     """Whether some p on the grid reads all pairs with per-gate max error < eps on ``quantile`` of them."""
     for c in (6.0, 12.0, 24.0):
@@ -290,37 +269,6 @@ def format_capacity(rows) -> str:
     return "\n".join(lines)
 
 
-def plot_capacity(rows, path):
-    """Smallest working d against m for both input settings, with m^(2/3) and m reference lines (PNG at ``path``)."""
-    fig, ax = new_figure(figsize=(6, 4.5))
-    for c, emb in enumerate((False, True)):
-        rs = [r for r in rows if r["superposed"] == emb and r["d_min"]]
-        if rs:
-            ax.plot(
-                [r["m"] for r in rs],
-                [r["d_min"] for r in rs],
-                "o-",
-                color=f"C{c}",
-                label="inputs in superposition (d0 = d)" if emb else "inputs as indices",
-            )
-    ms = sorted({r["m"] for r in rows})
-    ref = [r for r in rows if r["d_min"]]
-    if ref:
-        m0, d0 = ref[-1]["m"], ref[-1]["d_min"]
-        ax.plot(ms, [d0 * (m / m0) ** (2 / 3) for m in ms], "k--", lw=0.8, label="∝ m^(2/3)")
-        ax.plot(ms, [d0 * (m / m0) for m in ms], "k:", lw=0.8, label="∝ m")
-    s, eps, q = rows[0]["s"], rows[0]["eps"], rows[0]["quantile"]
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("inputs m")
-    ax.set_ylabel("smallest neurons d")
-    ax.set_title(f"U-AND capacity: max error < {eps} on {q:.0%} of pairs, s={s}")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
-
-
 def run(out_dir="supcomp-report/uand", quick=False, batch=None, seed=0, progress=True, capacity_sweep=True):
     """``supcomp uand``: error tables for the paper's cases, the capacity sweep, PNG plots in ``out_dir``."""
     t0 = time.time()
@@ -333,8 +281,7 @@ def run(out_dir="supcomp-report/uand", quick=False, batch=None, seed=0, progress
         rows += error_table(m, d, p, s_values, batch=b, seed=seed, progress=progress)
     print("== U-AND error of the AND estimates, all pairs, split by inputs on (theory: exact means) ==")
     print(format_error_table(rows))
-    path = os.path.join(out_dir, "uand_errors.png")
-    plot_errors(rows, path)
+    path = save_figure(plot_errors(rows), os.path.join(out_dir, "uand_errors.png"), dpi=120)
     print(f"plot: {path}")
     cap = None
     if capacity_sweep:
@@ -342,8 +289,7 @@ def run(out_dir="supcomp-report/uand", quick=False, batch=None, seed=0, progress
         cap = capacity(m_values, batch=8 if quick else 32, seed=seed, progress=progress)
         print("\n== U-AND capacity: smallest d with max error < 0.5 on 99% of pairs (s = 3) ==")
         print(format_capacity(cap))
-        path = os.path.join(out_dir, "uand_capacity.png")
-        plot_capacity(cap, path)
+        path = save_figure(plot_capacity(cap), os.path.join(out_dir, "uand_capacity.png"), dpi=120)
         print(f"plot: {path}")
     print(f"\ndone in {time.time() - t0:.1f} s")
     return rows, cap
