@@ -72,12 +72,6 @@ PENDING = {
     "supcomp.cc.train",
     "supcomp.sweep",  # strict keys, sweep init (sweeps)
     "supcomp.sweep.*",
-    "supcomp.studies.tms.*",  # figures as objects (figures)
-    "supcomp.studies.*_plots",
-    "supcomp.studies.uand.plot_*",
-    "supcomp.studies.cc.plot_*",
-    "supcomp.studies.demo.plot*",
-    "supcomp.utils.figures",
     "supcomp.utils.progress",  # progress bars (persist)
     "supcomp.sae",  # new package (sae); add "supcomp.sae" to PUBLIC when merged
     "supcomp.sae.*",

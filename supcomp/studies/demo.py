@@ -37,7 +37,7 @@ from ..utils.figures import check_data, panels_for, root_figure, save_figure
 from ..utils.progress import progress_bar
 from .quick_bench import format_ratios, quick_ratios
 
-__all__ = ["superposition_table", "format_table", "run"]
+__all__ = ["superposition_table", "format_table", "plot_superposition", "run"]
 
 WIDTHS = (32, 64, 128, 256)
 DENSITIES = (0.002, 0.01, 0.05)
