@@ -1,6 +1,6 @@
 """Shared helpers of the sweep tests: a small TMS grid and table comparison."""
 
-from supcomp.sweep import Grid
+from supcomp.sweep import Experiment, Grid
 
 #: columns that legitimately differ between runs of the same point (timing, where and how it ran)
 VOLATILE = {"run_s", "pack_s", "pack_size", "finished_at", "executor", "machine", "attempt"}
@@ -37,3 +37,25 @@ def _dying():
 
 
 DYING = _dying()
+
+
+def _failing_run(points):
+    """A test adapter: a point with negative ``x`` raises; the others return ``y = 2x``."""
+    bad = [p["x"] for p in points if p["x"] < 0]
+    if bad:
+        raise ValueError(f"x: negative values {bad} are refused by this adapter")
+    return [{"y": p["x"] * 2} for p in points]
+
+
+FAILING = Experiment("failing", _failing_run, per_instance=frozenset({"x"}), required=("x",))
+
+
+def _sleepy_run(points):
+    """A test adapter: sleeps ``sleep`` seconds (the worker-death test kills the driver meanwhile)."""
+    import time
+
+    time.sleep(points[0]["sleep"])
+    return [{"y": p["x"]} for p in points]
+
+
+SLEEPY = Experiment("sleepy", _sleepy_run, per_instance=frozenset(), required=("x", "sleep"))
