@@ -51,11 +51,14 @@ FAILING = Experiment("failing", _failing_run, per_instance=frozenset({"x"}), req
 
 
 def _sleepy_run(points):
-    """A test adapter: sleeps ``sleep`` seconds (the worker-death test kills the driver meanwhile)."""
+    """A test adapter: writes ``<dir>/<pid>`` and sleeps ``sleep`` seconds (the worker-death test kills the
+    driver meanwhile)."""
+    import os
     import time
 
+    open(os.path.join(points[0]["dir"], str(os.getpid())), "w").close()
     time.sleep(points[0]["sleep"])
     return [{"y": p["x"]} for p in points]
 
 
-SLEEPY = Experiment("sleepy", _sleepy_run, per_instance=frozenset(), required=("x", "sleep"))
+SLEEPY = Experiment("sleepy", _sleepy_run, per_instance=frozenset(), required=("x", "sleep", "dir"))

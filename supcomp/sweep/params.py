@@ -64,13 +64,18 @@ class Param:
             s = {"int": "an integer", "float": "a finite number", "str": "a string", "bool": "true or false"}.get(
                 self.kind, "any value"
             )
+            lo, hi = _fmt(self.low), _fmt(self.high)
             if self.low is not None and self.high is not None:
-                s += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+                s += f" in {'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
             elif self.low is not None:
-                s += f" {'>' if self.low_open else '>='} {self.low:g}"
+                s += f" {'>' if self.low_open else '>='} {lo}"
             elif self.high is not None:
-                s += f" {'<' if self.high_open else '<='} {self.high:g}"
+                s += f" {'<' if self.high_open else '<='} {hi}"
         return s + (" or none" if self.optional else "")
+
+
+def _fmt(v) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}" if v is not None else ""
 
 
 def suggest(name: str, known) -> str | None:
@@ -119,7 +124,7 @@ def check_value(where: str, name: str, p: Param, v):
     return v
 
 
-def check_params(where: str, params: dict, declared: dict, required=()) -> dict:
+def check_params(where: str, params: dict, declared: dict, required=(), absent=()) -> dict:
     """Check a point's (or a grid's) parameters against ``declared``; returns them normalised.
 
     Args:
@@ -127,6 +132,7 @@ def check_params(where: str, params: dict, declared: dict, required=()) -> dict:
         params: name -> value.
         declared: name -> :class:`Param`.
         required: names that must be present.
+        absent: required names known to be missing elsewhere (an unknown name close to one says so).
 
     Raises:
         ParamError: an unknown name (with the closest declared one), a missing required one (with the
@@ -138,7 +144,7 @@ def check_params(where: str, params: dict, declared: dict, required=()) -> dict:
         k = unknown[0]
         hint = suggest(k, declared)
         more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
-        also = f" ({hint!r} is required and missing)" if hint in missing else ""
+        also = f" ({hint!r} is required and missing)" if hint in missing or hint in absent else ""
         raise ParamError(
             f"unknown parameter {k!r} for {where}"
             + (f"; did you mean {hint!r}?{also}" if hint else f"; known: {', '.join(sorted(declared))}")

@@ -72,10 +72,11 @@ class Experiment:
         names = set(self.defaults) | set(self.required) | set(self.per_instance)
         return {k: Param("any") for k in names}
 
-    def check(self, params: dict, where: str | None = None) -> dict:
+    def check(self, params: dict, where: str | None = None, absent=()) -> dict:
         """Some of a point's parameters checked (known names, types, ranges) and normalised; no defaults
-        added, nothing required. Raises :class:`~supcomp.sweep.params.ParamError` (a ValueError)."""
-        return check_params(where or self.name, params, self.declared())
+        added, nothing required (``absent``: required names missing elsewhere, for the error message).
+        Raises :class:`~supcomp.sweep.params.ParamError` (a ValueError)."""
+        return check_params(where or self.name, params, self.declared(), absent=absent)
 
     def complete(self, params: dict) -> dict:
         """The point's parameters checked and over the defaults. Raises

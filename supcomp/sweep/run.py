@@ -62,10 +62,11 @@ def default_out(grid: Grid, root: str = SWEEP_ROOT) -> str:
 
 def _check_axes(exp, grid: Grid) -> None:
     """The grid's fixed values and every axis value checked once, so an error names where it is."""
-    exp.check(grid.fixed, where=f"{exp.name} (fixed)")
+    absent = [k for k in exp.required if k not in grid.fixed and k not in grid.axes]
+    exp.check(grid.fixed, where=f"{exp.name} (fixed)", absent=absent)
     for k, vals in grid._values.items():
         for v in vals:
-            exp.check({k: v}, where=f"{exp.name} (axes.{k})")
+            exp.check({k: v}, where=f"{exp.name} (axes.{k})", absent=absent)
 
 
 def plan(grid: Grid, done: set = frozenset(), min_packs: int = 1) -> tuple[list, list]:
