@@ -122,7 +122,8 @@ def plot_phase(rows, ax=None):
 def plot_dimensionality(rows, ax=None):
     """Dimensions per feature m/‖W‖_F² against 1/(1-S) from TMS sweep rows: one line per importance
     profile (mean over seeds, seeds as dots), with the 1/2 and m/n reference lines. Returns the Figure."""
-    if ax is None:
+    own = ax is None
+    if own:
         fig, ax = new_figure(figsize=(6.5, 4.6))
     else:
         fig = ax.figure
@@ -132,7 +133,7 @@ def plot_dimensionality(rows, ax=None):
         dens = sorted({r["density"] for r in rs}, reverse=True)
         x = [1 / d for d in dens]
         y = [np.mean([r["dims_per_feature"] for r in rs if r["density"] == d]) for d in dens]
-        lab = f"importance {prof[0]:g}, decay {prof[1]:g}" if len(profiles) > 1 else None
+        lab = f"importance {prof[0]:.3g}, decay {prof[1]:.3g}" if len(profiles) > 1 else None
         ax.plot(x, y, "o-", color=f"C{k % 10}", label=lab, ms=4)
         ax.scatter(
             [1 / r["density"] for r in rs],
@@ -150,7 +151,11 @@ def plot_dimensionality(rows, ax=None):
     ax.set_xlabel("1 / (1 - S)   (inverse feature density)")
     ax.set_ylabel("dimensions per feature  m / ||W||_F^2")
     ax.set_title("TMS dimensions per feature by density\n" + _setting(rows[0]), fontsize=9)
-    ax.legend(fontsize=7)
+    if own and len(profiles) > 2:  # many lines: the legend beside the axes, off the data
+        fig.set_size_inches(8.5, 4.6)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
