@@ -14,6 +14,19 @@ from supcomp.tms import ToyModelConfig, train
 # ----------------------------------------------------------------------------- grids
 
 
+@pytest.fixture(autouse=True)
+def _restore_registry():
+    """Experiments a test registers stay in that test (error messages elsewhere list the registered names)."""
+    from supcomp.sweep import registry
+
+    saved = dict(registry._REGISTRY), dict(registry._LOADED)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved[0])
+    registry._LOADED.clear()
+    registry._LOADED.update(saved[1])
+
+
 def test_axis_specs():
     assert expand_axis("a", [3, 1]) == [3, 1]
     assert expand_axis("a", {"logspace": [0, -2, 3]}) == [1.0, 0.1, 0.01]

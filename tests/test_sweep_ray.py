@@ -10,6 +10,19 @@ from supcomp.sweep import Grid, read_results, register, run_sweep
 ray = pytest.importorskip("ray", reason="the Ray executor is an optional extra (pip install 'supcomp[ray]')")
 
 
+@pytest.fixture(autouse=True)
+def _restore_registry():
+    """Experiments a test registers stay in that test (error messages elsewhere list the registered names)."""
+    from supcomp.sweep import registry
+
+    saved = dict(registry._REGISTRY), dict(registry._LOADED)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved[0])
+    registry._LOADED.clear()
+    registry._LOADED.update(saved[1])
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     here = os.path.dirname(os.path.abspath(__file__))

@@ -35,6 +35,19 @@ densty = [1.0, 0.5]
 """
 
 
+@pytest.fixture(autouse=True)
+def _restore_registry():
+    """Experiments a test registers stay in that test (error messages elsewhere list the registered names)."""
+    from supcomp.sweep import registry
+
+    saved = dict(registry._REGISTRY), dict(registry._LOADED)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved[0])
+    registry._LOADED.clear()
+    registry._LOADED.update(saved[1])
+
+
 def _strict_loads(text):
     def refuse(tok):
         raise ValueError(f"non-standard JSON token {tok}")
