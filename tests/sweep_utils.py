@@ -1,5 +1,7 @@
 """Shared helpers of the sweep tests: a small TMS grid and table comparison."""
 
+import contextlib
+
 from supcomp.sweep import Experiment, Grid
 
 #: columns that legitimately differ between runs of the same point (timing, where and how it ran)
@@ -62,3 +64,18 @@ def _sleepy_run(points):
 
 
 SLEEPY = Experiment("sleepy", _sleepy_run, per_instance=frozenset(), required=("x", "sleep", "dir"))
+
+
+@contextlib.contextmanager
+def restore_registry():
+    """Experiments registered inside stay inside (error messages elsewhere list the registered names)."""
+    from supcomp.sweep import registry
+
+    saved = dict(registry._REGISTRY), dict(registry._LOADED)
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved[0])
+        registry._LOADED.clear()
+        registry._LOADED.update(saved[1])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from sweep_utils import by_key, small_grid
+from sweep_utils import by_key, restore_registry, small_grid
 
 from supcomp.sweep import Experiment, Grid, load_grid, plan, read_results, register, run_sweep
 from supcomp.sweep.grid import expand_axis
@@ -15,16 +15,9 @@ from supcomp.tms import ToyModelConfig, train
 
 
 @pytest.fixture(autouse=True)
-def _restore_registry():
-    """Experiments a test registers stay in that test (error messages elsewhere list the registered names)."""
-    from supcomp.sweep import registry
-
-    saved = dict(registry._REGISTRY), dict(registry._LOADED)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved[0])
-    registry._LOADED.clear()
-    registry._LOADED.update(saved[1])
+def _registry():
+    with restore_registry():
+        yield
 
 
 def test_axis_specs():

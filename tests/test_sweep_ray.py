@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from sweep_utils import by_key
+from sweep_utils import by_key, restore_registry
 
 from supcomp.sweep import Grid, read_results, register, run_sweep
 
@@ -11,16 +11,9 @@ ray = pytest.importorskip("ray", reason="the Ray executor is an optional extra (
 
 
 @pytest.fixture(autouse=True)
-def _restore_registry():
-    """Experiments a test registers stay in that test (error messages elsewhere list the registered names)."""
-    from supcomp.sweep import registry
-
-    saved = dict(registry._REGISTRY), dict(registry._LOADED)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved[0])
-    registry._LOADED.clear()
-    registry._LOADED.update(saved[1])
+def _registry():
+    with restore_registry():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from sweep_utils import small_grid
+from sweep_utils import restore_registry, small_grid
 
 import supcomp
 from supcomp.cli import main as cli
@@ -36,16 +36,9 @@ densty = [1.0, 0.5]
 
 
 @pytest.fixture(autouse=True)
-def _restore_registry():
-    """Experiments a test registers stay in that test (error messages elsewhere list the registered names)."""
-    from supcomp.sweep import registry
-
-    saved = dict(registry._REGISTRY), dict(registry._LOADED)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved[0])
-    registry._LOADED.clear()
-    registry._LOADED.update(saved[1])
+def _registry():
+    with restore_registry():
+        yield
 
 
 def _strict_loads(text):
@@ -158,6 +151,8 @@ def test_version_is_part_of_the_key_and_mixing_is_refused(tmp_path, monkeypatch)
     assert (s.n_skipped, s.n_run) == (0, 2)  # the old rows never stand in for this version's points
     rows = read_results(out)
     assert sorted(r["supcomp_version"] for r in rows) == sorted(["0.0.old"] * 2 + [supcomp.__version__] * 2)
+    names = sorted(os.path.basename(p) for p in supcomp.sweep.plot_results(out))  # one figure per version
+    assert names == sorted(f"t-v{v}-tms_dimensionality.png" for v in ("0.0.old", supcomp.__version__))
     # the CLI: one line, exit status 2, and the flag
     grid = tmp_path / "g.toml"
     grid.write_text('experiment = "tms"\n[fixed]\nn_features = 3\nn_hidden = 2\nsteps = 20\n[axes]\ndensity = [1.0]\n')

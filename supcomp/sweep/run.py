@@ -152,7 +152,7 @@ def run_sweep(
     from .. import __version__
 
     store = ResultStore(out)
-    others = sorted(str(v) for v in store.versions() - {__version__})
+    others = sorted("an unknown version" if v is None else str(v) for v in store.versions() - {__version__})
     if others and not allow_version_mix:
         raise VersionMixError(
             f"out: {out} holds results of supcomp {', '.join(others)}, this is {__version__}; "
