@@ -17,6 +17,8 @@ So feature i's importance is ``importance_decay**i``, times ``importance`` for i
 result equals ``supcomp.tms.train`` of that point alone (``n_instances=1``, ``seed=seed``): packed runs
 pass ``instance_seeds``.
 
+Weights (with ``save_weights``): the instance's ``W``, ``b`` and ``importance``.
+
 Metrics: ``loss`` (mean of the last 100 training losses: the library's loss, meaned over features),
 ``frobenius_sq`` (‖W‖_F²), ``dims_per_feature`` (m / ‖W‖_F²), ``n_learned`` (features with ‖W_i‖ >= 0.5),
 and for n=2, m=1, ReLU output (the phase diagram): ``w1, w2, b1, b2``, ``exact_loss`` (by quadrature,
@@ -30,7 +32,9 @@ import math
 
 import torch
 
-from .registry import Experiment
+from ..tms.config import KINDS
+from .params import Param
+from .registry import WEIGHTS_KEY, Experiment
 
 PER_INSTANCE = frozenset({"density", "importance", "importance_decay", "seed"})
 DEFAULTS = dict(
@@ -48,6 +52,25 @@ DEFAULTS = dict(
     correlated_pairs=0,
     anticorrelated_pairs=0,
     quadrature_nodes=64,
+)
+_SEED_MAX = 2**63 - 1
+PARAMS = dict(
+    n_features=Param("int", low=1, doc="n, input features"),
+    n_hidden=Param("int", low=1, doc="m, hidden width"),
+    density=Param("float", low=0, high=1, low_open=True, doc="feature probability 1 - S"),
+    importance=Param("float", low=0, doc="relative importance of the last feature"),
+    importance_decay=Param("float", low=0, doc="feature i's importance is decay**i"),
+    seed=Param("int", low=0, high=_SEED_MAX, doc="initial weights and batches"),
+    kind=Param("str", choices=KINDS, doc="the model"),
+    steps=Param("int", low=1, doc="training steps"),
+    batch_size=Param("int", low=1, doc="samples per step"),
+    lr=Param("float", low=0, low_open=True, doc="AdamW learning rate"),
+    weight_decay=Param("float", low=0, doc="AdamW weight decay"),
+    backend=Param("str", choices=("fused", "reference"), doc="the trainer"),
+    device=Param("str", doc="torch device"),
+    correlated_pairs=Param("int", low=0, doc="correlated feature pairs"),
+    anticorrelated_pairs=Param("int", low=0, doc="anticorrelated feature pairs"),
+    quadrature_nodes=Param("int", low=2, doc="nodes per axis of the exact n=2 loss"),
 )
 _SHARED = (
     "n_features",
@@ -89,8 +112,6 @@ def run(points: list[dict]) -> list[dict]:
     imp = torch.stack([importances(n, p["importance"], p["importance_decay"]) for p in points])
     dens = torch.tensor([float(p["density"]) for p in points], dtype=torch.float64)
     seeds = [p["seed"] for p in points]
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ValueError(f"seed: expected non-negative ints, got {seeds}")
     cfg = ToyModelConfig(
         n,
         m,
@@ -127,6 +148,8 @@ def run(points: list[dict]) -> list[dict]:
         dict(loss=loss[i], frobenius_sq=float(fro[i]), dims_per_feature=float(m / fro[i]), n_learned=int(n_learned[i]))
         for i in range(I)
     ]
+    for i, row in enumerate(rows):  # the sweep keeps them only with save_weights
+        row[WEIGHTS_KEY] = {k: v[i].detach().cpu().clone() for k, v in model.state_dict().items()}
     if n == 2 and m == 1 and p0["kind"] == "relu_output":
         w = W[..., 0]
         cls = classify_phase(w)
@@ -145,10 +168,10 @@ def run(points: list[dict]) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], out_dir: str) -> list[str]:
-    from .plots_tms import plot_tms
+def plot(rows: list[dict]) -> dict:
+    from .plots_tms import tms_figures
 
-    return plot_tms(rows, out_dir)
+    return tms_figures(rows)
 
 
 EXPERIMENT = Experiment(
@@ -159,4 +182,5 @@ EXPERIMENT = Experiment(
     required=("n_features", "n_hidden"),
     plot=plot,
     doc=__doc__,
+    params=PARAMS,
 )
