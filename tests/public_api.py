@@ -70,8 +70,6 @@ PENDING = {
     "supcomp.tms.*",
     "supcomp.cc.model",  # checkpoints and callbacks (persist)
     "supcomp.cc.train",
-    "supcomp.sweep",  # strict keys, sweep init (sweeps)
-    "supcomp.sweep.*",
     "supcomp.utils.progress",  # progress bars (persist)
     "supcomp.sae",  # new package (sae); add "supcomp.sae" to PUBLIC when merged
     "supcomp.sae.*",

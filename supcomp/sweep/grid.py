@@ -179,7 +179,12 @@ class Grid:
 
     @classmethod
     def from_dict(cls, d: dict, name: str | None = None) -> Grid:
-        """A grid from a parsed file's top-level table; ``name``: the default name (sanitised)."""
+        """A grid from a parsed file's top-level table; ``name``: the default name (sanitised).
+
+        Raises:
+            ValueError: an unknown top-level key (the message names the closest valid one), a missing
+                ``experiment``, ``fixed``/``axes`` that are not tables, or an unsafe ``name``.
+        """
         unknown = [k for k in d if k not in TOP_LEVEL]
         if unknown:
             k = unknown[0]

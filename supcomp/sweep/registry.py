@@ -88,7 +88,11 @@ class Experiment:
 
 
 def register(name: str, experiment) -> None:
-    """Register an :class:`Experiment` (or a ``"module:attr"`` path to one) under ``name``."""
+    """Register an :class:`Experiment` (or a ``"module:attr"`` path to one) under ``name``.
+
+    Raises:
+        TypeError: ``experiment`` is neither an :class:`Experiment` nor a ``"module:attr"`` string.
+    """
     if not isinstance(experiment, (Experiment, str)):
         raise TypeError(f"experiment: expected an Experiment or a 'module:attr' path, got {type(experiment).__name__}")
     _REGISTRY[name] = experiment

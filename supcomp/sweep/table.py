@@ -135,7 +135,11 @@ def write_parquet(rows: list[dict], path: str) -> None:
 def read_results(path: str) -> list[dict]:
     """The rows of a results table (``.parquet`` or ``.jsonl``), one per configuration (the latest).
     For a Parquet table the journal beside it is read when present (it may hold points finished after
-    the last rewrite)."""
+    the last rewrite).
+
+    Raises:
+        FileNotFoundError: there is no table (and no journal) at ``path``.
+    """
     j = journal_path(path)
     if os.path.exists(j):
         return _latest(_read_journal(j))
