@@ -2,6 +2,7 @@
 layouts, init= and optimizer= choices, converters, and the loss and gradient of a plain-torch model
 written in ARENA's conventions (issue 22; docs/coming-from-arena.md)."""
 
+import importlib
 import json
 import math
 
@@ -21,6 +22,8 @@ from supcomp.tms.convert import (
 )
 from supcomp.tms.data import DeviceBatchSampler, from_instance_major, to_instance_major
 from supcomp.tms.train import dense_loss_and_grad, fused_loss_and_grad, reference_loss_and_grad, resolve_weight_decay
+
+TRAIN = importlib.import_module("supcomp.tms.train")
 
 # ---------------------------------------------------------------- plain-torch models in the references' conventions
 
@@ -263,7 +266,7 @@ def _adam_loop(model, sampler, steps, lr, weight_decay, cls):
 
 
 @pytest.mark.parametrize("weight_decay", [None, 0.05])
-def test_adam_is_torch_adam_on_every_backend(weight_decay):
+def test_adam_is_torch_adam_on_every_backend(weight_decay, monkeypatch):
     cfg = ToyModelConfig(
         8, 3, 3, feature_probability=per_instance([1.0, 0.3, 0.1]), importance=0.9 ** torch.arange(8.0)
     )
@@ -280,6 +283,11 @@ def test_adam_is_torch_adam_on_every_backend(weight_decay):
         got = train(cfg, backend=backend, weight_decay=weight_decay, **kw)
         torch.testing.assert_close(got.W, want.W, rtol=1e-9, atol=1e-11)
         torch.testing.assert_close(got.b, want.b, rtol=1e-9, atol=1e-11)
+    # train()'s GPU branch (device sampler, dense step, torch's optimizer), forced on the CPU
+    monkeypatch.setattr(TRAIN, "_draws_on_device", lambda device: True)
+    got = TRAIN.train(cfg, weight_decay=weight_decay, **kw)
+    torch.testing.assert_close(got.W, want.W, rtol=1e-9, atol=1e-11)
+    monkeypatch.undo()
     # and AdamW (the default) differs from it
     assert not torch.allclose(train(cfg, **{**kw, "optimizer": "adamw"}).W, want.W, atol=1e-6)
 
