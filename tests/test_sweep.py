@@ -87,7 +87,7 @@ def test_instance_seeds_equal_lone_runs():
     dens, seeds = [1.0, 0.1, 0.3], [3, 7, 3]
     imp = torch.tensor([[1, 0.9, 0.8, 2.0], [1, 0.9, 0.8, 0.5], [1, 0.9, 0.8, 1.0]])
     for kind, backend in (("relu_output", "fused"), ("abs", "fused"), ("relu_hidden", "reference")):
-        cfg = ToyModelConfig(4, 2, 3, feature_probability=torch.tensor(dens), importance=imp, kind=kind)
+        cfg = ToyModelConfig(4, 2, 3, feature_probability=torch.tensor(dens)[:, None], importance=imp, kind=kind)
         packed = train(cfg, steps=60, batch_size=16, lr=1e-2, progress=False, backend=backend, instance_seeds=seeds)
         for i in range(3):
             alone = train(

@@ -32,7 +32,11 @@ def test_train_fused_on_cpu_equals_its_step_loop():
 
 def test_first_steps_agree_and_final_losses_statistically_equal():
     cfg = ToyModelConfig(
-        20, 5, n_instances=8, feature_probability=20 ** -torch.linspace(0, 1, 8), importance=0.7 ** torch.arange(20.0)
+        20,
+        5,
+        n_instances=8,
+        feature_probability=(20 ** -torch.linspace(0, 1, 8))[:, None],
+        importance=0.7 ** torch.arange(20.0),
     )
     a = train(cfg, steps=5, batch_size=256, seed=2, backend="fused", progress=False, dtype=torch.float64)
     b = train(cfg, steps=5, batch_size=256, seed=2, backend="reference", progress=False, dtype=torch.float64)
@@ -73,7 +77,7 @@ def test_train_off_cpu_path_uses_device_sampler(monkeypatch):
 
 
 def test_save_load_round_trip(tmp_path):
-    cfg = small_config("relu_hidden", feature_probability=torch.tensor([0.5, 0.2, 0.05]))
+    cfg = small_config("relu_hidden", feature_probability=torch.tensor([[0.5], [0.2], [0.05]]))
     model = train(cfg, steps=3, batch_size=16, progress=False)
     model.save(str(tmp_path / "m"))
     back = ToyModel.load(str(tmp_path / "m"))
@@ -115,7 +119,7 @@ def test_bad_configs_rejected(kwargs, exc, text):
 
 
 def test_config_round_trip_and_tied():
-    cfg = small_config("abs", feature_probability=torch.tensor([0.5, 0.2, 0.05]))
+    cfg = small_config("abs", feature_probability=torch.tensor([[0.5], [0.2], [0.05]]))
     assert ToyModelConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
     assert not cfg.tied and all(small_config(k).tied for k in ("linear", "relu_output", "relu_hidden"))
 

@@ -41,7 +41,11 @@ def make_sampler(config: CCConfig, batch_size: int, seed: int = 0, dtype=torch.f
     """The batches of a CC run: the TMS sampler with ``kind="abs"`` (values uniform on [-1, 1)),
     independent features with each instance's probability."""
     tms_cfg = ToyModelConfig(
-        config.n_features, 1, n_instances=config.n_instances, feature_probability=config.probabilities(), kind="abs"
+        config.n_features,
+        1,
+        n_instances=config.n_instances,
+        feature_probability=torch.tensor(config.probabilities())[:, None],
+        kind="abs",
     )
     return BatchSampler(tms_cfg, batch_size, seed=seed, dtype=dtype)
 

@@ -116,7 +116,7 @@ def run(points: list[dict]) -> list[dict]:
         n,
         m,
         I,
-        feature_probability=dens,
+        feature_probability=dens[:, None],  # one density per instance
         importance=imp,
         kind=p0["kind"],
         correlated_pairs=int(p0["correlated_pairs"]),

@@ -1,7 +1,7 @@
 """Training a batch of toy models: the fused trainer and the plain einsum reference.
 
 Both trainers draw identical batches (``BatchSampler``), start from identical weights
-(``ToyModel(config, seed)``), and step AdamW (torch's, or on CPU the same update inside the fused
+(``ToyModel(config, seed)``), and step AdamW or Adam (torch's, or on CPU the same update inside the fused
 C++ step); they differ only in how the loss gradient is computed (``supcomp.ops.tms_step``):
 
 * ``backend="fused"``: on CPU one C++ call per step draws the batch, runs forward, loss and
@@ -19,15 +19,18 @@ instances (as in the TMS notebook), so each instance's gradient is that of its o
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..ops import tms_step
 from ..utils.progress import progress_bar
 from .config import ToyModelConfig
-from .data import BatchSampler, DeviceBatchSampler, SparseBatch
+from .data import BatchSampler, DeviceBatchSampler, SparseBatch, to_instance_major
 from .model import ToyModel
 
 BACKENDS = ("fused", "reference")
+OPTIMIZERS = ("adamw", "adam")
 
 
 def _set_grads(model: ToyModel, grads) -> torch.Tensor:
@@ -160,14 +163,40 @@ def reference_loss_and_grad(model: ToyModel, batch: SparseBatch) -> torch.Tensor
     return dense_loss_and_grad(model, batch.to_dense().to(model.W.device))
 
 
-def dense_loss_and_grad(model: ToyModel, x: torch.Tensor) -> torch.Tensor:
-    """The einsum step on a dense batch ``x [I, B, n]``; per-instance losses ``[I]``, sets ``.grad``."""
+def dense_loss_and_grad(model: ToyModel, x: torch.Tensor, layout: str = "IBn") -> torch.Tensor:
+    """The einsum step on a dense batch ``x [I, B, n]`` (``layout="BIn"``: ARENA's ``[B, I, n]``; never
+    inferred from the sizes); per-instance losses ``[I]``, sets ``.grad``."""
+    x = to_instance_major(x, layout, model.config.n_instances, model.config.n_features)
     model.zero_grad(set_to_none=True)
     target = x.abs() if model.config.kind == "abs" else x
     y = model(x)
     loss = (model.importance[:, None] * (y - target) ** 2).mean((1, 2))
     loss.sum().backward()
     return loss.detach()
+
+
+def resolve_weight_decay(optimizer: str, weight_decay: float | None) -> float:
+    """``weight_decay``, or the default of ``optimizer`` when None: 0.01 for ``"adamw"`` (the TMS
+    notebook's: torch's AdamW default), 0 for ``"adam"`` (ARENA's: torch's Adam default).
+
+    Raises:
+        ValueError: ``optimizer`` is not one of :data:`OPTIMIZERS`, or ``weight_decay`` is negative or not finite.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(
+            f"optimizer: expected one of {OPTIMIZERS} ('adamw': the notebook's, 'adam': ARENA's), got {optimizer!r}"
+        )
+    if weight_decay is None:
+        return 0.01 if optimizer == "adamw" else 0.0
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not 0 <= weight_decay < math.inf:
+        raise ValueError(f"weight_decay: expected a finite number >= 0, got {weight_decay!r}")
+    return float(weight_decay)
+
+
+def make_optimizer(optimizer: str, model: ToyModel, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``torch.optim.AdamW`` (``"adamw"``) or ``torch.optim.Adam`` (``"adam"``) over the model's parameters."""
+    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    return cls(list(model.parameters()), lr=lr, weight_decay=weight_decay)
 
 
 def _draws_on_device(device: torch.device) -> bool:
@@ -184,14 +213,21 @@ def train(
     device=None,
     progress: bool = True,
     backend: str = "fused",
-    weight_decay: float = 0.01,
+    weight_decay: float | None = None,
     log_every: int = 1,
     dtype=torch.float32,
     instance_seeds=None,
+    optimizer: str = "adamw",
 ) -> ToyModel:
-    """Train ``config.n_instances`` toy models at once with AdamW (constant ``lr``, ``weight_decay`` 0.01:
-    the TMS notebook's settings). Returns the ``ToyModel`` with ``loss_history`` logged every
-    ``log_every`` steps. ``seed`` fixes both the initial weights and every batch.
+    """Train ``config.n_instances`` toy models at once (constant ``lr``). Returns the ``ToyModel`` with
+    ``loss_history`` logged every ``log_every`` steps. ``seed`` fixes both the initial weights and every batch.
+
+    The optimizer, spelled out: ``optimizer="adamw"`` (default; the TMS notebook's): ``torch.optim.AdamW``,
+    decoupled weight decay, ``weight_decay`` 0.01 when None (torch's AdamW default, which the notebook
+    keeps). ``optimizer="adam"`` (ARENA's): ``torch.optim.Adam``, ``weight_decay`` 0 when None (a nonzero
+    one is Adam's L2 term, added to the gradient). Betas (0.9, 0.999) and eps 1e-8 (torch's) in both.
+    On CPU the fused backend runs AdamW, and Adam without decay (the same update), inside its C++ step;
+    Adam with an L2 term steps ``torch.optim.Adam`` after the fused gradient.
 
     ``instance_seeds`` (``[I]`` ints, optional) replaces ``seed`` per instance: instance i then trains
     exactly as a lone run (``n_instances=1``, its own probabilities and importances) with
@@ -199,6 +235,7 @@ def train(
     is what lets ``supcomp.sweep`` pack grid points into one run."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    weight_decay = resolve_weight_decay(optimizer, weight_decay)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps: expected a non-negative int, got {steps!r}")
     if not (lr > 0):
@@ -207,16 +244,23 @@ def train(
         raise ValueError(f"log_every: expected a positive int, got {log_every!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     model = ToyModel(config, seed=seed, device=device, dtype=dtype, instance_seeds=instance_seeds)
-    opt = None  # torch's AdamW, stepped after each step_fn; None where the step runs its own (FusedAdamW)
+    opt = None  # torch's optimizer, stepped after each step_fn; None where the step runs its own (FusedAdamW)
     if not _draws_on_device(device):
         sampler = BatchSampler(config, batch_size, seed=seed, dtype=dtype, instance_seeds=instance_seeds)
-        if backend == "fused":  # one C++ call: the batch drawn inside (same numbers as sampler.sample), AdamW too
+        if backend == "fused" and (optimizer == "adamw" or weight_decay == 0):
+            # one C++ call: the batch drawn inside (same numbers as sampler.sample), the update too
+            # (Adam without decay is AdamW with weight_decay 0)
             fused_opt = FusedAdamW(model, lr=lr, weight_decay=weight_decay)
 
             def step_fn(model, step):
                 return fused_sampled_adamw_step(model, sampler, step, fused_opt)
+        elif backend == "fused":  # Adam with an L2 term: the fused gradient, then torch's Adam
+            opt = make_optimizer(optimizer, model, lr, weight_decay)
+
+            def step_fn(model, step):
+                return fused_sampled_loss_and_grad(model, sampler, step)
         else:
-            opt = torch.optim.AdamW(list(model.parameters()), lr=lr, weight_decay=weight_decay)
+            opt = make_optimizer(optimizer, model, lr, weight_decay)
 
             def step_fn(model, step):
                 return reference_loss_and_grad(model, sampler.sample(step, copy=False))
@@ -229,7 +273,7 @@ def train(
             config, batch_size, seed=seed, dtype=dtype, device=device, instance_seeds=instance_seeds
         )
 
-        opt = torch.optim.AdamW(list(model.parameters()), lr=lr, weight_decay=weight_decay)
+        opt = make_optimizer(optimizer, model, lr, weight_decay)
 
         def step_fn(model, step):
             return dense_loss_and_grad(model, dsampler.sample(step))
