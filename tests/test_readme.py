@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -60,10 +61,10 @@ def code_blocks(path: Path) -> list[Block]:
     return out
 
 
-def run_python(block: Block) -> None:
+def run_python(block: Block, namespace: dict | None = None) -> None:
     # Leading newlines put the code at its README line numbers in tracebacks.
     code = compile("\n" * (block.line - 1) + block.code, str(block.path), "exec")
-    exec(code, {"__name__": "__readme__"})
+    exec(code, {"__name__": "__readme__"} if namespace is None else namespace)
 
 
 def run_toml(block: Block, folder: Path) -> None:
@@ -120,6 +121,11 @@ def test_docs_python_blocks_run(page, tmp_path, monkeypatch):
     if (ROOT / "examples").is_dir():
         (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
-    for block in code_blocks(page):
-        if block.lang == "python" and block.not_run is None:
-            run_python(block)
+    threads = torch.get_num_threads()
+    namespace = {"__name__": "__docs__"}  # a page is one session: its blocks run in order, in one namespace
+    try:
+        for block in code_blocks(page):
+            if block.lang == "python" and block.not_run is None:
+                run_python(block, namespace)
+    finally:
+        torch.set_num_threads(threads)  # a page may set the thread count for its timings
