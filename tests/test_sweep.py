@@ -138,6 +138,23 @@ def test_unpacked_rows_equal_points_run_alone(tmp_path):
     assert r["status"] == "ok" and r["n_features"] == 3 and r["steps"] == 40 and "dims_per_feature" in r
 
 
+def test_optimizer_axis_trains_each_point_with_its_optimizer(tmp_path):
+    """``optimizer`` is a shared parameter: Adam and AdamW points train apart, each as train() would alone."""
+    g = Grid(
+        "tms",
+        fixed={"n_features": 3, "n_hidden": 2, "steps": 30, "batch_size": 32},
+        axes={"optimizer": ["adamw", "adam"]},
+    )
+    s = run_sweep(g, out=str(tmp_path / "opt.jsonl"), progress=False)
+    assert (s.n_run, s.n_packs, s.n_failed) == (2, 2, 0)
+    rows = {r["optimizer"]: r for r in read_results(s.out)}
+    for name in ("adamw", "adam"):
+        model = train(ToyModelConfig(3, 2, n_instances=1), steps=30, batch_size=32, progress=False, optimizer=name)
+        W = model.W.detach().double()
+        assert rows[name]["frobenius_sq"] == pytest.approx(float(W.square().sum()), rel=1e-6), name
+    assert rows["adam"]["frobenius_sq"] != rows["adamw"]["frobenius_sq"]
+
+
 # ----------------------------------------------------------------------------- table, failures, resumption
 
 

@@ -7,8 +7,8 @@ Parameters (``required``: n_features, n_hidden):
   diagram's axis; default 1), ``importance_decay`` (feature i's importance is ``decay**i`` before the
   last feature's factor; default 1, i.e. uniform), ``seed`` (initial weights and batches; default 0);
 * shared by a packed run: ``n_features``, ``n_hidden``, ``kind`` (default ``"relu_output"``), ``steps``,
-  ``batch_size``, ``lr``, ``weight_decay`` (defaults: :func:`supcomp.tms.train`'s: 10,000, 1024, 1e-3,
-  0.01), ``backend`` (``"fused"``; ``"reference"`` for the plain einsum trainer), ``device`` (``"cpu"``),
+  ``batch_size``, ``lr``, ``optimizer`` (``"adamw"`` or ``"adam"``), ``weight_decay`` (defaults:
+  :func:`supcomp.tms.train`'s: 10,000, 1024, 1e-3, ``"adamw"``, and 0.01 for AdamW / 0 for Adam), ``backend`` (``"fused"``; ``"reference"`` for the plain einsum trainer), ``device`` (``"cpu"``),
   ``correlated_pairs`` / ``anticorrelated_pairs`` (0), ``quadrature_nodes`` (64: nodes per axis of the
   exact n=2 loss; its error is O(nodes^-2), about 2e-4 relative at 64, plenty to rank seeds, at a
   sixteenth of the cost of ``supcomp tms phase``'s 256, which would otherwise dominate a packed run).
@@ -46,7 +46,8 @@ DEFAULTS = dict(
     steps=10_000,
     batch_size=1024,
     lr=1e-3,
-    weight_decay=0.01,
+    optimizer="adamw",
+    weight_decay=None,
     backend="fused",
     device="cpu",
     correlated_pairs=0,
@@ -64,8 +65,9 @@ PARAMS = dict(
     kind=Param("str", choices=KINDS, doc="the model"),
     steps=Param("int", low=1, doc="training steps"),
     batch_size=Param("int", low=1, doc="samples per step"),
-    lr=Param("float", low=0, low_open=True, doc="AdamW learning rate"),
-    weight_decay=Param("float", low=0, doc="AdamW weight decay"),
+    lr=Param("float", low=0, low_open=True, doc="learning rate"),
+    optimizer=Param("str", choices=("adamw", "adam"), doc="AdamW (the TMS notebook's) or Adam (ARENA's)"),
+    weight_decay=Param("float", low=0, optional=True, doc="weight decay (None: 0.01 for AdamW, 0 for Adam)"),
     backend=Param("str", choices=("fused", "reference"), doc="the trainer"),
     device=Param("str", doc="torch device"),
     correlated_pairs=Param("int", low=0, doc="correlated feature pairs"),
@@ -79,6 +81,7 @@ _SHARED = (
     "steps",
     "batch_size",
     "lr",
+    "optimizer",
     "weight_decay",
     "backend",
     "device",
@@ -130,7 +133,8 @@ def run(points: list[dict]) -> list[dict]:
             steps=int(p0["steps"]),
             batch_size=int(p0["batch_size"]),
             lr=float(p0["lr"]),
-            weight_decay=float(p0["weight_decay"]),
+            optimizer=p0["optimizer"],
+            weight_decay=None if p0["weight_decay"] is None else float(p0["weight_decay"]),
             backend=p0["backend"],
             device=p0["device"],
             progress=False,
