@@ -218,6 +218,14 @@ def train(
     else:
         model = CCModel(config, seed=seed, device=device, dtype=dtype)
         start = 0
+    logger.info(
+        "cc: %d instances of %s, %d steps, batch %d, %s backend",
+        config.n_instances,
+        config.label(),
+        steps,
+        batch_size,
+        backend,
+    )
     sampler = make_sampler(config, batch_size, seed=seed, dtype=dtype)
     opt = torch.optim.AdamW([model.W_in, model.W_out], lr=lr, weight_decay=weight_decay)
     params = {"W_in": model.W_in, "W_out": model.W_out}

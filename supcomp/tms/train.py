@@ -247,6 +247,14 @@ def train(
     else:
         model = ToyModel(config, seed=seed, device=device, dtype=dtype, instance_seeds=instance_seeds)
         start = 0
+    logger.info(
+        "tms: %d instances of %s, %d steps, batch %d, %s backend",
+        config.n_instances,
+        config.kind,
+        steps,
+        batch_size,
+        backend,
+    )
     fused_opt = None
     opt = None  # torch's AdamW, stepped after each step_fn; None where the step runs its own (FusedAdamW)
     if not _draws_on_device(device):
