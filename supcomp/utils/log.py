@@ -45,5 +45,4 @@ def configure_logging(level: int = logging.WARNING) -> logging.Logger:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False  # the CLI owns the output; no second copy through the root logger
     return logger
