@@ -167,3 +167,13 @@ def test_callback_list_and_logging_callback(caplog):
     assert "step 3 loss 0.25 lr 0.1" in caplog.text
     with pytest.raises(TypeError, match="callables"):
         CallbackList(1)
+
+
+def test_wandb_adapter_with_real_wandb_offline(tmp_path, monkeypatch):
+    """With the wandb package: an offline run on disk, nothing sent over the network."""
+    pytest.importorskip("wandb", reason="optional: pip install wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    with WandbCallback(project="supcomp-test", dir=str(tmp_path)) as cb:
+        tms_train(ToyModelConfig(4, 2), steps=3, batch_size=4, progress=False, callback=cb)
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
