@@ -25,6 +25,7 @@ import os
 import torch
 
 from ..ops import tms_step
+from ..ops.tms_sample import instance_seed_tensor
 from ..utils.callbacks import loss_metrics
 from ..utils.optim_state import restore_torch_optimizer, torch_optimizer_tensors
 from ..utils.progress import progress_bar
@@ -239,7 +240,7 @@ def train(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable (step, loss, metrics), got {type(callback).__name__}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    hparams = _hparams(seed, instance_seeds, batch_size, lr, weight_decay, dtype)
+    hparams = _hparams(seed, instance_seeds, config.n_instances, batch_size, lr, weight_decay, dtype)
     if resume_from is not None:
         model = _resumed_model(resume_from, config, hparams, steps).to(device)
         start = model.training_state["steps_done"]
@@ -309,9 +310,10 @@ def train(
 
 
 # ---- training state for checkpoints and resumed runs ---------------------------------------------------
-def _hparams(seed, instance_seeds, batch_size, lr, weight_decay, dtype) -> dict:
+def _hparams(seed, instance_seeds, n_instances, batch_size, lr, weight_decay, dtype) -> dict:
     """The settings a resumed run must share with the saved one (JSON)."""
-    seeds = None if instance_seeds is None else [int(s) for s in torch.as_tensor(instance_seeds).reshape(-1).tolist()]
+    seeds = instance_seed_tensor(instance_seeds, n_instances)  # validated here, with its own error
+    seeds = None if seeds is None else seeds.tolist()
     return {
         "seed": int(seed),
         "instance_seeds": seeds,
