@@ -84,6 +84,22 @@ def test_cc_round_trip(tmp_path):
     for k, v in m.state_dict().items():
         assert torch.equal(v, back.state_dict()[k]), k
     assert back.training_state["steps_done"] == 4 and "d_mlp=4" in repr(back)
+    assert set(back.__dict__) >= set(m.__dict__)  # every attribute __init__ sets, load sets too
+
+
+def test_cc_load_draws_no_initialisation(tmp_path, monkeypatch):
+    import supcomp.cc.model as cc_model
+
+    m = CCModel(CCConfig(**CC_SMALL), seed=5)
+    m.save(tmp_path / "m")
+
+    def boom(*a, **k):
+        raise AssertionError("load built the fixed matrices / initial weights")
+
+    monkeypatch.setattr(cc_model.mixing, "build", boom)
+    monkeypatch.setattr(cc_model.mixing, "instance_generator", boom)
+    back = CCModel.load(tmp_path / "m")
+    assert torch.equal(back.W_E, m.W_E) and torch.equal(back.W_in, m.W_in) and back.seed == 5
 
 
 # ---------------------------------------------------------------- damaged, truncated, foreign files
