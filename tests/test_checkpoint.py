@@ -300,6 +300,7 @@ def _kill_run(tmp_path, kills, seed):
     return counts
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the driver forks its writers (POSIX)")
 def test_writer_killed_mid_save_leaves_old_or_new_checkpoint(tmp_path):
     """150 SIGKILLs at random moments of a save loop (A, B, A, ...): every load is exactly A or B (or no
     file yet), never a mix or a damaged file (~10 s)."""
@@ -307,6 +308,7 @@ def test_writer_killed_mid_save_leaves_old_or_new_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the driver forks its writers (POSIX)")
 @pytest.mark.skipif(not os.environ.get("SUPCOMP_LONG_TESTS"), reason="long variant: set SUPCOMP_LONG_TESTS=1")
 def test_writer_killed_mid_save_long(tmp_path):
     _kill_run(tmp_path, 1000, seed=1)

@@ -150,7 +150,10 @@ class ToyModel(nn.Module):
             raise CheckpointError(f"{ckpt.path}: the stored config is not a valid ToyModelConfig ({e})") from e
         optimizer_state = split_optimizer_tensors(tensors)
         model = cls._from_tensors(config, tensors, ckpt.path)
-        model.training_state = ckpt.meta.get("training")
+        training = ckpt.meta.get("training")
+        if training is not None and not isinstance(training, dict):
+            raise CheckpointError(f"{ckpt.path}: the stored training state is not a JSON object (damaged file)")
+        model.training_state = training
         model.optimizer_state = optimizer_state or None
         return model.to(device) if device is not None else model
 
