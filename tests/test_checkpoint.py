@@ -219,6 +219,8 @@ def test_tms_resume_equals_one_run_bitwise(tmp_path, backend, kind):
         assert torch.equal(v, resumed.state_dict()[k]), k
     assert torch.equal(one.loss_history, resumed.loss_history) and one.loss_steps == resumed.loss_steps
     assert resumed.training_state["steps_done"] == 40
+    again = tms_train(cfg, **kw, resume_from=resumed)  # nothing left to do: the same model, history intact
+    assert again.loss_steps == one.loss_steps and torch.equal(again.loss_history, one.loss_history)
 
 
 @pytest.mark.parametrize("backend", ["fused", "reference"])

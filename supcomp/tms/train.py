@@ -286,7 +286,7 @@ def train(
 
     if start:
         _restore_optimizer(model, opt, fused_opt)
-    history, logged = _resumed_history(model, start, log_every)
+    history, logged = _resumed_history(model, start, steps, log_every)
     state = dict(hparams, steps=steps, backend=backend, log_every=log_every)
     bar = progress_bar(range(start, steps), desc=f"tms {config.kind} I={config.n_instances}", enabled=progress)
     for step in bar:
@@ -394,10 +394,11 @@ def _restore_optimizer(model: ToyModel, opt, fused_opt):
         restore_torch_optimizer(opt, _named_params(model), tensors, steps)
 
 
-def _resumed_history(model: ToyModel, start: int, log_every: int) -> tuple[list, list]:
-    """The saved history up to ``start`` on this run's ``log_every`` grid (the saved run's extra entry at
-    its last step is dropped, so a resumed run logs what an uninterrupted one does)."""
+def _resumed_history(model: ToyModel, start: int, steps: int, log_every: int) -> tuple[list, list]:
+    """The saved history up to ``start`` on this run's logging grid (every ``log_every`` steps and step
+    ``steps - 1``): the saved run's entry at its own last step is dropped when it is off that grid, so a
+    resumed run logs what an uninterrupted one does."""
     if not start:
         return [], []
-    keep = [i for i, s in enumerate(model.loss_steps) if s < start and s % log_every == 0]
+    keep = [i for i, s in enumerate(model.loss_steps) if s < start and (s % log_every == 0 or s == steps - 1)]
     return [model.loss_history[i].float() for i in keep], [model.loss_steps[i] for i in keep]
