@@ -315,13 +315,22 @@ def _hparams(seed, instance_seeds, n_instances, batch_size, lr, weight_decay, dt
     seeds = instance_seed_tensor(instance_seeds, n_instances)  # validated here, with its own error
     seeds = None if seeds is None else seeds.tolist()
     return {
-        "seed": int(seed),
+        "seed": _plain(seed, int),
         "instance_seeds": seeds,
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "weight_decay": float(weight_decay),
+        "batch_size": _plain(batch_size, int),
+        "lr": _plain(lr, float),
+        "weight_decay": _plain(weight_decay, float),
         "dtype": str(dtype).replace("torch.", ""),
     }
+
+
+def _plain(value, kind):
+    """``value`` as a JSON number; a value that is not one is kept as its repr (and rejected, with its
+    name, by the sampler or optimizer that validates it)."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return repr(value)
 
 
 def _named_params(model: ToyModel) -> dict:
