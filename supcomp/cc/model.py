@@ -49,6 +49,9 @@ class CCModel(nn.Module):
     Initialisation: kaiming-uniform (gain √2, bound ``sqrt(6 / fan_in)``; the Bhagat et al. code's
     ``kaiming_uniform_``) from each instance's own generator, in float64 then cast.
     ``loss_history [n_logged, I]``: training-batch MSE (mean over features and batch) at ``loss_steps``.
+
+    Raises:
+        ValueError: ``seed`` is not a non-negative int.
     """
 
     def __init__(self, config: CCConfig, seed: int = 0, device=None, dtype=torch.float32):
@@ -79,6 +82,7 @@ class CCModel(nn.Module):
 
     @property
     def residual(self) -> bool:
+        """Whether this is the residual (APD) model rather than the plain-MLP control."""
         return self.config.model == "residual"
 
     def folded(self):
@@ -100,14 +104,17 @@ class CCModel(nn.Module):
         return torch.einsum("ibm,inm->ibn", h, self.W_out)
 
     def labels(self, x: torch.Tensor) -> torch.Tensor:
-        """Targets for dense ``x [I, B, n]`` -> ``[I, B, n]``: ``x + relu(x)`` (residual) or
-        ``relu(x) + x Mᵀ`` (mlp)."""
+        """Targets for dense ``x [I, B, n]`` (the model's float dtype) -> ``[I, B, n]``: ``x + relu(x)``
+        (residual) or ``relu(x) + x Mᵀ`` (mlp)."""
         if self.residual:
             return x + torch.relu(x)
         return torch.relu(x) + torch.einsum("ibj,inj->ibn", x, self.M)
 
     def final_loss(self, last: int = 100) -> torch.Tensor:
-        """Mean logged training loss over the last ``last`` logged points, ``[I]``."""
+        """Mean logged training loss over the last ``last`` logged points, ``[I]`` float32.
+
+        Raises:
+            ValueError: the model has not been trained (no logged loss)."""
         if self.loss_history.shape[0] == 0:
             raise ValueError("loss_history: the model has not been trained")
         return self.loss_history[-last:].mean(0)

@@ -70,10 +70,12 @@ class ToyModel(nn.Module):
 
     @property
     def decoder(self) -> torch.Tensor:
+        """The read-out weights ``[I, n_features, n_hidden]``: ``W_out`` (``kind="abs"``), else ``W`` (tied)."""
         return self.W if self.W_out is None else self.W_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Dense inputs ``x [I, B, n]`` -> outputs ``[I, B, n]`` (plain einsum; for inspection)."""
+        """Dense inputs ``x [I, B, n]`` (the weights' float dtype) -> outputs ``[I, B, n]`` (plain einsum;
+        for inspection)."""
         kind = self.config.kind
         h = torch.einsum("ibn,inm->ibm", x, self.W)
         if kind in ("relu_hidden", "abs"):
@@ -82,7 +84,10 @@ class ToyModel(nn.Module):
         return y if kind == "linear" else torch.relu(y)
 
     def final_loss(self, last: int = 100) -> torch.Tensor:
-        """Mean logged loss over the last ``last`` logged points, ``[I]``."""
+        """Mean logged loss over the last ``last`` logged points, ``[I]`` float32.
+
+        Raises:
+            ValueError: the model has not been trained (no logged loss)."""
         if self.loss_history.shape[0] == 0:
             raise ValueError("loss_history: the model has not been trained")
         return self.loss_history[-last:].mean(0)

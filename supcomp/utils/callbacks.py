@@ -33,7 +33,9 @@ __all__ = [
 
 @runtime_checkable
 class TrainingCallback(Protocol):
-    """The protocol: ``callback(step: int, loss: float, metrics: dict[str, float]) -> None``."""
+    """The protocol: ``callback(step: int, loss: float, metrics: dict[str, float]) -> None``.
+
+    A protocol for type checks and ``isinstance`` only: instantiating it raises TypeError."""
 
     def __call__(self, step: int, loss: float, metrics: dict) -> None: ...
 
@@ -49,7 +51,10 @@ def loss_metrics(losses: torch.Tensor, lr: float) -> tuple[float, dict]:
 
 class CallbackList:
     """Several callbacks called in turn, in the order given (None entries are skipped); ``close()``
-    closes each one that has a ``close``."""
+    closes each one that has a ``close``.
+
+    Raises:
+        TypeError: an entry is neither None nor callable."""
 
     def __init__(self, *callbacks):
         for c in callbacks:
@@ -62,6 +67,7 @@ class CallbackList:
             c(step, loss, metrics)
 
     def close(self):
+        """Close every callback that has a ``close`` method, in order."""
         for c in self.callbacks:
             if hasattr(c, "close"):
                 c.close()

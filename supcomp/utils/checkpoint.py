@@ -8,11 +8,13 @@ uses its own temporary name.
 
 The header's ``__metadata__`` (strings only, as safetensors requires) holds:
 
-* ``format``: ``"supcomp.checkpoint"``; ``format_version``: ``"1"``;
+* ``format``: ``FORMAT`` = ``"supcomp.checkpoint"``; ``format_version``: ``FORMAT_VERSION`` = ``"1"``;
 * ``kind``: what the file holds (``"tms.ToyModel"``, ``"cc.CCModel"``, ...);
 * ``supcomp_version``: the library version that wrote it;
 * ``meta``: JSON with the rest (config, seed, training state: steps done, learning rate, batch size, ...);
 * ``crc32``: JSON ``{tensor name: CRC-32 of its bytes}``, so a damaged file is detected on load.
+
+A folder given as the path holds its checkpoint as ``FILE_NAME`` = ``model.safetensors``.
 
 Loading checks all of it and raises :class:`CheckpointError` (a ``ValueError``) for a damaged, truncated,
 foreign or newer-format file, and :class:`CheckpointNotFoundError` when there is no file.
@@ -86,7 +88,10 @@ class Checkpoint:
 
 def checkpoint_file(path) -> str:
     """The file a checkpoint ``path`` names: ``path`` itself when it ends in ``.safetensors``, else
-    ``path/model.safetensors`` (``path`` is a folder)."""
+    ``path/model.safetensors`` (``path`` is a folder).
+
+    Raises:
+        TypeError: ``path`` is not a str or os.PathLike of a str."""
     path = os.fspath(path)
     if not isinstance(path, str):
         raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
@@ -276,9 +281,10 @@ _TENSOR = "__tensor__"
 
 
 def pack_values(values: dict, tensors: dict, prefix: str) -> dict:
-    """JSON-safe copy of ``values`` (e.g. a config's fields): each torch tensor or numpy array value is
-    moved into ``tensors`` as ``prefix + key`` and replaced by ``{"__tensor__": name, "numpy": bool}``,
-    so that :func:`unpack_values` gives back the same types (a list stays a list, a tensor a tensor)."""
+    """JSON-safe copy of ``values`` (e.g. a config's fields): each torch tensor or numpy array value (any
+    shape and dtype) is copied into ``tensors`` (name -> tensor) as ``prefix + key`` and replaced by
+    ``{"__tensor__": name, "numpy": bool}``, so that :func:`unpack_values` gives back the same types,
+    shapes and dtypes (a list stays a list, a float64 tensor a float64 tensor)."""
     out = {}
     for k, v in values.items():
         is_numpy = type(v).__module__ == "numpy" and hasattr(v, "dtype") and hasattr(v, "shape")
@@ -292,7 +298,8 @@ def pack_values(values: dict, tensors: dict, prefix: str) -> dict:
 
 
 def unpack_values(values: dict, tensors: dict) -> dict:
-    """The inverse of :func:`pack_values` (removes the named tensors from ``tensors``).
+    """The inverse of :func:`pack_values`: the named tensors (any shape and dtype) are removed from
+    ``tensors`` and put back as values (numpy arrays where they were numpy).
 
     Raises:
         CheckpointError: a named tensor is missing."""

@@ -1,6 +1,6 @@
 """An optimizer's state as named tensors, for checkpoints a run can resume from.
 
-The form is independent of the optimizer object: ``{"optim.<key>.<param name>": tensor}`` (e.g.
+The form is independent of the optimizer object (``PREFIX`` = ``"optim."``): ``{"optim.<key>.<param name>": tensor}`` (e.g.
 ``optim.exp_avg.W``, ``optim.exp_avg_sq.b``) plus the number of steps taken, so a checkpoint written by
 one trainer (torch's AdamW, or a fused step that keeps the same moments itself) resumes in another.
 """
