@@ -35,6 +35,10 @@ PUBLIC = [
     "supcomp.utils.progress",
     "supcomp.utils.threads",
     "supcomp.utils.timing",
+    "supcomp.utils.checkpoint",
+    "supcomp.utils.callbacks",
+    "supcomp.utils.log",
+    "supcomp.utils.optim_state",
 ]
 
 # Implementation modules (exact names, or fnmatch patterns).
@@ -68,9 +72,6 @@ PENDING = {
     "supcomp.nn",
     "supcomp.tms",  # toy models: arena, persist
     "supcomp.tms.*",
-    "supcomp.cc.model",  # checkpoints and callbacks (persist)
-    "supcomp.cc.train",
-    "supcomp.utils.progress",  # progress bars (persist)
     "supcomp.sae",  # new package (sae); add "supcomp.sae" to PUBLIC when merged
     "supcomp.sae.*",
 }

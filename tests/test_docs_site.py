@@ -45,6 +45,10 @@ API_PAGES = {
     "supcomp.utils.progress": "utils",
     "supcomp.utils.threads": "utils",
     "supcomp.utils.timing": "utils",
+    "supcomp.utils.checkpoint": "utils",
+    "supcomp.utils.callbacks": "utils",
+    "supcomp.utils.log": "utils",
+    "supcomp.utils.optim_state": "utils",
 }
 
 

@@ -166,27 +166,27 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     print(format_table(rows))
     path = save_figure(plot_superposition(rows), os.path.join(out_dir, "superposition.png"), dpi=120)
     print(f"plot: {path}")
-    print("\n== 2. ", end="")
+    # Each numbered heading is printed with its finished section (a heading printed before the section
+    # would share its line with the section's progress bars, which clear that line when they end).
     from .tms.experiments import demo_section
 
     text = demo_section(out_dir=os.path.join(out_dir, "tms"), progress=progress)
-    print(text.replace("== Toy Models", "Toy Models", 1))
-    print("\n== 3. ", end="")
+    print("\n== 2. " + text.replace("== Toy Models", "Toy Models", 1))
     from .circuits import demo_section as circuits_section
 
-    print(circuits_section(progress=progress))
+    print("\n== 3. " + circuits_section(progress=progress))
     print("\n== 4. Compressed computation (Braun et al. 2025) and its mixing-matrix controls (Bhagat et al. 2025) ==")
     from .cc import demo_section as cc_section
 
     print(cc_section(progress=progress))
-    print("\n== 5. ", end="")
     from .uand import demo_section as uand_section
 
-    print(uand_section(progress=progress))
+    print("\n== 5. " + uand_section(progress=progress))
     if bench:
         print("\n== 6. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
         with progress_bar(total=4, desc="benchmarks", enabled=progress) as bar:
-            print(format_ratios(quick_ratios(progress=bar)))
+            ratios = quick_ratios(progress=bar)
+        print(format_ratios(ratios))  # after the bar is closed and cleared
         print("Full suite with GB/s, GFLOP/s and peak memory: `make bench` -> benchmarks/RESULTS.md")
     print(f"\ndone in {time.time() - t0:.1f} s")
     return rows
