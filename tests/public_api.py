@@ -70,8 +70,6 @@ PENDING = {
     "supcomp.ops.*",
     "supcomp.sparse",
     "supcomp.nn",
-    "supcomp.tms",  # toy models: arena, persist
-    "supcomp.tms.*",
     "supcomp.sae",  # new package (sae); add "supcomp.sae" to PUBLIC when merged
     "supcomp.sae.*",
 }
