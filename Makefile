@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.supcomp-installed
 
-.PHONY: demo test lint format sanitize bench bench-sweep install clean
+.PHONY: demo test lint format sanitize bench bench-sweep install docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: lint
 sanitize: $(STAMP)
 	$(PY) tools/sanitize.py
 
+# The documentation site (mkdocs Material + mkdocstrings, mkdocs.yml) into site/. --strict: a broken link,
+# a page missing from the nav or an API reference that does not resolve fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 bench: $(STAMP)
 	$(PY) benchmarks/report.py
 
@@ -51,4 +56,4 @@ bench-sweep: $(STAMP)
 	$(PY) benchmarks/sweep_tms.py --append benchmarks/RESULTS.md
 
 clean:
-	rm -rf build *.egg-info supcomp/_C*.so $(VENV)
+	rm -rf build site *.egg-info supcomp/_C*.so $(VENV)

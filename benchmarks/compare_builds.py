@@ -50,7 +50,7 @@ else:
 
     I, n, m = (100, 400, 30) if "I=100 " in name else (1000, 20, 5)
     cfg = ToyModelConfig(n_instances=I, n_features=n, n_hidden=m,
-                         feature_probability=torch.logspace(0, -1.30103, I).tolist())
+                         feature_probability=torch.logspace(0, -1.30103, I)[:, None].expand(I, n).tolist())
     model, sampler = ToyModel(cfg), BatchSampler(cfg, 1024)
     opt = FusedAdamW(model)
 

@@ -6,8 +6,38 @@ import argparse
 import sys
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``supcomp X.Y.Z`` and exit; with ``-v`` also the build information
+    (``supcomp.build_info()``, where this version of supcomp has it)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import supcomp
+
+        print(f"supcomp {supcomp.__version__}")
+        argv = getattr(parser, "_supcomp_argv", None) or sys.argv[1:]
+        verbose = any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
+        build_info = getattr(supcomp, "build_info", None)
+        if verbose and build_info is not None:
+            info = build_info()
+            for k, v in info.items() if isinstance(info, dict) else [("build", info)]:
+                print(f"{k}: {v}")
+        parser.exit()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="supcomp", description="Compiled kernels for computation in superposition.")
+    parser._supcomp_argv = list(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit (-v: build details too)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log messages on stderr (-v: info, -vv: debug)"
+    )
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="fewer log messages (-q: errors only)")
+    parser.add_argument(
+        "--no-progress", dest="global_no_progress", action="store_true", help="no progress bars (any subcommand)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="a short tour: tables on stdout, plots in ./supcomp-report/")
     demo.add_argument("--out", default="supcomp-report", help="folder for the plots (default: %(default)s)")
@@ -64,6 +94,7 @@ def main(argv=None) -> int:
     uand.add_argument("--no-capacity", action="store_true", help="skip the capacity sweep")
     uand.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    _configure(args)
     if args.command == "demo":
         from .studies.demo import run
 
@@ -145,6 +176,20 @@ def main(argv=None) -> int:
         print(f"CPU float32 backend: {dispatch.backend_name(torch.device('cpu'), torch.float32)}")
         print(f"Triton available: {dispatch.triton_available()}, CUDA available: {torch.cuda.is_available()}")
     return 0
+
+
+def _configure(args):
+    """Logging handler and level from -v / -q; the global progress switch from --no-progress (also for
+    worker processes, through the environment)."""
+    import os
+
+    from .utils.log import configure_logging, verbosity_level
+    from .utils.progress import set_progress_enabled
+
+    configure_logging(verbosity_level(args.verbose, args.quiet))
+    if args.global_no_progress:
+        set_progress_enabled(False)
+        os.environ["SUPCOMP_NO_PROGRESS"] = "1"
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ computed and returned in float32), and are differentiable. ``Ŵ_i = W_i / ‖W_i
 ``superposition_summary(W)``           all the numeric ones at once        dict
 =====================================  =================================================
 
+``STRUCTURES`` maps each named structure (antipodal pair, triangle, pentagon, ...) to the size of its group,
+its dimensionality and its cosine profile; ``geometry`` labels features with these names.
+
 Bad input raises before any computation: ``TypeError`` naming ``W`` for a non-tensor or
 a non-floating dtype, ``ValueError`` naming ``W`` for a wrong number of dimensions or an
 empty hidden size ``m = 0``.

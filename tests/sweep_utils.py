@@ -1,6 +1,8 @@
 """Shared helpers of the sweep tests: a small TMS grid and table comparison."""
 
-from supcomp.sweep import Grid
+import contextlib
+
+from supcomp.sweep import Experiment, Grid
 
 #: columns that legitimately differ between runs of the same point (timing, where and how it ran)
 VOLATILE = {"run_s", "pack_s", "pack_size", "finished_at", "executor", "machine", "attempt"}
@@ -37,3 +39,43 @@ def _dying():
 
 
 DYING = _dying()
+
+
+def _failing_run(points):
+    """A test adapter: a point with negative ``x`` raises; the others return ``y = 2x``."""
+    bad = [p["x"] for p in points if p["x"] < 0]
+    if bad:
+        raise ValueError(f"x: negative values {bad} are refused by this adapter")
+    return [{"y": p["x"] * 2} for p in points]
+
+
+FAILING = Experiment("failing", _failing_run, per_instance=frozenset({"x"}), required=("x",))
+
+
+def _sleepy_run(points):
+    """A test adapter: writes ``<dir>/<pid>`` and sleeps ``sleep`` seconds (the worker-death test kills the
+    driver meanwhile)."""
+    import os
+    import time
+
+    open(os.path.join(points[0]["dir"], str(os.getpid())), "w").close()
+    time.sleep(points[0]["sleep"])
+    return [{"y": p["x"]} for p in points]
+
+
+SLEEPY = Experiment("sleepy", _sleepy_run, per_instance=frozenset(), required=("x", "sleep", "dir"))
+
+
+@contextlib.contextmanager
+def restore_registry():
+    """Experiments registered inside stay inside (error messages elsewhere list the registered names)."""
+    from supcomp.sweep import registry
+
+    saved = dict(registry._REGISTRY), dict(registry._LOADED)
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved[0])
+        registry._LOADED.clear()
+        registry._LOADED.update(saved[1])

@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-from supcomp.studies.demo import format_table, plot, superposition_table
+from supcomp.studies.demo import format_table, plot_superposition, superposition_table
+from supcomp.utils.figures import save_figure
 
 
 def test_info_runs():
@@ -22,5 +23,5 @@ def test_demo_table_and_plot(tmp_path):
     wide = {(r["d"], r["p"]): r["mse_best"] for r in rows}
     assert wide[(64, 0.05)] < wide[(16, 0.05)]  # more neurons, less interference
     assert "top-k recall" in format_table(rows)
-    plot(rows, tmp_path / "p.png")
+    save_figure(plot_superposition(rows), str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 10_000

@@ -16,10 +16,14 @@ def test_import_supcomp_imports_no_matplotlib_or_triton():
 # Each snippet runs in a fresh process whose backend is set to "svg" first: a plot function that
 # called matplotlib.use or created its figure through pyplot would change or open it.
 SNIPPETS = {
-    "demo": "from supcomp.studies.demo import plot, superposition_table\n"
-    "plot(superposition_table(n=64, batch=64, widths=(8,), densities=(0.1,), progress=False), OUT + '.png')",
+    "demo": "from supcomp.studies.demo import plot_superposition, superposition_table\n"
+    "from supcomp.utils.figures import save_figure\n"
+    "rows = superposition_table(n=64, batch=64, widths=(8,), densities=(0.1,), progress=False)\n"
+    "save_figure(plot_superposition(rows), OUT + '.png')",
     "uand": "from supcomp.studies.uand import error_table, plot_errors\n"
-    "plot_errors(error_table(40, 200, 0.3, s_values=[2, 3], batch=4, progress=False, extra_samples=0), OUT + '.pdf')",
+    "from supcomp.utils.figures import save_figure\n"
+    "rows = error_table(40, 200, 0.3, s_values=[2, 3], batch=4, progress=False, extra_samples=0)\n"
+    "save_figure(plot_errors(rows), OUT + '.pdf')",
     "figures": "from supcomp.utils.figures import new_figure, save_figure\n"
     "fig, ax = new_figure()\nax.plot([0, 1])\nsave_figure(fig, OUT + '.svg')",
 }

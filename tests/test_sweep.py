@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from sweep_utils import by_key, small_grid
+from sweep_utils import by_key, restore_registry, small_grid
 
 from supcomp.sweep import Experiment, Grid, load_grid, plan, read_results, register, run_sweep
 from supcomp.sweep.grid import expand_axis
@@ -12,6 +12,12 @@ from supcomp.sweep.packing import pack
 from supcomp.tms import ToyModelConfig, train
 
 # ----------------------------------------------------------------------------- grids
+
+
+@pytest.fixture(autouse=True)
+def _registry():
+    with restore_registry():
+        yield
 
 
 def test_axis_specs():
@@ -81,7 +87,7 @@ def test_instance_seeds_equal_lone_runs():
     dens, seeds = [1.0, 0.1, 0.3], [3, 7, 3]
     imp = torch.tensor([[1, 0.9, 0.8, 2.0], [1, 0.9, 0.8, 0.5], [1, 0.9, 0.8, 1.0]])
     for kind, backend in (("relu_output", "fused"), ("abs", "fused"), ("relu_hidden", "reference")):
-        cfg = ToyModelConfig(4, 2, 3, feature_probability=torch.tensor(dens), importance=imp, kind=kind)
+        cfg = ToyModelConfig(4, 2, 3, feature_probability=torch.tensor(dens)[:, None], importance=imp, kind=kind)
         packed = train(cfg, steps=60, batch_size=16, lr=1e-2, progress=False, backend=backend, instance_seeds=seeds)
         for i in range(3):
             alone = train(
@@ -132,19 +138,37 @@ def test_unpacked_rows_equal_points_run_alone(tmp_path):
     assert r["status"] == "ok" and r["n_features"] == 3 and r["steps"] == 40 and "dims_per_feature" in r
 
 
+def test_optimizer_axis_trains_each_point_with_its_optimizer(tmp_path):
+    """``optimizer`` is a shared parameter: Adam and AdamW points train apart, each as train() would alone."""
+    g = Grid(
+        "tms",
+        fixed={"n_features": 3, "n_hidden": 2, "steps": 30, "batch_size": 32},
+        axes={"optimizer": ["adamw", "adam"]},
+    )
+    s = run_sweep(g, out=str(tmp_path / "opt.jsonl"), progress=False)
+    assert (s.n_run, s.n_packs, s.n_failed) == (2, 2, 0)
+    rows = {r["optimizer"]: r for r in read_results(s.out)}
+    for name in ("adamw", "adam"):
+        model = train(ToyModelConfig(3, 2, n_instances=1), steps=30, batch_size=32, progress=False, optimizer=name)
+        W = model.W.detach().double()
+        assert rows[name]["frobenius_sq"] == pytest.approx(float(W.square().sum()), rel=1e-6), name
+    assert rows["adam"]["frobenius_sq"] != rows["adamw"]["frobenius_sq"]
+
+
 # ----------------------------------------------------------------------------- table, failures, resumption
 
 
 def test_failing_point_recorded_and_retried(tmp_path):
-    g = small_grid(density=[0.5, 0.0, 0.1], seed=[0, 1])  # density 0 is invalid
+    register("failing", "sweep_utils:FAILING")
+    g = Grid("failing", axes={"x": [1, -1, 2, -2, 3, 4]}, max_instances=256)  # x < 0 fails
     out = str(tmp_path / "r.parquet")
     s = run_sweep(g, out=out, progress=False)
-    assert (s.n_points, s.n_run, s.n_failed) == (6, 6, 2)
+    assert (s.n_points, s.n_run, s.n_failed, s.n_packs) == (6, 6, 2, 1)  # one pack, rerun point by point
     rows = read_results(out)
     bad = [r for r in rows if r["status"] == "error"]
-    assert len(rows) == 6 and {r["density"] for r in bad} == {0.0}
-    assert all("feature_probability" in r["error"] and r.get("loss") is None for r in bad)
-    assert all(r["loss"] > 0 for r in rows if r["status"] == "ok")
+    assert len(rows) == 6 and {r["x"] for r in bad} == {-1, -2}
+    assert all("negative" in r["error"] and r.get("y") is None for r in bad)
+    assert sorted(r["y"] for r in rows if r["status"] == "ok") == [2, 4, 6, 8]
     import pyarrow.parquet as pq
 
     t = pq.read_table(out).to_pylist()
@@ -195,7 +219,7 @@ def test_plot_from_table(tmp_path):
     from supcomp.cli import main
 
     assert main(["sweep", "plot", out, "--out", str(tmp_path / "png")]) == 0
-    paths = [str(tmp_path / "png" / n) for n in ("tms_phase.png", "tms_dimensionality.png")]
+    paths = [str(tmp_path / "png" / n) for n in ("ph-tms_phase.png", "ph-tms_dimensionality.png")]
     for p in paths:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -236,6 +260,18 @@ def test_pool_worker_death_retried_then_recorded(tmp_path):
     assert all("died 1 times" in r["error"] for r in read_results(s.out))
 
 
+def _saves_png(figs, tmp_path):
+    """An adapter's standard figures: one or more matplotlib Figures that save as PNG."""
+    from matplotlib.figure import Figure
+
+    from supcomp.utils.figures import save_figure
+
+    assert figs and all(isinstance(f, Figure) for f in figs.values())
+    for name, fig in figs.items():
+        with open(save_figure(fig, str(tmp_path / "png" / f"{name}.png")), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_circuits_adapter_matches_error_row_and_plots(tmp_path):
     """The circuits adapter: one row per configuration, equal to error_row called directly."""
     from supcomp.studies.circuits import error_row
@@ -249,9 +285,7 @@ def test_circuits_adapter_matches_error_row_and_plots(tmp_path):
     direct = error_row("rotations", 12, 30, 5, 2, 3, 16, seed=0)
     assert rows[1]["total"] == pytest.approx(direct["total"], rel=1e-6)
     assert rows[0]["read_in"] == 0.0 and rows[1]["read_in"] > 0
-    paths = get("circuits").plot(rows, str(tmp_path / "png"))
-    with open(paths[0], "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    _saves_png(get("circuits").plot(rows), tmp_path)
 
 
 def test_cc_adapter_rows_and_plot(tmp_path):
@@ -283,9 +317,7 @@ def test_cc_adapter_rows_and_plot(tmp_path):
         assert r["ratio_to_naive"] == pytest.approx(r["loss_per_feature"] / r["naive"])
     again = run_sweep(g, out=str(tmp_path / "cc2.jsonl"), progress=False)
     assert sorted(r["loss_per_feature"] for r in read_results(again.out)) == sorted(r["loss_per_feature"] for r in rows)
-    paths = get("cc").plot(rows, str(tmp_path / "png"))
-    with open(paths[0], "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    _saves_png(get("cc").plot(rows), tmp_path)
 
 
 def test_uand_adapter_matches_error_table_and_plots(tmp_path):
@@ -301,6 +333,4 @@ def test_uand_adapter_matches_error_table_and_plots(tmp_path):
     direct = error_table(60, 300, 0.2, s_values=[4], batch=8, seed=0, progress=False, extra_samples=64)[0]
     assert rows[1]["one_mean"] == pytest.approx(direct["one_mean"], rel=1e-9)
     assert rows[0]["both_mean"] == pytest.approx(0.0, abs=1e-6)  # s = 2, both on: exact
-    paths = get("uand").plot(rows, str(tmp_path / "png"))
-    with open(paths[0], "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    _saves_png(get("uand").plot(rows), tmp_path)

@@ -3,7 +3,9 @@
 import subprocess
 import sys
 
-from supcomp.studies.uand import capacity, error_table, format_capacity, format_error_table, plot_capacity, plot_errors
+from supcomp.studies.uand import capacity, error_table, format_capacity, format_error_table
+from supcomp.studies.uand_plots import plot_capacity, plot_errors
+from supcomp.utils.figures import save_figure
 
 
 def test_error_table_tracks_theory_and_plots(tmp_path):
@@ -18,7 +20,7 @@ def test_error_table_tracks_theory_and_plots(tmp_path):
             assert abs(r[name + "_mean"] - th) < max(0.15 * th, 5 * sd / 16), (r["s"], name, r)
             assert r[name + "_max"] >= r[name + "_mean"]
     assert "none: mean" in format_error_table(rows)
-    plot_errors(rows, tmp_path / "e.png")
+    save_figure(plot_errors(rows), str(tmp_path / "e.png"))
     assert (tmp_path / "e.png").stat().st_size > 10_000
 
 
@@ -29,7 +31,7 @@ def test_capacity_sweep(tmp_path):
         ds = [r["d_min"] for r in rows if r["superposed"] == emb]
         assert ds == sorted(ds)  # the search never goes below the previous m's d
     assert "superposed" in format_capacity(rows)
-    plot_capacity(rows, tmp_path / "c.png")
+    save_figure(plot_capacity(rows), str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").stat().st_size > 10_000
 
 

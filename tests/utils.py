@@ -182,7 +182,7 @@ def small_tms_config(kind, **kw):
         n_features=37,
         n_hidden=6,
         n_instances=3,
-        feature_probability=[1.0, 0.3, 0.05],
+        feature_probability=[[1.0], [0.3], [0.05]],  # one density per instance
         importance=0.9 ** torch.arange(37.0),
         kind=kind,
         correlated_pairs=2,

@@ -50,7 +50,9 @@ CASES = [
 
 
 def config(c):
-    return ToyModelConfig(c["n"], c["m"], n_instances=c["I"], feature_probability=20 ** -torch.linspace(0, 1, c["I"]))
+    return ToyModelConfig(
+        c["n"], c["m"], n_instances=c["I"], feature_probability=(20 ** -torch.linspace(0, 1, c["I"]))[:, None]
+    )
 
 
 def supcomp_step(cfg, B, device="cpu"):

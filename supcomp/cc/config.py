@@ -58,6 +58,12 @@ class CCConfig:
         n_instances: I, models trained at once. Instance i's embedding, mixing matrix, initial weights
             and batches depend only on (seed, i) and its own sigma / p, never on how many instances
             are batched with it; so ``n_instances=5`` with one sigma is five seeds.
+
+    Raises:
+        ValueError: an unknown ``model`` or ``mixing``, a mixing the model does not take, a non-positive
+            size, too many instances, a missing, negative or non-finite ``sigma`` (or one given where
+            the mixing has none), a probability outside (0, 1], or a per-instance list of the wrong length.
+        TypeError: a per-instance value that is not a number.
     """
 
     model: str = "residual"
@@ -120,6 +126,7 @@ class CCConfig:
         return {"embedding": "mlp, M = W_E W_Eᵀ - I", "none": "mlp, M = 0"}[self.mixing]
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (per-instance values as lists); ``from_dict`` inverts it."""
         d = dataclasses.asdict(self)
         for k in ("sigma", "feature_probability"):
             if hasattr(d[k], "tolist"):
@@ -128,4 +135,5 @@ class CCConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CCConfig:
+        """The config of a ``to_dict`` dict; checked as the constructor checks (and raises) its arguments."""
         return cls(**d)

@@ -29,7 +29,14 @@ from .model import CCModel
 def naive_loss_per_feature(n_features: int = 100, d_mlp: int = 50, mixing: torch.Tensor | None = None):
     """L/p of the naive monosemantic model: ``(n - m)/(6 n)`` (= 1/12 for the defaults), plus
     ``‖M‖_F² / (3 n)`` when ``mixing`` (``M [n, n]`` or ``[I, n, n]``: per instance, returns ``[I]``) is given,
-    the extra loss of ignoring the mixed-in labels. See the module docstring for the derivation."""
+    the extra loss of ignoring the mixed-in labels. See the module docstring for the derivation.
+
+    ``mixing``: None, or a float tensor ``[..., n_features, n_features]`` (one per instance); the result is a
+    float, or a float64 tensor ``[...]`` with a mixing matrix.
+
+    Raises:
+        ValueError: a size that is not a positive int, or ``mixing`` of the wrong shape.
+    """
     for name, v in (("n_features", n_features), ("d_mlp", d_mlp)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
@@ -51,7 +58,9 @@ def sample_nonempty(
 ) -> torch.Tensor:
     """``x [n_samples, n_features]``: independent features (on with probability p, value uniform on
     [-1, 1)) conditioned on at least one being on. Exact: the first active feature F has
-    ``P(F = f) ∝ (1-p)^f p``; features after F are on independently with probability p."""
+    ``P(F = f) ∝ (1-p)^f p``; features after F are on independently with probability p. The result has
+    ``dtype`` (float32 by default) on ``device``; ``generator`` is an optional CPU ``torch.Generator``.
+    """
     f = torch.arange(n_features, dtype=torch.float64)
     w = torch.exp(f * math.log1p(-p)) if p < 1 else (f == 0).double()
     first = torch.multinomial(w, n_samples, replacement=True, generator=generator)  # [N]
@@ -72,6 +81,10 @@ def loss_per_feature(
     L is the squared error meaned over the n features, per sample, estimated from ``n_samples``
     non-empty samples (shared by all instances: common random numbers) times P(nonempty). Uses the
     folded form (``CCModel.folded``), in chunks of ``chunk`` samples.
+
+    Raises:
+        TypeError: ``model`` is not a CCModel.
+        ValueError: ``feature_probability`` outside (0, 1], or ``n_samples`` not a positive int.
     """
     if not isinstance(model, CCModel):
         raise TypeError(f"model: expected a CCModel, got {type(model).__name__}")
@@ -98,7 +111,12 @@ def loss_per_feature(
 
 def naive_model(config: CCConfig, device=None, dtype=torch.float32) -> CCModel:
     """The naive monosemantic model as an untrained ``model="mlp"`` CCModel: neuron j reads and writes
-    feature j for j < min(m, n), nothing else (so its L/p is ``naive_loss_per_feature``)."""
+    feature j for j < min(m, n), nothing else (so its L/p is ``naive_loss_per_feature``). Weights in
+    ``dtype`` on ``device``.
+
+    Raises:
+        ValueError: ``config.model`` is not ``"mlp"``.
+    """
     if config.model != "mlp":
         raise ValueError(f"config: the naive model is an mlp (model='mlp'), got model={config.model!r}")
     model = CCModel(config, device=device, dtype=dtype)

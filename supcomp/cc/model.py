@@ -17,7 +17,9 @@ evaluation use this form (exact, and ~d_embed/m times fewer FLOPs per sample tha
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 import os
 
@@ -26,6 +28,8 @@ from torch import nn
 
 from . import mixing
 from .config import CCConfig
+
+logger = logging.getLogger(__name__)
 
 
 class CCModel(nn.Module):
@@ -45,6 +49,9 @@ class CCModel(nn.Module):
     Initialisation: kaiming-uniform (gain √2, bound ``sqrt(6 / fan_in)``; the Bhagat et al. code's
     ``kaiming_uniform_``) from each instance's own generator, in float64 then cast.
     ``loss_history [n_logged, I]``: training-batch MSE (mean over features and batch) at ``loss_steps``.
+
+    Raises:
+        ValueError: ``seed`` is not a non-negative int.
     """
 
     def __init__(self, config: CCConfig, seed: int = 0, device=None, dtype=torch.float32):
@@ -75,6 +82,7 @@ class CCModel(nn.Module):
 
     @property
     def residual(self) -> bool:
+        """Whether this is the residual (APD) model rather than the plain-MLP control."""
         return self.config.model == "residual"
 
     def folded(self):
@@ -96,46 +104,160 @@ class CCModel(nn.Module):
         return torch.einsum("ibm,inm->ibn", h, self.W_out)
 
     def labels(self, x: torch.Tensor) -> torch.Tensor:
-        """Targets for dense ``x [I, B, n]`` -> ``[I, B, n]``: ``x + relu(x)`` (residual) or
-        ``relu(x) + x Mᵀ`` (mlp)."""
+        """Targets for dense ``x [I, B, n]`` (the model's float dtype) -> ``[I, B, n]``: ``x + relu(x)``
+        (residual) or ``relu(x) + x Mᵀ`` (mlp)."""
         if self.residual:
             return x + torch.relu(x)
         return torch.relu(x) + torch.einsum("ibj,inj->ibn", x, self.M)
 
     def final_loss(self, last: int = 100) -> torch.Tensor:
-        """Mean logged training loss over the last ``last`` logged points, ``[I]``."""
+        """Mean logged training loss over the last ``last`` logged points, ``[I]`` float32.
+
+        Raises:
+            ValueError: the model has not been trained (no logged loss)."""
         if self.loss_history.shape[0] == 0:
             raise ValueError("loss_history: the model has not been trained")
         return self.loss_history[-last:].mean(0)
 
-    # ---- save / load: safetensors for tensors, JSON for the config ---------------------------------------
-    def save(self, path: str):
-        """Write ``path/model.safetensors`` and ``path/config.json`` (temporary file, then rename)."""
-        from safetensors.torch import save_file
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"model={c.model!r}, mixing={c.mixing!r}, n_instances={c.n_instances}, n_features={c.n_features}, "
+            f"d_embed={c.d_embed}, d_mlp={c.d_mlp}, dtype={self.W_in.dtype}, device={self.W_in.device}"
+        )
 
-        os.makedirs(path, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tensors["loss_history"] = self.loss_history.contiguous()
+    # ---- save / load: one safetensors file, config and training state in its header ---------------------
+    # Set by ``train``: what a resumed run needs (steps done, lr, batch size, ...; JSON) and the optimizer's
+    # state (name -> tensor, see supcomp.utils.optim_state). None for a model not trained.
+    training_state: dict | None = None
+    optimizer_state: dict | None = None
+
+    def save(self, path) -> str:
+        """Write the model to one checkpoint file, atomically, under a temporary name of its own (so several
+        processes may save into one folder): weights, fixed matrices, loss history, config, seed and (after
+        ``train``) the training state and optimizer moments (``supcomp.utils.checkpoint``).
+
+        Args:
+            path: a ``.safetensors`` file, or a folder (written as ``folder/model.safetensors``).
+
+        Returns:
+            the file written.
+        """
+        from ..utils.checkpoint import pack_values, save_checkpoint
+
+        tensors = dict(self.state_dict())
+        tensors["loss_history"] = self.loss_history
         tensors["loss_steps"] = torch.tensor(self.loss_steps, dtype=torch.int64)
-        tmp = os.path.join(path, ".model.safetensors.tmp")
-        save_file(tensors, tmp)
-        os.replace(tmp, os.path.join(path, "model.safetensors"))
-        tmp = os.path.join(path, ".config.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(
-                {"config": self.config.to_dict(), "seed": self.seed, "format": "supcomp.cc.CCModel/1"}, f, indent=1
-            )
-        os.replace(tmp, os.path.join(path, "config.json"))
+        fields = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
+        meta = {"config": pack_values(fields, tensors, "config."), "seed": self.seed, "training": self.training_state}
+        if self.optimizer_state:
+            tensors.update(self.optimizer_state)
+        return save_checkpoint(path, CHECKPOINT_KIND, tensors, meta)
 
     @classmethod
-    def load(cls, path: str, device=None) -> CCModel:
+    def load(cls, path, device=None) -> CCModel:
+        """Read a model written by :meth:`save` (a ``.safetensors`` file or the folder holding one), built
+        from the file's tensors (no initialisation drawn first) after checking them against its config.
+
+        Raises:
+            CheckpointNotFoundError: nothing saved at ``path``.
+            CheckpointError: a damaged, truncated or foreign file, or tensors that do not fit the config.
+        """
+        from ..utils.checkpoint import CheckpointError, load_checkpoint, unpack_values
+        from ..utils.optim_state import split_optimizer_tensors
+
+        try:
+            ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        except CheckpointError:
+            legacy = _legacy_folder(path)
+            if legacy is None:
+                raise
+            return cls._load_legacy(legacy, device)
+        tensors = ckpt.tensors
+        try:
+            config = CCConfig.from_dict(unpack_values(ckpt.meta["config"], tensors))
+            seed = ckpt.meta["seed"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}: the stored config is not a valid CCConfig ({e})") from e
+        optimizer_state = split_optimizer_tensors(tensors)
+        model = cls._from_tensors(config, seed, tensors, ckpt.path)
+        training = ckpt.meta.get("training")
+        if training is not None and not isinstance(training, dict):
+            raise CheckpointError(f"{ckpt.path}: the stored training state is not a JSON object (damaged file)")
+        model.training_state = training
+        model.optimizer_state = optimizer_state or None
+        return model.to(device) if device is not None else model
+
+    @classmethod
+    def _from_tensors(cls, config: CCConfig, seed, tensors: dict, source: str) -> CCModel:
+        """A model holding ``tensors`` as they are, after checking names and shapes against ``config``."""
+        from ..utils.checkpoint import CheckpointError
+
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise CheckpointError(f"{source}: the stored seed {seed!r} is not a non-negative int")
+        I, n, m = config.n_instances, config.n_features, config.d_mlp
+        residual = config.model == "residual"
+        d = config.d_embed if residual else n
+        expected = {"W_in": (I, d, m), "W_out": (I, d, m), "M": (I, n, n), "S": (I, n, n)}
+        if residual:
+            expected["W_E"] = (I, n, config.d_embed)
+        tensors = dict(tensors)
+        history = tensors.pop("loss_history", torch.zeros(0, I))
+        steps = tensors.pop("loss_steps", torch.zeros(0, dtype=torch.int64))
+        if set(tensors) != set(expected):
+            raise CheckpointError(
+                f"{source}: tensors {sorted(tensors)} do not fit a {config.model!r} CCModel (expected {sorted(expected)})"
+            )
+        for k, shape in expected.items():
+            if tuple(tensors[k].shape) != shape:
+                raise CheckpointError(
+                    f"{source}: tensor {k} has shape {list(tensors[k].shape)}, the config implies {list(shape)}"
+                )
+        dtype = tensors["W_in"].dtype
+        if not dtype.is_floating_point or any(t.dtype != dtype for t in tensors.values()):
+            raise CheckpointError(f"{source}: the weights' dtypes differ or are not floating point")
+        if history.dim() != 2 or history.shape[1] != I or steps.shape != (history.shape[0],):
+            raise CheckpointError(f"{source}: loss_history / loss_steps have shapes that do not fit the config")
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model.config, model.seed = config, seed
+        model.W_in = nn.Parameter(tensors["W_in"])
+        model.W_out = nn.Parameter(tensors["W_out"])
+        if residual:
+            model.register_buffer("W_E", tensors["W_E"])
+        else:
+            model.W_E = None
+        model.register_buffer("M", tensors["M"])
+        model.register_buffer("S", tensors["S"])
+        model.loss_history = history
+        model.loss_steps = steps.tolist()
+        return model
+
+    @classmethod
+    def _load_legacy(cls, folder: str, device=None) -> CCModel:
+        """The two-file layout (``config.json`` + ``model.safetensors`` without format metadata)."""
         from safetensors.torch import load_file
 
-        with open(os.path.join(path, "config.json")) as f:
+        logger.warning("%s: a checkpoint in the old two-file layout; save it again to get the single-file one", folder)
+        with open(os.path.join(folder, "config.json")) as f:
             meta = json.load(f)
-        tensors = load_file(os.path.join(path, "model.safetensors"))
-        model = cls(CCConfig.from_dict(meta["config"]), seed=meta["seed"], dtype=tensors["W_in"].dtype)
-        model.loss_history = tensors.pop("loss_history")
-        model.loss_steps = tensors.pop("loss_steps").tolist()
-        model.load_state_dict(tensors)
+        tensors = load_file(os.path.join(folder, "model.safetensors"))
+        model = cls._from_tensors(CCConfig.from_dict(meta["config"]), meta["seed"], tensors, folder)
         return model.to(device) if device is not None else model
+
+
+CHECKPOINT_KIND = "cc.CCModel"
+_LEGACY_FORMAT = "supcomp.cc.CCModel/1"
+
+
+def _legacy_folder(path) -> str | None:
+    """``path`` when it is a folder in the two-file layout (config.json says ``supcomp.cc.CCModel/1``)."""
+    path = os.fspath(path)
+    cfg = os.path.join(path, "config.json")
+    if not (os.path.isdir(path) and os.path.isfile(cfg)):
+        return None
+    try:
+        with open(cfg) as f:
+            return path if json.load(f).get("format") == _LEGACY_FORMAT else None
+    except (OSError, ValueError, AttributeError):
+        return None

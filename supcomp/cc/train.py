@@ -22,7 +22,9 @@ torch's ``CosineAnnealingLR``), as in both papers' code.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 
 import torch
 
@@ -30,18 +32,25 @@ from ..ops import sparse_encode
 from ..ops.sparse_encode import sparse_encode_backward_op
 from ..tms.config import ToyModelConfig
 from ..tms.data import BatchSampler, SparseBatch
+from ..utils.callbacks import loss_metrics
+from ..utils.optim_state import restore_torch_optimizer, torch_optimizer_tensors
 from ..utils.progress import progress_bar
 from .config import CCConfig
 from .model import CCModel
 
 BACKENDS = ("fused", "reference")
+logger = logging.getLogger(__name__)
 
 
 def make_sampler(config: CCConfig, batch_size: int, seed: int = 0, dtype=torch.float32) -> BatchSampler:
     """The batches of a CC run: the TMS sampler with ``kind="abs"`` (values uniform on [-1, 1)),
     independent features with each instance's probability."""
     tms_cfg = ToyModelConfig(
-        config.n_features, 1, n_instances=config.n_instances, feature_probability=config.probabilities(), kind="abs"
+        config.n_features,
+        1,
+        n_instances=config.n_instances,
+        feature_probability=torch.tensor(config.probabilities())[:, None],
+        kind="abs",
     )
     return BatchSampler(tms_cfg, batch_size, seed=seed, dtype=dtype)
 
@@ -118,6 +127,10 @@ def train(
     dtype=torch.float32,
     log_every: int = 1,
     threads: int | None = None,
+    callback=None,
+    checkpoint=None,
+    checkpoint_every: int = 0,
+    resume_from=None,
 ) -> CCModel:
     """Train ``config.n_instances`` CC models at once (AdamW, cosine lr from 3e-3, weight decay 0.01, batch
     2048: the APD paper's settings; 10,000 steps as in the Bhagat et al. code).
@@ -133,9 +146,25 @@ def train(
             default-size step is ~1 ms of small kernels, so on a shared 2-core machine one thread is often
             faster (a busy second core stalls every parallel region; measured 10x slower under load 4).
 
+        callback: ``callback(step, loss, metrics)`` every ``log_every`` steps and at the last step, plain
+            floats (``supcomp.utils.callbacks``: TensorBoard and Weights & Biases adapters).
+        checkpoint, checkpoint_every: save the model with its training state (steps done, lr, batch size,
+            seed, optimizer moments) to ``checkpoint`` (a ``.safetensors`` file or a folder; ``{step}`` in
+            it is replaced by the steps done) every ``checkpoint_every`` steps (0: only at the end) and at
+            the end.
+        resume_from: a checkpoint written that way (a path, or a ``CCModel`` from ``train`` /
+            ``CCModel.load``, trained further in place): the run continues at the saved step up to
+            ``steps`` and equals an uninterrupted run bit for bit (same backend, device and threads).
+            ``config``, ``seed``, ``steps`` (the cosine schedule's length), ``batch_size``, ``lr``,
+            ``weight_decay`` and ``dtype`` must be the saved run's.
+
     Returns:
         the trained ``CCModel``; ``loss_history [n_logged, I]`` holds the training-batch losses every
         ``log_every`` steps (and the last step).
+
+    Raises:
+        TypeError / ValueError: a bad argument (named), or ``resume_from`` saved with other settings.
+        CheckpointError: ``resume_from`` is not a readable checkpoint (CheckpointNotFoundError: none there).
     """
     if not isinstance(config, CCConfig):
         raise TypeError(f"config: expected a CCConfig, got {type(config).__name__}")
@@ -155,24 +184,69 @@ def train(
         torch.set_num_threads(threads)
         try:
             return train(
-                config, steps, batch_size, seed, progress, lr, weight_decay, backend, device, dtype, log_every, None
+                config,
+                steps,
+                batch_size,
+                seed,
+                progress,
+                lr,
+                weight_decay,
+                backend,
+                device,
+                dtype,
+                log_every,
+                None,
+                callback,
+                checkpoint,
+                checkpoint_every,
+                resume_from,
             )
         finally:
             torch.set_num_threads(old)
+    _check_int("checkpoint_every", checkpoint_every, 0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable (step, loss, metrics), got {type(callback).__name__}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    model = CCModel(config, seed=seed, device=device, dtype=dtype)
+    state = {
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+    if resume_from is not None:
+        model = _resumed_model(resume_from, config, state).to(device)
+        start = model.training_state["steps_done"]
+        logger.info("resuming a cc run at step %d of %d", start, steps)
+    else:
+        model = CCModel(config, seed=seed, device=device, dtype=dtype)
+        start = 0
+    logger.info(
+        "cc: %d instances of %s, %d steps, batch %d, %s backend",
+        config.n_instances,
+        config.label(),
+        steps,
+        batch_size,
+        backend,
+    )
     sampler = make_sampler(config, batch_size, seed=seed, dtype=dtype)
     opt = torch.optim.AdamW([model.W_in, model.W_out], lr=lr, weight_decay=weight_decay)
+    params = {"W_in": model.W_in, "W_out": model.W_out}
+    if start:
+        restore_torch_optimizer(opt, params, model.optimizer_state or {}, model.training_state["optimizer_steps"])
+    state.update(backend=backend, log_every=log_every)
     step_fn = fused_loss_and_grad if backend == "fused" else reference_loss_and_grad
     # The history is preallocated: appending one small tensor per step pins glibc heap pages between the
     # step's large temporaries, and the RSS then grows by ~0.5 MB per step (measured: 7 GB after 10k steps).
     logged = [s for s in range(steps) if s % log_every == 0 or s == steps - 1]
     history = torch.zeros(len(logged), config.n_instances)
-    row = 0
-    bar = progress_bar(range(steps), desc=f"cc {config.label()} I={config.n_instances}", enabled=progress)
+    row = _resumed_history(model, logged, history, start)
+    bar = progress_bar(range(start, steps), desc=f"cc {config.label()} I={config.n_instances}", enabled=progress)
     for step in bar:
+        step_lr = cosine_lr(lr, step, steps)
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(lr, step, steps)
+            group["lr"] = step_lr
         loss = step_fn(model, sampler.sample(step, copy=False))
         opt.step()
         if row < len(logged) and logged[row] == step:
@@ -180,6 +254,52 @@ def train(
             row += 1
             if progress and row % 50 == 0:
                 bar.set_postfix(loss=f"{float(history[row - 1].mean()):.4g}")
-    model.loss_history = history
-    model.loss_steps = logged
+            if callback is not None:
+                callback(step, *loss_metrics(loss, step_lr))
+        if checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            _record(model, history[:row], logged[:row], state, step + 1, opt, params)
+            logger.debug("checkpoint: %s", model.save(_checkpoint_path(checkpoint, step + 1)))
+    _record(model, history, logged, state, max(start, steps), opt, params)
+    if checkpoint is not None:
+        logger.debug("checkpoint: %s", model.save(_checkpoint_path(checkpoint, max(start, steps))))
     return model
+
+
+# ---- training state for checkpoints and resumed runs ---------------------------------------------------
+def _record(model: CCModel, history, logged, state, steps_done, opt, params):
+    """Put the run so far on ``model``: loss history, training state, optimizer state."""
+    model.loss_history = history
+    model.loss_steps = list(logged)
+    model.optimizer_state, opt_steps = torch_optimizer_tensors(opt, params)
+    model.training_state = dict(state, steps_done=int(steps_done), optimizer_steps=int(opt_steps))
+
+
+def _checkpoint_path(checkpoint, steps_done: int) -> str:
+    return os.fspath(checkpoint).replace("{step}", str(steps_done))
+
+
+def _resumed_model(resume_from, config: CCConfig, hparams: dict) -> CCModel:
+    model = resume_from if isinstance(resume_from, CCModel) else CCModel.load(resume_from)
+    state = model.training_state
+    if not state or "steps_done" not in state:
+        raise ValueError("resume_from: the model carries no training state (it was not saved by train())")
+    if model.config.to_dict() != config.to_dict():
+        raise ValueError(f"resume_from: saved with config {model.config.to_dict()}, this call has {config.to_dict()}")
+    differ = [f"{k}={state.get(k)!r} (this call: {v!r})" for k, v in hparams.items() if state.get(k) != v]
+    if differ:
+        raise ValueError("resume_from: the checkpoint was trained with " + ", ".join(differ))
+    return model
+
+
+def _resumed_history(model: CCModel, logged: list, history: torch.Tensor, start: int) -> int:
+    """Copy the saved losses of the steps in ``logged`` before ``start`` into ``history``; the next row."""
+    if not start:
+        return 0
+    saved = {s: i for i, s in enumerate(model.loss_steps)}
+    row = 0
+    while row < len(logged) and logged[row] < start:
+        if logged[row] not in saved:
+            raise ValueError(f"resume_from: the checkpoint has no logged loss at step {logged[row]} (other log_every?)")
+        history[row].copy_(model.loss_history[saved[logged[row]]])
+        row += 1
+    return row

@@ -27,6 +27,10 @@ class CircuitSet:
         biases: ``[T, L, d]`` float, or None for zeros.
         activation: ``"relu"`` or ``"linear"`` (no nonlinearity; the superposed network then keeps
             the states shifted by +1 so that they stay in the ReLU's linear range, see ``compress``).
+
+    Raises:
+        TypeError: ``weights`` or ``biases`` is not a tensor, or not floating (or their dtypes differ).
+        ValueError: wrong shapes, an empty size, NaN or inf entries, or an unknown ``activation``.
     """
 
     def __init__(self, weights: torch.Tensor, biases: torch.Tensor | None = None, activation: str = "relu"):
@@ -90,7 +94,14 @@ class CircuitSet:
 
     def run(self, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """Run the active circuits alone (exactly): x ``[B, z, d]``, active ``[B, z]`` ids (-1 = padding)
-        -> states ``[L + 1, B, z, d]`` (layer 0 is x; padded slots are 0)."""
+        -> states ``[L + 1, B, z, d]`` (layer 0 is x; padded slots are 0). ``x`` is a float tensor, ``active``
+        int64 or int32; the states have the circuits' dtype.
+
+        Raises:
+            TypeError: ``x`` is not a float tensor or ``active`` not an integer tensor.
+            ValueError: shapes that do not match, or NaN/inf inputs.
+            IndexError: a circuit id outside ``[-1, T)``.
+        """
         active = check_active(active, self.T, "active")
         x = check_inputs(x, active, self.d, "x")
         valid = (active >= 0).unsqueeze(-1)
@@ -109,7 +120,13 @@ class CircuitSet:
 
     def sample(self, n: int, z: int, seed: int = 0, dtype=torch.float32):
         """Random active sets and inputs: ``(active [n, z]`` distinct ids uniform over the T circuits,
-        ``x [n, z, d]`` uniform on the unit sphere) -- unit norm keeps every rotation state in [-1, 1]."""
+        ``x [n, z, d]`` uniform on the unit sphere) -- unit norm keeps every rotation state in [-1, 1].
+
+        ``active`` is int64, ``x`` has ``dtype``.
+
+        Raises:
+            ValueError: ``n < 1`` or ``z`` outside ``[1, T]``.
+        """
         _check_sizes(n=n)
         if not isinstance(z, int) or z < 1 or z > self.T:
             raise ValueError(f"z: expected an int in [1, T={self.T}], got {z!r}")

@@ -118,6 +118,11 @@ def measure_interference(
         ``read_in``, ``alone`` (measured MSEs), ``*_se`` (their standard errors over samples), and
         ``predicted``: a dict with the same four keys plus ``read_out_closed`` / ``read_in_closed``
         (closed-form scalings). Definitions in the module docstring.
+
+    Raises:
+        TypeError: ``net`` is not a SuperposedNetwork or ``circuits`` not a CircuitSet.
+        ValueError: ``circuits`` is not the set ``net`` was built from (sizes differ), ``n_samples < 2``,
+            or ``z`` outside ``[1, T]``.
     """
     if not isinstance(net, SuperposedNetwork):
         raise TypeError(f"net: expected a SuperposedNetwork, got {type(net).__name__}")

@@ -139,7 +139,10 @@ class SuperposedNetwork(torch.nn.Module):
 
     # --- sparse read-in / read-out -------------------------------------------------------------
     def positions(self, active: torch.Tensor, layer: int) -> torch.Tensor:
-        """Hosting positions of the active circuits at ``layer``: ``[B, z, S]`` (-1 for padded slots)."""
+        """Hosting positions of the active circuits at ``layer``: ``[B, z, S]`` int64 (-1 for padded slots).
+
+        ``active`` holds ``[B, z]`` int64 circuit ids (-1 = padding), already checked.
+        """
         A = self.assignments[layer % 2]
         pos = A[active.clamp(min=0)]
         return torch.where((active >= 0).unsqueeze(-1), pos, torch.full((), -1, dtype=pos.dtype, device=pos.device))
@@ -150,7 +153,11 @@ class SuperposedNetwork(torch.nn.Module):
         Indicators: 1 on every position of an active circuit (both assignments); state neurons:
         the sum of the states of the circuits hosted there, plus ``c`` times the indicator. With
         ``layer=0`` this is the read-in of the inputs; at other layers it is the ideal activation
-        vector the construction aims for (used by ``measure_interference``).
+        vector the construction aims for (used by ``measure_interference``). ``states`` is a float
+        tensor (cast to the network's dtype), ``active`` int64 or int32 ids ``[B, z]`` (-1 = padding).
+
+        Raises:
+            TypeError, ValueError, IndexError: as ``forward`` for bad ``active`` or ``states``.
         """
         active = check_active(active, self.T, "active")
         states = check_inputs(states, active, self.d, "states").to(self.weight.dtype)
@@ -179,7 +186,11 @@ class SuperposedNetwork(torch.nn.Module):
 
         Subtracting the offset where the indicator is on (rather than always) makes a circuit whose
         hosts are all silent read exactly 0; for an active circuit the indicator is 1 on every host,
-        so this is ``mean - c``. Padded slots read 0.
+        so this is ``mean - c``. Padded slots read 0. ``a`` has the network's float dtype; ``active`` is
+        int64 or int32 ``[B, z]`` (-1 = padding).
+
+        Raises:
+            TypeError, ValueError, IndexError: as ``forward`` for a bad ``active``.
         """
         active = check_active(active, self.T, "active")
         with _one_thread_if_small(active.shape[0] * self.width):
@@ -200,15 +211,22 @@ class SuperposedNetwork(torch.nn.Module):
 
     # --- dense layers --------------------------------------------------------------------------
     def layer(self, a: torch.Tensor, l: int) -> torch.Tensor:
-        """Layer ``l`` (1..L): ``relu(a @ weight[l-1].T + bias[l-1])``, a ``[B, width]``."""
+        """Layer ``l`` (1..L): ``relu(a @ weight[l-1].T + bias[l-1])``, a ``[B, width]`` in the network's dtype."""
         return relu_readout(a, self.weight[l - 1], self.bias[l - 1])
 
     def preactivation(self, a: torch.Tensor, l: int) -> torch.Tensor:
-        """Layer ``l``'s pre-activation ``a @ weight[l-1].T + bias[l-1]``: ``[B, width]`` -> ``[B, width]``."""
+        """Layer ``l``'s pre-activation ``a @ weight[l-1].T + bias[l-1]``: ``[B, width]`` -> ``[B, width]``.
+
+        ``a`` has the network's float dtype (no checks: the building block of ``forward``).
+        """
         return torch.addmm(self.bias[l - 1], a, self.weight[l - 1].T)
 
     def activations(self, x: torch.Tensor, active: torch.Tensor) -> list[torch.Tensor]:
-        """All activation vectors ``[a_0 (read-in), a_1, ..., a_L]``, each ``[B, width]``."""
+        """All activation vectors ``[a_0 (read-in), a_1, ..., a_L]``, each ``[B, width]``.
+
+        ``x`` ``[B, z, d]`` float inputs, ``active`` ``[B, z]`` int64 or int32 ids; the activations have
+        the network's dtype. Bad arguments raise as in ``forward``.
+        """
         a = self.embed(x, active, 0)
         out = [a]
         for l in range(1, self.L + 1):
@@ -225,7 +243,12 @@ class SuperposedNetwork(torch.nn.Module):
 
         Returns:
             ``[B, z, d]``: each active circuit's output after L layers, read out of the large
-            network (0 in padded slots).
+            network (0 in padded slots), in the network's dtype.
+
+        Raises:
+            TypeError: ``x`` is not a float tensor or ``active`` not an int64/int32 tensor.
+            ValueError: ``x`` is not ``[B, z, d]`` matching ``active``, is on another device, or holds NaN/inf.
+            IndexError: a circuit id outside ``[-1, T)``.
         """
         active = check_active(active, self.T, "active")
         check_inputs(x, active, self.d, "x")
@@ -252,6 +275,11 @@ def compress(
     Returns:
         :class:`SuperposedNetwork` with ``weight [L, width, width]``, ``bias [L, width]``, in the
         circuits' dtype and on their device. See the module docstring for the construction.
+
+    Raises:
+        TypeError: ``circuits`` is not a CircuitSet.
+        ValueError: an unknown ``assignment``, ``width < d + 2``, or ``neurons_per_unit`` outside
+            ``[1, width // (d + 2)]``.
     """
     if not isinstance(circuits, CircuitSet):
         raise TypeError(f"circuits: expected a CircuitSet, got {type(circuits).__name__}")

@@ -43,6 +43,50 @@ from .dispatch import Impl, Table
 _M32 = 0xFFFFFFFF
 
 
+LAYOUTS = ("IBn", "BIn")
+
+
+def to_instance_major(x: torch.Tensor, layout: str, n_instances: int | None = None, n_features: int | None = None):
+    """A dense batch in ``layout`` -> ``[I, B, n]`` (a view), supcomp's layout.
+
+    ``layout="IBn"``: ``x`` is ``[I, B, n]`` already (returned as is); ``layout="BIn"``: ``x`` is
+    ``[B, I, n]``, ARENA's and the TMS notebook's layout. The layout is never inferred from the sizes
+    (with B == I both read alike), so it must be named. ``n_instances`` / ``n_features``, when given, are
+    checked against the instance and feature axes.
+
+    Raises:
+        ValueError: ``layout`` is not one of :data:`LAYOUTS`; ``x`` is not 3-D or its sizes differ from
+            ``n_instances`` / ``n_features``.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(
+            f"layout: expected one of {LAYOUTS} ('BIn' is ARENA's / the notebook's [B, I, n]), got {layout!r}"
+        )
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x: expected a 3-D [{', '.join(layout)}] batch (layout={layout!r}), got {got}")
+    xi = x if layout == "IBn" else x.transpose(0, 1)
+    if n_instances is not None and xi.shape[0] != n_instances:
+        raise ValueError(
+            f"x: layout={layout!r} puts the instances on axis {layout.index('I')}, of size {xi.shape[0]}; "
+            f"the model has {n_instances} instances"
+        )
+    if n_features is not None and xi.shape[2] != n_features:
+        raise ValueError(f"x: expected {n_features} features on the last axis, got {xi.shape[2]}")
+    return xi
+
+
+def from_instance_major(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """``[I, B, n]`` -> the same batch in ``layout`` (a view); the inverse of :func:`to_instance_major`.
+
+    Raises:
+        ValueError: ``layout`` is not one of :data:`LAYOUTS`.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
+    return x if layout == "IBn" else x.transpose(0, 1)
+
+
 @dataclasses.dataclass
 class SparseBatch:
     """One batch of ``I * B`` sparse rows in CSR form.
@@ -81,13 +125,33 @@ class SparseBatch:
         val[rows, slot] = self.values
         return idx.reshape(self.n_instances, self.batch_size, k), val.reshape(self.n_instances, self.batch_size, k)
 
-    def to_dense(self) -> torch.Tensor:
-        """``x [I, B, n]``; a feature repeated in a row adds up (as in the fused step and
-        ``supcomp.sparse.padded_to_dense``)."""
+    def to_dense(self, layout: str = "IBn") -> torch.Tensor:
+        """``x [I, B, n]`` (``layout="BIn"``: ``[B, I, n]``, ARENA's / the notebook's layout, contiguous); a
+        feature repeated in a row adds up (as in the fused step and ``supcomp.sparse.padded_to_dense``)."""
         rows, _ = self._positions()
         x = torch.zeros(self.n_instances * self.batch_size, self.n_features, dtype=self.values.dtype)
         x.index_put_((rows, self.indices), self.values, accumulate=True)
-        return x.reshape(self.n_instances, self.batch_size, self.n_features)
+        x = x.reshape(self.n_instances, self.batch_size, self.n_features)
+        return x if layout == "IBn" else from_instance_major(x, layout).contiguous()
+
+    @classmethod
+    def from_dense(cls, x: torch.Tensor, layout: str = "IBn") -> SparseBatch:
+        """The CSR batch of a dense one: ``x [I, B, n]``, or ``[B, I, n]`` with ``layout="BIn"`` (a batch
+        drawn by ARENA's or the notebook's ``generate_batch``). Zeros are dropped; indices ascend in a row.
+
+        Raises:
+            ValueError: ``layout`` is unknown or ``x`` is not 3-D. TypeError: ``x`` is not floating point.
+        """
+        xi = to_instance_major(x, layout)
+        if not xi.dtype.is_floating_point:
+            raise TypeError(f"x: expected a floating-point batch, got {xi.dtype}")
+        I, B, n = xi.shape
+        flat = xi.detach().cpu().reshape(I * B, n)
+        nz = flat != 0
+        offsets = torch.zeros(I * B + 1, dtype=torch.int64)
+        offsets[1:] = nz.sum(1).cumsum(0)
+        rows, cols = nz.nonzero(as_tuple=True)
+        return cls(offsets, cols.to(torch.int64), flat[rows, cols].contiguous(), I, B, n)
 
 
 def check_batch_size(batch_size) -> None:
@@ -256,8 +320,12 @@ class DenseSampler:
         s, t = _splitmix(s)
         return t ^ (row * _ROW)
 
-    def sample(self, step: int) -> torch.Tensor:
-        """The batch of ``step``: ``x [I, B, n]``."""
+    def sample(self, step: int, layout: str = "IBn") -> torch.Tensor:
+        """The batch of ``step``: ``x [I, B, n]`` (``layout="BIn"``: ``[B, I, n]``, a contiguous copy)."""
+        x = self._sample(step)
+        return x if layout == "IBn" else from_instance_major(x, layout).contiguous()
+
+    def _sample(self, step: int) -> torch.Tensor:
         (I, n), B = self.p.shape, self.batch_size
         x = torch.empty((I, B, n), dtype=self.dtype, device=self.device)
         corr, anti = self.corr, self.anti

@@ -29,8 +29,11 @@ import torch
 from ..cc.config import CCConfig
 from ..cc.evaluate import loss_per_feature, naive_loss_per_feature
 from ..cc.train import train
+from ..utils.figures import save_figure
 from ..utils.threads import machine_busy, threads
 from .cc_plots import plot_loss_vs_p, plot_loss_vs_sigma
+
+__all__ = ["table_configs", "format_table", "format_sigma_table", "run", "demo_section"]
 
 DEFAULT_OUT = os.path.join("supcomp-report", "cc")
 TABLE_P = (0.001, 0.01, 0.1, 1.0)
@@ -58,6 +61,8 @@ def _threads_if_loaded():
 
 
 def format_table(rows: list, ps=TABLE_P, naive: float = 1 / 12) -> str:
+    """The L/p table: one line per model (``row["label"]``), its L/p at each density of ``ps``
+    (``row["lp"][p]``), starred where it is more than 1% below ``naive``."""
     head = f"{'model (trained at p=0.01)':<30}" + "".join(f"{'p=' + format(p, 'g'):>10}" for p in ps)
     lines = [
         "L/p (loss per feature / p); naive = " + f"{naive:.4f}; * = more than 1% below naive (beyond the "
@@ -72,6 +77,8 @@ def format_table(rows: list, ps=TABLE_P, naive: float = 1 / 12) -> str:
 
 
 def format_sigma_table(sweeps: dict, naive: float) -> str:
+    """The σ sweeps as a text table: ``sweeps`` maps a column name to ``(sigmas, L/p values)``; one line per
+    σ, starred where L/p is more than 1% below ``naive``."""
     lines = ["L/p at p=0.01 against σ (plain MLP on relu(x) + M x)", f"{'σ':>8}" + "".join(f"{k:>14}" for k in sweeps)]
     sig = next(iter(sweeps.values()))[0]
     for j, s in enumerate(sig):
@@ -96,7 +103,8 @@ def run(
     """Train the table's models and the σ sweeps, print the tables, write the plots.
 
     Returns a dict: ``rows`` (label, config, lp {p: L/p}), ``sweeps`` (kind -> (σ list, L/p list)),
-    ``naive``, ``table``, ``sigma_table``, ``paths``, ``time_s``.
+    ``naive``, ``train_p``, ``embedding_std`` and ``embedding_lp`` (the embedding model's mixing std and
+    L/p), ``table``, ``sigma_table``, ``paths``, ``time_s`` (the plots: :mod:`supcomp.studies.cc_plots`).
     """
     t0 = time.time()
     steps = steps if steps is not None else (2000 if quick else 10_000)
@@ -108,7 +116,7 @@ def run(
     cfg0 = CCConfig(**size)
     naive = naive_loss_per_feature(cfg0.n_features, cfg0.d_mlp)
     os.makedirs(out_dir, exist_ok=True)
-    rows, embed_std = [], None
+    rows, embed_std, embed_lp = [], None, None
     with _threads_if_loaded():
         for cfg in table_configs(**size):
             model = train(cfg, steps=steps, seed=seed, progress=progress)
@@ -126,21 +134,21 @@ def run(
     table = format_table(rows, naive=naive)
     sigma_table = format_sigma_table(sweeps, naive)
     train_p = cfg0.feature_probability
-    p1 = os.path.join(out_dir, "cc_loss_vs_p.png")
-    plot_loss_vs_p({r["label"]: (ps, [r["lp"][p] for p in ps]) for r in rows}, naive, p1, train_p)
-    p2 = os.path.join(out_dir, "cc_loss_vs_sigma.png")
-    plot_loss_vs_sigma({f"{k} M": v for k, v in sweeps.items()}, naive, p2, embed_std, embed_lp)
     res = dict(
         rows=rows,
         sweeps=sweeps,
         naive=naive,
+        train_p=train_p,
+        embedding_std=embed_std,
+        embedding_lp=embed_lp,
         table=table,
         sigma_table=sigma_table,
-        paths=[p1, p2],
-        time_s=time.time() - t0,
         steps=steps,
         n_samples=n_samples,
     )
+    p1 = save_figure(plot_loss_vs_p(res), os.path.join(out_dir, "cc_loss_vs_p.png"), dpi=120)
+    p2 = save_figure(plot_loss_vs_sigma(res), os.path.join(out_dir, "cc_loss_vs_sigma.png"), dpi=120)
+    res.update(paths=[p1, p2], time_s=time.time() - t0)
     if verbose:
         print(f"== Compressed computation: {steps} steps, batch 2048, L/p from {n_samples} non-empty samples ==")
         print(table)

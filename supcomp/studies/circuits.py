@@ -30,8 +30,21 @@ from ..circuits.circuitset import CircuitSet
 from ..circuits.interference import measure_interference
 from ..circuits.network import compress
 from ..circuits.reference import DenseNetwork
+from ..utils.figures import save_figure
 from ..utils.progress import progress_bar
 from ..utils.timing import time_interleaved
+
+__all__ = [
+    "error_row",
+    "sweeps",
+    "format_sweeps",
+    "capacity",
+    "format_capacity",
+    "throughput",
+    "format_throughput",
+    "run",
+    "demo_section",
+]
 
 DEFAULT_OUT = os.path.join("supcomp-report", "circuits")
 
@@ -107,6 +120,8 @@ def sweeps(cfg, kind="rotations", assignment="overlap1", progress=True, seed=0):
 
 
 def format_sweeps(res) -> str:
+    """The result of :func:`sweeps` as a text table: one line per point of each sweep (z, T, M, S, L), the
+    measured total, alone, read-in and read-out errors beside their predictions."""
     head = (
         f"{'sweep':>6}{'T':>6}{'M=D/d':>7}{'S':>3}{'L':>3}{'z':>3} | {'total':>9}{'pred':>9} | {'alone':>9}"
         f"{'pred':>9} | {'read_in':>9}{'pred':>9} | {'read_out':>9}{'pred':>9}"
@@ -152,6 +167,8 @@ def capacity(cfg, kind="rotations", progress=True, seed=0):
 
 
 def format_capacity(rows) -> str:
+    """The rows of :func:`capacity` as a text table: per M = D/(d + 2), the most circuits T_max that stay
+    under the error target, and T_max / M and T_max / M^2 (the scaling the theory predicts)."""
     lines = [f"{'M=D/(d+2)':>10}{'T_max':>9}{'T_max/M':>9}{'T_max/M^2':>11}", "-" * 39]
     for r in rows:
         lines.append(f"{r['M']:>10}{r['T_max']:>9}{r['T_max'] / r['M']:>9.2f}{r['T_max'] / r['M'] ** 2:>11.4f}")
@@ -199,6 +216,8 @@ _throughput = throughput  # the un-patched function (tests swap ``throughput``)
 
 
 def format_throughput(rows) -> str:
+    """The rows of :func:`throughput` as a text table: per z, the superposed forward's time beside running the
+    circuits one by one and the dense torch network, with the speed-ups, circuit runs/s and GFLOP/s."""
     lines = [
         f"{'z':>3}{'superposed ms':>15}{'one-by-one ms':>15}{'dense torch ms':>16}{'x one-by-one':>14}"
         f"{'x dense':>9}{'circuit runs/s':>16}{'layer GFLOP/s':>15}",
@@ -227,21 +246,22 @@ def run(out_dir=DEFAULT_OUT, quick=False, progress=True, kind="rotations", assig
     print("MSEs at the last layer (total, alone = z=1) and means over layers (read_in, read_out); pred = theory")
     res = sweeps(cfg, kind, assignment, progress, seed)
     print(format_sweeps(res))
-    paths = [plots.plot_sweeps(res, os.path.join(out_dir, "circuits_sweeps.png"))]
+    paths = [save_figure(plots.plot_sweeps(res), os.path.join(out_dir, "circuits_sweeps.png"), dpi=110)]
     print(
         f"\n== Capacity: largest T with last-layer MSE <= {cfg['cap_err']} (z={cfg['cap_z']}, L={cfg['cap_L']}, "
         f"random assignment, S=5) =="
     )
     cap = capacity(cfg, kind, progress, seed)
     print(format_capacity(cap))
-    paths.append(plots.plot_capacity(cap, os.path.join(out_dir, "circuits_capacity.png")))
+    paths.append(save_figure(plots.plot_capacity(cap), os.path.join(out_dir, "circuits_capacity.png"), dpi=110))
     thr = None
     if bench:
         size = dict(T=500, M=250, L=4, batch=64, repeats=3) if quick else {}
         print(f"\n== Throughput (ms per batch, medians, interleaved; {torch.get_num_threads()} threads) ==")
         thr = throughput(progress=progress, **size)
         print(format_throughput(thr))
-        paths.append(plots.plot_throughput(thr, os.path.join(out_dir, "circuits_throughput.png")))
+        fig = plots.plot_throughput(thr)
+        paths.append(save_figure(fig, os.path.join(out_dir, "circuits_throughput.png"), dpi=110))
     print("plots: " + ", ".join(paths))
     print(f"done in {time.time() - t0:.1f} s")
     return dict(sweeps=res, capacity=cap, throughput=thr, paths=paths)

@@ -33,9 +33,11 @@ import torch
 from .. import __version__
 from ..ops import dispatch, relu_readout, relu_readout_topk, sparse_encode
 from ..sparse import padded_to_dense, random_sparse
-from ..utils.figures import new_figure, save_figure
+from ..utils.figures import check_data, panels_for, root_figure, save_figure
 from ..utils.progress import progress_bar
 from .quick_bench import format_ratios, quick_ratios
+
+__all__ = ["superposition_table", "format_table", "plot_superposition", "run"]
 
 WIDTHS = (32, 64, 128, 256)
 DENSITIES = (0.002, 0.01, 0.05)
@@ -70,6 +72,7 @@ def superposition_table(n=1024, batch=2048, widths=WIDTHS, densities=DENSITIES, 
                 recall = ((hit & active).sum() / active.sum().clamp(min=1)).item()
                 rows.append(
                     dict(
+                        n=n,
                         d=d,
                         p=p,
                         active=active.sum(-1).float().mean().item(),
@@ -86,6 +89,9 @@ def superposition_table(n=1024, batch=2048, widths=WIDTHS, densities=DENSITIES, 
 
 
 def format_table(rows):
+    """The rows of :func:`superposition_table` as a text table: per width d and density p, the active
+    features per row, the measured and predicted interference, the read-out MSE with no bias and with the
+    best bias, and the top-k recall."""
     head = (
         f"{'d':>5}{'p':>8}{'active/row':>12}{'interf.':>10}{'theory':>10}{'MSE b=0':>11}{'MSE best b':>12}"
         f"{'best b':>8}{'top-k recall':>14}"
@@ -99,9 +105,25 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def plot(rows, path):
-    """Reconstruction error and interference against width, one colour per density (PNG at ``path``)."""
-    fig, (a1, a2) = new_figure(1, 2, figsize=(11, 4.2))
+def plot_superposition(rows: list, *, fig=None):
+    """Reconstruction error and interference against width, one colour per density.
+
+    Args:
+        rows: as :func:`superposition_table` returns them: dicts with ``n`` (features), ``d`` (width),
+            ``p`` (density), ``mse_best``, ``mse_nobias``, ``interference``, ``theory`` (floats).
+        fig: an empty Figure or SubFigure to draw into (``None``: a new 11 x 4.4 in figure).
+
+    Returns:
+        The matplotlib Figure (saved by :func:`run` with :func:`supcomp.utils.figures.save_figure`).
+
+    Raises:
+        ValueError: ``rows`` is empty. KeyError: a row lacks a key above.
+        TypeError / ValueError: ``fig`` is not an empty figure.
+    """
+    from matplotlib.ticker import NullFormatter
+
+    check_data(rows, "rows")
+    box, ((a1, a2),) = panels_for(fig, 1, 2, figsize=(11, 4.4))
     for i, p in enumerate(sorted({r["p"] for r in rows})):
         rs = [r for r in rows if r["p"] == p]
         ds = [r["d"] for r in rs]
@@ -110,21 +132,28 @@ def plot(rows, path):
         a1.plot(ds, [r["mse_nobias"] for r in rs], "x--", color=c, label=f"p={p}: no bias")
         a2.plot(ds, [r["interference"] for r in rs], "o-", color=c, label=f"p={p}: measured")
         a2.plot(ds, [r["theory"] for r in rs], ":", color=c, label=f"p={p}: n p / (3d)")
+    widths = sorted({r["d"] for r in rows})
     for a in (a1, a2):
         a.set_xscale("log", base=2)
+        a.set_xticks(widths, [str(d) for d in widths])  # the measured widths, plainly
+        a.xaxis.set_minor_formatter(NullFormatter())
         a.set_yscale("log")
         a.set_xlabel("width d (neurons)")
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
+    ns = sorted({r["n"] for r in rows})
     a1.set_ylabel("reconstruction MSE per feature")
-    a1.set_title("ReLU read-out of n=1024 sparse features")
+    a1.set_title(f"ReLU read-out of n={'/'.join(map(str, ns))} sparse features", fontsize=10)
     a2.set_ylabel("mean (W_j . h)^2 over inactive j")
-    a2.set_title("interference vs. random-direction prediction")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    a2.set_title("interference on inactive features", fontsize=10)
+    return root_figure(box)
 
 
 def run(out_dir="supcomp-report", progress=True, bench=True):
+    """``supcomp demo``: the short tour. Prints the versions and backends, then one section per family
+    (superposition of sparse features, toy models, circuits, compressed computation, U-AND) and, with
+    ``bench``, the quick benchmark ratios; figures go to ``out_dir``. Returns the rows of
+    :func:`superposition_table`."""
     t0 = time.time()
     os.makedirs(out_dir, exist_ok=True)
     print(
@@ -135,30 +164,29 @@ def run(out_dir="supcomp-report", progress=True, bench=True):
     print("\n== 1. Sparse features in superposition: read-in, ReLU read-out, interference ==")
     rows = superposition_table(progress=progress)
     print(format_table(rows))
-    path = os.path.join(out_dir, "superposition.png")
-    plot(rows, path)
+    path = save_figure(plot_superposition(rows), os.path.join(out_dir, "superposition.png"), dpi=120)
     print(f"plot: {path}")
-    print("\n== 2. ", end="")
+    # Each numbered heading is printed with its finished section (a heading printed before the section
+    # would share its line with the section's progress bars, which clear that line when they end).
     from .tms.experiments import demo_section
 
     text = demo_section(out_dir=os.path.join(out_dir, "tms"), progress=progress)
-    print(text.replace("== Toy Models", "Toy Models", 1))
-    print("\n== 3. ", end="")
+    print("\n== 2. " + text.replace("== Toy Models", "Toy Models", 1))
     from .circuits import demo_section as circuits_section
 
-    print(circuits_section(progress=progress))
+    print("\n== 3. " + circuits_section(progress=progress))
     print("\n== 4. Compressed computation (Braun et al. 2025) and its mixing-matrix controls (Bhagat et al. 2025) ==")
     from .cc import demo_section as cc_section
 
     print(cc_section(progress=progress))
-    print("\n== 5. ", end="")
     from .uand import demo_section as uand_section
 
-    print(uand_section(progress=progress))
+    print("\n== 5. " + uand_section(progress=progress))
     if bench:
         print("\n== 6. Benchmark ratios (peer time / supcomp time; > 1 means supcomp is faster) ==")
         with progress_bar(total=4, desc="benchmarks", enabled=progress) as bar:
-            print(format_ratios(quick_ratios(progress=bar)))
+            ratios = quick_ratios(progress=bar)
+        print(format_ratios(ratios))  # after the bar is closed and cleared
         print("Full suite with GB/s, GFLOP/s and peak memory: `make bench` -> benchmarks/RESULTS.md")
     print(f"\ndone in {time.time() - t0:.1f} s")
     return rows

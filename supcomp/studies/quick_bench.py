@@ -14,6 +14,8 @@ from ..ops import relu_readout_topk, sparse_encode, superpose
 from ..sparse import random_sparse
 from ..utils.timing import time_interleaved
 
+__all__ = ["quick_ratios", "format_ratios"]
+
 
 def quick_ratios(progress=None) -> list[dict]:
     """Headline comparisons at demo sizes. Ratio = peer time / supcomp time (> 1: supcomp faster)."""
@@ -89,6 +91,8 @@ def quick_ratios(progress=None) -> list[dict]:
 
 
 def format_ratios(rows: list[dict]) -> str:
+    """The rows of :func:`quick_ratios` as a text table: per op and size, supcomp's time beside its peer's
+    and the ratio peer / supcomp (> 1: supcomp is faster)."""
     head = f"{'op':<28}{'size':<34}{'peer':<26}{'supcomp ms':>11}{'peer ms':>10}{'ratio':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:

@@ -1,4 +1,5 @@
-"""Measurements behind ``supcomp uand``: error tables against ``theory``, the capacity sweep, plots.
+"""Measurements behind ``supcomp uand``: error tables against ``theory``, the capacity sweep (plots:
+:mod:`supcomp.studies.uand_plots`).
 
 The construction and its theory are those of "Mathematical Models of Computation in Superposition"
 (Hänni, Mendel & Vaintrob 2024).
@@ -30,8 +31,21 @@ import torch
 
 from ..uand.construction import UAnd
 from ..uand.theory import theory
-from ..utils.figures import new_figure, save_figure
+from ..utils.figures import save_figure
 from ..utils.progress import progress_bar
+from .uand_plots import plot_capacity, plot_errors
+
+__all__ = [
+    "random_active",
+    "error_stats",
+    "own_gate_stats",
+    "error_table",
+    "format_error_table",
+    "capacity",
+    "format_capacity",
+    "run",
+    "demo_section",
+]
 
 PAPER_CASES = ((1000, 2000, 0.1), (2000, 8000, 0.05))
 QUICK_CASES = ((300, 2000, 0.1), (500, 8000, 0.05))
@@ -65,7 +79,8 @@ def _row_end(m, p1):
 def error_stats(u: UAnd, idx: torch.Tensor, block_pairs: int = 1 << 17, extra=None) -> dict:
     """Mean / max error of all pair estimates split by inputs on (0, 1, 2): {on: dict(mean, max, n)}.
 
-    ``extra``: {on: [sum, max, n]} of more estimates (``own_gate_stats``) merged in.
+    ``idx`` [B, s] int64 active input ids (-1 = empty); errors are computed in the model's float dtype and
+    returned as Python floats. ``extra``: {on: [sum, max, n]} of more estimates (``own_gate_stats``) merged in.
     """
     a = u.forward(idx)
     x = (u.input_values(idx) > 0).to(torch.uint8) if u.F is None else _active_flags(u, idx)
@@ -157,6 +172,8 @@ def error_table(
 
 
 def format_error_table(rows) -> str:
+    """The rows of :func:`error_table` as a text table: one line per (m, d, p, s), the measured mean and max
+    error of the both-on, one-on and none-on pairs beside the theory's mean."""
     head = (
         f"{'m':>5}{'d':>6}{'p':>6}{'s':>4} | {'both: mean':>10}{'theory':>8}{'max':>7} | "
         f"{'one: mean':>10}{'theory':>8}{'max':>7} | {'none: mean':>10}{'theory':>8}{'max':>7}"
@@ -168,29 +185,6 @@ def format_error_table(rows) -> str:
             cells.append(f"{r[name + '_mean']:>10.4f}{r[name + '_theory']:>8.4f}{r[name + '_max']:>7.3f}")
         lines.append(f"{r['m']:>5}{r['d']:>6}{r['p']:>6.3g}{r['s']:>4} | " + " | ".join(cells))
     return "\n".join(lines)
-
-
-def plot_errors(rows, path):
-    """Measured mean and max error against s beside the theory, one panel per (m, d, p) (PNG at ``path``)."""
-    cases = sorted({(r["m"], r["d"], r["p"]) for r in rows})
-    fig, axes = new_figure(1, len(cases), figsize=(5.5 * len(cases), 4.2), squeeze=False)
-    for ax, (m, d, p) in zip(axes[0], cases):
-        rs = [r for r in rows if (r["m"], r["d"], r["p"]) == (m, d, p)]
-        s = [r["s"] for r in rs]
-        for c, name in enumerate(("both", "one", "none")):
-            ax.plot(s, [r[name + "_mean"] for r in rs], "o", color=f"C{c}", label=f"{name} on: measured mean")
-            ax.plot(s, [r[name + "_theory"] for r in rs], "-", color=f"C{c}", label=f"{name} on: theory")
-            ax.plot(s, [r[name + "_max"] for r in rs], "x:", color=f"C{c}", label=f"{name} on: max")
-        ax.axhline(0.5, color="k", lw=0.6, ls="--")
-        ax.set_yscale("symlog", linthresh=1e-3)  # errors are >= 0; s = 2 both-on reads exactly 0
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("active inputs s")
-        ax.set_ylabel("AND estimate error")
-        ax.set_title(f"U-AND m={m}, d={d}, p={p}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
 
 
 def _passes(m, d, s, batch, eps, quantile, seed, embed):
@@ -263,6 +257,8 @@ def capacity(
 
 
 def format_capacity(rows) -> str:
+    """The rows of :func:`capacity` as a text table: per input setting and m, the smallest d found
+    (``> max`` when none passed), its p, and m^(2/3) for comparison."""
     lines = [f"{'inputs':>11}{'m':>7}{'d_min':>8}{'p':>8}{'m^(2/3)':>9}", "-" * 43]
     for r in rows:
         dm = f"{r['d_min']}" if r["d_min"] else "> max"
@@ -271,37 +267,6 @@ def format_capacity(rows) -> str:
             f"{'superposed' if r['superposed'] else 'indices':>11}{r['m']:>7}{dm:>8}{p:>8}{r['m'] ** (2 / 3):>9.1f}"
         )
     return "\n".join(lines)
-
-
-def plot_capacity(rows, path):
-    """Smallest working d against m for both input settings, with m^(2/3) and m reference lines (PNG at ``path``)."""
-    fig, ax = new_figure(figsize=(6, 4.5))
-    for c, emb in enumerate((False, True)):
-        rs = [r for r in rows if r["superposed"] == emb and r["d_min"]]
-        if rs:
-            ax.plot(
-                [r["m"] for r in rs],
-                [r["d_min"] for r in rs],
-                "o-",
-                color=f"C{c}",
-                label="inputs in superposition (d0 = d)" if emb else "inputs as indices",
-            )
-    ms = sorted({r["m"] for r in rows})
-    ref = [r for r in rows if r["d_min"]]
-    if ref:
-        m0, d0 = ref[-1]["m"], ref[-1]["d_min"]
-        ax.plot(ms, [d0 * (m / m0) ** (2 / 3) for m in ms], "k--", lw=0.8, label="∝ m^(2/3)")
-        ax.plot(ms, [d0 * (m / m0) for m in ms], "k:", lw=0.8, label="∝ m")
-    s, eps, q = rows[0]["s"], rows[0]["eps"], rows[0]["quantile"]
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("inputs m")
-    ax.set_ylabel("smallest neurons d")
-    ax.set_title(f"U-AND capacity: max error < {eps} on {q:.0%} of pairs, s={s}")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
 
 
 def run(out_dir="supcomp-report/uand", quick=False, batch=None, seed=0, progress=True, capacity_sweep=True):
@@ -316,8 +281,7 @@ def run(out_dir="supcomp-report/uand", quick=False, batch=None, seed=0, progress
         rows += error_table(m, d, p, s_values, batch=b, seed=seed, progress=progress)
     print("== U-AND error of the AND estimates, all pairs, split by inputs on (theory: exact means) ==")
     print(format_error_table(rows))
-    path = os.path.join(out_dir, "uand_errors.png")
-    plot_errors(rows, path)
+    path = save_figure(plot_errors(rows), os.path.join(out_dir, "uand_errors.png"), dpi=120)
     print(f"plot: {path}")
     cap = None
     if capacity_sweep:
@@ -325,8 +289,7 @@ def run(out_dir="supcomp-report/uand", quick=False, batch=None, seed=0, progress
         cap = capacity(m_values, batch=8 if quick else 32, seed=seed, progress=progress)
         print("\n== U-AND capacity: smallest d with max error < 0.5 on 99% of pairs (s = 3) ==")
         print(format_capacity(cap))
-        path = os.path.join(out_dir, "uand_capacity.png")
-        plot_capacity(cap, path)
+        path = save_figure(plot_capacity(cap), os.path.join(out_dir, "uand_capacity.png"), dpi=120)
         print(f"plot: {path}")
     print(f"\ndone in {time.time() - t0:.1f} s")
     return rows, cap

@@ -13,12 +13,26 @@ error ``alone``, layer means of ``read_in`` and ``read_out`` with their predicti
 
 from __future__ import annotations
 
-import os
-
-from ..utils.figures import new_figure, save_figure
+from ..circuits.assign import ASSIGNMENTS
+from ..utils.figures import new_figure
+from .params import Param
 from .registry import Experiment
 
+__all__ = ["plot_error_vs_theory"]
+
 DEFAULTS = dict(S=5, L=2, z=2, kind="rotations", d=3, assignment="overlap1", n_samples=256, seed=0)
+PARAMS = dict(
+    T=Param("int", low=1, doc="small circuits"),
+    M=Param("int", low=1, doc="positions per block of the large network"),
+    S=Param("int", low=1, doc="large neurons per small neuron"),
+    L=Param("int", low=1, doc="layers"),
+    z=Param("int", low=1, doc="active circuits"),
+    kind=Param("str", choices=("rotations", "random"), doc="the small circuits"),
+    d=Param("int", low=1, doc="small width of random circuits"),
+    assignment=Param("str", choices=ASSIGNMENTS, doc="neuron assignment"),
+    n_samples=Param("int", low=1, doc="samples"),
+    seed=Param("int", low=0, high=2**63 - 1, doc="seed"),
+)
 
 
 def run(points: list[dict]) -> list[dict]:
@@ -42,30 +56,46 @@ def run(points: list[dict]) -> list[dict]:
     return out
 
 
-def plot(rows: list[dict], out_dir: str) -> list[str]:
-    """Measured against predicted last-layer error, one point per configuration (log-log)."""
+def plot_error_vs_theory(rows: list[dict], ax=None):
+    """Measured against predicted last-layer MSE from circuits sweep rows, one point per configuration
+    (log-log when all positive), coloured by z, with the line measured = predicted. Returns the Figure."""
     ok = [r for r in rows if r.get("total") is not None and r.get("total_pred") is not None]
-    if not ok:
-        return []
-    fig, ax = new_figure(figsize=(5, 4.5))
-    zs = sorted({int(r["z"]) for r in ok})
-    for z in zs:
+    if ax is None:
+        fig, ax = new_figure(figsize=(5, 4.5))
+    else:
+        fig = ax.figure
+    for z in sorted({int(r["z"]) for r in ok}):
         sel = [r for r in ok if int(r["z"]) == z]
         ax.scatter([r["total_pred"] for r in sel], [r["total"] for r in sel], s=14, label=f"z={z}")
-    lo = min(min(r["total"], r["total_pred"]) for r in ok)
-    hi = max(max(r["total"], r["total_pred"]) for r in ok)
-    if lo > 0:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="measured = predicted")
+    if ok:
+        lo = min(min(r["total"], r["total_pred"]) for r in ok)
+        hi = max(max(r["total"], r["total_pred"]) for r in ok)
+        if lo > 0:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="measured = predicted")
     ax.set_xlabel("predicted last-layer MSE")
     ax.set_ylabel("measured last-layer MSE")
-    ax.set_title("circuits in superposition: error vs theory")
+    ax.set_title("circuits in superposition: measured vs predicted MSE")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return [save_figure(fig, os.path.join(out_dir, "circuits_error_vs_theory.png"), dpi=120)]
+    return fig
+
+
+def plot(rows: list[dict]) -> dict:
+    """The standard figure: ``{"circuits_error_vs_theory": Figure}`` (empty without successful rows)."""
+    if not any(r.get("total") is not None and r.get("total_pred") is not None for r in rows):
+        return {}
+    return {"circuits_error_vs_theory": plot_error_vs_theory(rows)}
 
 
 EXPERIMENT = Experiment(
-    name="circuits", run=run, per_instance=frozenset(), defaults=DEFAULTS, required=("T", "M"), plot=plot, doc=__doc__
+    name="circuits",
+    run=run,
+    per_instance=frozenset(),
+    defaults=DEFAULTS,
+    required=("T", "M"),
+    plot=plot,
+    doc=__doc__,
+    params=PARAMS,
 )

@@ -2,12 +2,14 @@
 
 * ``serial``: in this process.
 * ``pool``: ``workers`` spawned processes (``concurrent.futures``), each limited to
-  ``max(1, cpus // workers)`` threads. A worker that dies (killed, out of memory) breaks the pool: it is
+  ``max(1, cpus // workers)`` threads and tied to the driver (:mod:`.lifeline`: a driver killed even
+  with SIGKILL takes its workers with it). A worker that dies (killed, out of memory) breaks the pool: it is
   rebuilt and the unfinished packs resubmitted, at most ``retries`` times per pack; then they are
   recorded as errors. (A dead worker breaks the whole ``concurrent.futures`` pool, so every pack in
   flight then counts an attempt, not only the one that died.)
 * ``ray``: one Ray task per pack with ``num_cpus`` / ``num_gpus``; Ray retries a task whose worker or
-  node died up to ``retries`` times; the driver takes results with ``ray.wait`` as they come.
+  node died up to ``retries`` times; the driver takes results with ``ray.wait`` as they come. Ray
+  supervises its workers: when the driver dies, Ray ends its job and stops the job's tasks.
 
 Each yields ``(pack_index, rows)``. On KeyboardInterrupt the executor cancels what has not started and
 re-raises; rows already yielded are already written.
@@ -15,9 +17,12 @@ re-raises; rows already yielded are already written.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from .worker import error_row, run_pack
+
+log = logging.getLogger(__name__)
 
 
 def serial(packs, exp_name, exp_path, base, threads=None):
@@ -34,7 +39,7 @@ def pool(packs, exp_name, exp_path, base, workers, threads=None, retries=2):
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    from .worker import limit_threads
+    from .worker import init_pool_worker
 
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     todo = list(range(len(packs)))
@@ -42,7 +47,9 @@ def pool(packs, exp_name, exp_path, base, workers, threads=None, retries=2):
     # spawn, not fork: forking a process that has run OpenMP regions can deadlock the children
     ctx = mp.get_context("spawn")
     while todo:
-        ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_threads, initargs=(threads,))
+        ex = ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=init_pool_worker, initargs=(threads, os.getpid())
+        )
         futs = {}
         try:
             for i in todo:
@@ -65,6 +72,7 @@ def pool(packs, exp_name, exp_path, base, workers, threads=None, retries=2):
                 if broken:
                     break
             if broken:
+                log.warning("a worker process died; rebuilding the pool for %d unfinished pack(s)", len(todo))
                 for i in list(todo):
                     if attempt[i] > retries:
                         todo.remove(i)

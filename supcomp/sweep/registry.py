@@ -15,7 +15,14 @@ An adapter is an :class:`Experiment`:
 * ``defaults``: parameters a grid may leave out (the key of a point includes them, so changing a default
   changes the keys: old rows are then not mistaken for new ones).
 * ``required``: parameters a grid must give.
-* ``plot(rows, out_dir) -> [paths]``: the standard figure(s) from the results table's rows (dicts).
+* ``params``: ``{name: Param}`` (:mod:`.params`), every parameter with its type and range; a grid naming
+  any other parameter is refused with the closest name, and values are checked before anything runs.
+  When left out, the known names are those of ``defaults``, ``required`` and ``per_instance``, unchecked.
+* ``plot(rows) -> {name: Figure}``: the standard figure(s) from the results table's rows (dicts), by a
+  short file-name-safe name; :func:`supcomp.sweep.plot_results` saves them.
+* Weights: a metrics dict may hold ``WEIGHTS_KEY`` (``"_weights"``): ``{tensor name: tensor}`` of the
+  point's trained model; the sweep stores them (safetensors, one file per point) when asked to
+  (``save_weights``) and drops them otherwise.
 
 Adding an experiment is one adapter module with an ``EXPERIMENT = Experiment(...)`` and one line in
 ``_BUILTIN`` below (``"uand": "supcomp.sweep.uand:EXPERIMENT"``). Adapters are found by import path so
@@ -30,6 +37,8 @@ import dataclasses
 import importlib
 from typing import Callable
 
+from .params import Param, check_params
+
 #: Built-in adapters, by import path (imported on first use).
 _BUILTIN = {
     "tms": "supcomp.sweep.tms:EXPERIMENT",
@@ -37,12 +46,16 @@ _BUILTIN = {
     "cc": "supcomp.sweep.cc:EXPERIMENT",
     "uand": "supcomp.sweep.uand:EXPERIMENT",
 }
+#: The metrics entry holding a point's model weights ({name: tensor}); never a table column.
+WEIGHTS_KEY = "_weights"
 _REGISTRY: dict = {}  # name -> Experiment or "module:attr", registered in this process
 _LOADED: dict = {}  # name -> Experiment imported from a path
 
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
+    """One sweep adapter (see the module docstring for each field)."""
+
     name: str
     run: Callable[[list], list]
     per_instance: frozenset = frozenset()
@@ -50,19 +63,36 @@ class Experiment:
     required: tuple = ()
     plot: Callable | None = None
     doc: str = ""
+    params: dict | None = None
+
+    def declared(self) -> dict:
+        """``{name: Param}`` of every parameter this adapter knows."""
+        if self.params is not None:
+            return self.params
+        names = set(self.defaults) | set(self.required) | set(self.per_instance)
+        return {k: Param("any") for k in names}
+
+    def check(self, params: dict, where: str | None = None, absent=()) -> dict:
+        """Some of a point's parameters checked (known names, types, ranges) and normalised; no defaults
+        added, nothing required (``absent``: required names missing elsewhere, for the error message).
+        Raises :class:`~supcomp.sweep.params.ParamError` (a ValueError)."""
+        return check_params(where or self.name, params, self.declared(), absent=absent)
 
     def complete(self, params: dict) -> dict:
-        """The grid's parameters over the defaults; raises ValueError naming a missing required one."""
-        missing = [k for k in self.required if k not in params]
-        if missing:
-            raise ValueError(f"experiment {self.name!r}: missing required parameter(s) {missing}")
+        """The point's parameters checked and over the defaults. Raises
+        :class:`~supcomp.sweep.params.ParamError` (a ValueError) for an unknown name (naming the closest
+        known one), a missing required one, or a value of the wrong type or range."""
         out = dict(self.defaults)
-        out.update(params)
+        out.update(check_params(self.name, params, self.declared(), self.required))
         return out
 
 
 def register(name: str, experiment) -> None:
-    """Register an :class:`Experiment` (or a ``"module:attr"`` path to one) under ``name``."""
+    """Register an :class:`Experiment` (or a ``"module:attr"`` path to one) under ``name``.
+
+    Raises:
+        TypeError: ``experiment`` is neither an :class:`Experiment` nor a ``"module:attr"`` string.
+    """
     if not isinstance(experiment, (Experiment, str)):
         raise TypeError(f"experiment: expected an Experiment or a 'module:attr' path, got {type(experiment).__name__}")
     _REGISTRY[name] = experiment

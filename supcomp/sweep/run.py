@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 
@@ -11,6 +12,16 @@ from . import executors, registry
 from .grid import Grid, load_grid, point_key
 from .packing import pack
 from .table import ResultStore, default_suffix
+from .weights import weights_dir
+
+log = logging.getLogger(__name__)
+
+#: The folder under which each sweep gets its own folder, ``<SWEEP_ROOT>/<grid name>/``.
+SWEEP_ROOT = "sweep-results"
+
+
+class VersionMixError(ValueError):
+    """The results table holds rows of another supcomp version (a ValueError); see :func:`run_sweep`."""
 
 
 @dataclasses.dataclass
@@ -39,14 +50,35 @@ class SweepInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
-def default_out(grid: Grid) -> str:
-    return os.path.join("sweep-results", grid.name + default_suffix())
+def default_out(grid: Grid, root: str = SWEEP_ROOT) -> str:
+    """The sweep's own folder and table: ``<root>/<grid name>/results.parquet`` (``.jsonl`` without pyarrow).
+    Raises ValueError if the name would leave ``root`` (it cannot, for a :class:`Grid`'s checked name)."""
+    folder = os.path.join(root, grid.name)
+    real_root, real = os.path.realpath(root), os.path.realpath(folder)
+    if os.path.dirname(real) != real_root:
+        raise ValueError(f"name: {grid.name!r} would write outside {root!r}")
+    return os.path.join(folder, "results" + default_suffix())
+
+
+def _check_axes(exp, grid: Grid) -> None:
+    """The grid's fixed values and every axis value checked once, so an error names where it is."""
+    absent = [k for k in exp.required if k not in grid.fixed and k not in grid.axes]
+    exp.check(grid.fixed, where=f"{exp.name} (fixed)", absent=absent)
+    for k, vals in grid._values.items():
+        for v in vals:
+            exp.check({k: v}, where=f"{exp.name} (axes.{k})", absent=absent)
 
 
 def plan(grid: Grid, done: set = frozenset(), min_packs: int = 1) -> tuple[list, list]:
-    """``(points, packs)``: every point of the grid as ``{"key", "params"}`` (params over the adapter's
-    defaults), and the packs of those not in ``done``."""
+    """``(points, packs)``: every point of the grid as ``{"key", "params"}`` (params checked and over the
+    adapter's defaults), and the packs of those not in ``done``.
+
+    Raises:
+        ValueError: an unknown experiment; an unknown parameter (naming the closest known one), a missing
+            required one, or a value of the wrong type or range (:class:`~supcomp.sweep.params.ParamError`).
+    """
     exp = registry.get(grid.experiment)
+    _check_axes(exp, grid)
     points = []
     for params in grid.points():
         full = exp.complete(params)
@@ -68,12 +100,14 @@ def run_sweep(
     retry_failed: bool = True,
     progress: bool = True,
     ray_init_kwargs: dict | None = None,
+    save_weights: bool | None = None,
+    allow_version_mix: bool = False,
 ) -> SweepSummary:
     """Run every point of ``grid`` (a :class:`Grid` or a path to a grid file) not yet in the table ``out``.
 
     Args:
-        out: ``.parquet`` (needs pyarrow) or ``.jsonl`` path; default ``sweep-results/<grid name>.parquet``
-            (``.jsonl`` without pyarrow).
+        out: ``.parquet`` (needs pyarrow) or ``.jsonl`` path; default: the sweep's own folder,
+            ``sweep-results/<grid name>/results.parquet`` (``.jsonl`` without pyarrow).
         workers: local worker processes (1: this process). Ignored with ``ray``.
         ray: ``None`` (local), ``"auto"`` or a Ray cluster address; see :func:`executors.ray_tasks`.
         threads: threads per run (default: all for one local process; ``cpus // workers`` in a pool;
@@ -81,6 +115,15 @@ def run_sweep(
         ray_cpus, ray_gpus: each Ray task's resource request.
         retries: bounded retries of a pack whose worker died (pool and Ray).
         retry_failed: rerun points recorded as failed (default); False skips them like finished ones.
+        save_weights: keep each point's model weights (see :mod:`supcomp.sweep.weights`); None: the grid's
+            ``save_weights``. Finished points without weights run again.
+        allow_version_mix: append to a table holding rows of another supcomp version. A point's key
+            includes the version, so no old row is ever taken for a new point; without this flag such a
+            table is refused (:class:`VersionMixError`), so that one table never silently holds results of
+            two versions of the code.
+
+    Raises:
+        ValueError: bad grid or arguments (see :func:`plan`); :class:`VersionMixError`.
 
     Each finished point is in ``out`` when its pack completes (see :mod:`supcomp.sweep.table`); rerunning the
     same grid runs only the rest. On Ctrl-C the points in flight are lost, the table is brought up to
@@ -91,6 +134,10 @@ def run_sweep(
     out = out or default_out(grid)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: expected a positive int, got {workers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries: expected a non-negative int, got {retries!r}")
     exp = registry.get(grid.experiment)
     exp_path = registry.path_of(grid.experiment)
     if exp_path is None and (workers > 1 or ray):
@@ -98,12 +145,28 @@ def run_sweep(
             f"experiment {grid.experiment!r} is registered as an object in this process only; "
             "register it by 'module:attr' path to run it in worker processes or on Ray"
         )
+    save_weights = grid.save_weights if save_weights is None else save_weights
+    if not isinstance(save_weights, bool):
+        raise ValueError(f"save_weights: expected a bool, got {save_weights!r}")
+    plan(grid)  # refuse a bad grid before creating any file
+    from .. import __version__
+
     store = ResultStore(out)
-    done = store.done_keys(retry_failed=retry_failed)
+    others = sorted("an unknown version" if v is None else str(v) for v in store.versions() - {__version__})
+    if others and not allow_version_mix:
+        raise VersionMixError(
+            f"out: {out} holds results of supcomp {', '.join(others)}, this is {__version__}; "
+            "use another --out, or allow_version_mix=True (--allow-version-mix) to add this version's rows"
+        )
+    if others:
+        log.warning("%s: adding supcomp %s rows to a table with rows of %s", out, __version__, ", ".join(others))
+    done = store.done_keys(retry_failed=retry_failed, need_weights=save_weights)
     parallel = workers if not ray else 1
     points, packs = plan(grid, done, min_packs=parallel)
     n_todo = sum(len(p) for p in packs)
     base = {"grid": grid.name}
+    if save_weights:
+        base["_weights_dir"] = weights_dir(out)
     if ray:
         gen = executors.ray_tasks(
             packs,
@@ -120,6 +183,7 @@ def run_sweep(
         gen = executors.pool(packs, exp.name, exp_path, base, workers, threads=threads, retries=retries)
     else:
         gen = executors.serial(packs, exp.name, exp_path, base, threads=threads)
+    log.info("sweep %s: %d points, %d to run in %d packed runs -> %s", grid.name, len(points), n_todo, len(packs), out)
     t0 = time.perf_counter()
     n_run = n_failed = 0
     interrupted = False

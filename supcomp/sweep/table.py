@@ -7,6 +7,11 @@ reading). With a ``.parquet`` output (needs pyarrow) the journal sits beside it 
 ``os.replace``: never half-written) every few seconds during the sweep and at its end, also after
 Ctrl-C; with a ``.jsonl`` output the journal is the table.
 
+Rows are strict JSON (RFC 8259): a NaN or infinite value is written as ``null`` and the row's
+``nonfinite`` column maps where it was to what it was (``{"loss": "nan", "hist[3]": "inf"}``; paths as
+``column``, ``column[i]``, ``column.field``); rows without one have no ``nonfinite`` entry. No ``NaN`` or
+``Infinity`` token is ever written, so any JSON reader takes the journal.
+
 Reading keeps the last row of each key, so a point that failed and later succeeded appears once, as a
 success. In Parquet, values that are not numbers, strings or bools (lists, dicts) are stored as JSON
 text, and a column of ints and floats becomes floats.
@@ -15,6 +20,7 @@ text, and a column of ints and floats becomes floats.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -39,6 +45,34 @@ def journal_path(path: str) -> str:
     if path.endswith(".parquet"):
         return path[: -len(".parquet")] + ".journal.jsonl"
     raise ValueError(f"out: expected a .parquet or .jsonl path, got {path!r}")
+
+
+def _finite(v, path: str, flags: dict):
+    if isinstance(v, float) and not math.isfinite(v):
+        flags[path] = "nan" if v != v else ("inf" if v > 0 else "-inf")
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x, f"{path}.{k}", flags) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x, f"{path}[{i}]", flags) for i, x in enumerate(v)]
+    return v
+
+
+def strict_row(row: dict) -> dict:
+    """``row`` with every NaN / infinite float replaced by None and recorded in its ``nonfinite`` column
+    (see the module docstring); a row without one comes back unchanged."""
+    flags: dict = {}
+    out = {k: _finite(v, k, flags) for k, v in row.items() if k != "nonfinite"}
+    if flags:
+        out["nonfinite"] = dict(row.get("nonfinite") or {}, **flags)
+    elif row.get("nonfinite"):
+        out["nonfinite"] = row["nonfinite"]
+    return out
+
+
+def dumps_row(row: dict) -> str:
+    """One strict JSON line (no NaN / Infinity tokens) of ``row``."""
+    return json.dumps(strict_row(row), separators=(",", ":"), allow_nan=False, default=str)
 
 
 def _read_journal(path: str) -> list[dict]:
@@ -101,7 +135,11 @@ def write_parquet(rows: list[dict], path: str) -> None:
 def read_results(path: str) -> list[dict]:
     """The rows of a results table (``.parquet`` or ``.jsonl``), one per configuration (the latest).
     For a Parquet table the journal beside it is read when present (it may hold points finished after
-    the last rewrite)."""
+    the last rewrite).
+
+    Raises:
+        FileNotFoundError: there is no table (and no journal) at ``path``.
+    """
     j = journal_path(path)
     if os.path.exists(j):
         return _latest(_read_journal(j))
@@ -132,15 +170,30 @@ class ResultStore:
 
             self.append(pq.read_table(self.parquet).to_pylist())
 
-    def done_keys(self, retry_failed: bool = True) -> set:
-        """Keys already finished (with ``retry_failed``, failed points do not count as finished)."""
-        return {r["key"] for r in _latest(self.rows) if not (retry_failed and r.get("status") != "ok")}
+    def done_keys(self, retry_failed: bool = True, need_weights: bool = False) -> set:
+        """Keys already finished (with ``retry_failed``, failed points do not count as finished; with
+        ``need_weights``, successful points whose weights file is missing do not either)."""
+        folder = os.path.dirname(os.path.abspath(self.path))
+        out = set()
+        for r in _latest(self.rows):
+            if retry_failed and r.get("status") != "ok":
+                continue
+            if need_weights and r.get("status") == "ok":
+                if not r.get("weights") or not os.path.exists(os.path.join(folder, r["weights"])):
+                    continue
+            out.add(r["key"])
+        return out
+
+    def versions(self) -> set:
+        """The ``supcomp_version`` values of the rows already in the table."""
+        return {r.get("supcomp_version") for r in self.rows}
 
     def append(self, rows: list[dict]) -> None:
         """Write rows to the journal and fsync before returning: after this, they survive a crash."""
         if not rows:
             return
-        blob = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
+        rows = [strict_row(r) for r in rows]
+        blob = "".join(dumps_row(r) + "\n" for r in rows).encode()
         with open(self.journal, "ab") as f:
             if f.tell() > 0:  # a torn last line from a crash: start on a fresh line
                 with open(self.journal, "rb") as g:

@@ -7,8 +7,8 @@ Parameters (``required``: n_features, n_hidden):
   diagram's axis; default 1), ``importance_decay`` (feature i's importance is ``decay**i`` before the
   last feature's factor; default 1, i.e. uniform), ``seed`` (initial weights and batches; default 0);
 * shared by a packed run: ``n_features``, ``n_hidden``, ``kind`` (default ``"relu_output"``), ``steps``,
-  ``batch_size``, ``lr``, ``weight_decay`` (defaults: :func:`supcomp.tms.train`'s: 10,000, 1024, 1e-3,
-  0.01), ``backend`` (``"fused"``; ``"reference"`` for the plain einsum trainer), ``device`` (``"cpu"``),
+  ``batch_size``, ``lr``, ``optimizer`` (``"adamw"`` or ``"adam"``), ``weight_decay`` (defaults:
+  :func:`supcomp.tms.train`'s: 10,000, 1024, 1e-3, ``"adamw"``, and 0.01 for AdamW / 0 for Adam), ``backend`` (``"fused"``; ``"reference"`` for the plain einsum trainer), ``device`` (``"cpu"``),
   ``correlated_pairs`` / ``anticorrelated_pairs`` (0), ``quadrature_nodes`` (64: nodes per axis of the
   exact n=2 loss; its error is O(nodes^-2), about 2e-4 relative at 64, plenty to rank seeds, at a
   sixteenth of the cost of ``supcomp tms phase``'s 256, which would otherwise dominate a packed run).
@@ -16,6 +16,8 @@ Parameters (``required``: n_features, n_hidden):
 So feature i's importance is ``importance_decay**i``, times ``importance`` for i = n - 1. A point's
 result equals ``supcomp.tms.train`` of that point alone (``n_instances=1``, ``seed=seed``): packed runs
 pass ``instance_seeds``.
+
+Weights (with ``save_weights``): the instance's ``W``, ``b`` and ``importance``.
 
 Metrics: ``loss`` (mean of the last 100 training losses: the library's loss, meaned over features),
 ``frobenius_sq`` (‖W‖_F²), ``dims_per_feature`` (m / ‖W‖_F²), ``n_learned`` (features with ‖W_i‖ >= 0.5),
@@ -30,7 +32,9 @@ import math
 
 import torch
 
-from .registry import Experiment
+from ..tms.config import KINDS
+from .params import Param
+from .registry import WEIGHTS_KEY, Experiment
 
 PER_INSTANCE = frozenset({"density", "importance", "importance_decay", "seed"})
 DEFAULTS = dict(
@@ -42,12 +46,33 @@ DEFAULTS = dict(
     steps=10_000,
     batch_size=1024,
     lr=1e-3,
-    weight_decay=0.01,
+    optimizer="adamw",
+    weight_decay=None,
     backend="fused",
     device="cpu",
     correlated_pairs=0,
     anticorrelated_pairs=0,
     quadrature_nodes=64,
+)
+_SEED_MAX = 2**63 - 1
+PARAMS = dict(
+    n_features=Param("int", low=1, doc="n, input features"),
+    n_hidden=Param("int", low=1, doc="m, hidden width"),
+    density=Param("float", low=0, high=1, low_open=True, doc="feature probability 1 - S"),
+    importance=Param("float", low=0, doc="relative importance of the last feature"),
+    importance_decay=Param("float", low=0, doc="feature i's importance is decay**i"),
+    seed=Param("int", low=0, high=_SEED_MAX, doc="initial weights and batches"),
+    kind=Param("str", choices=KINDS, doc="the model"),
+    steps=Param("int", low=1, doc="training steps"),
+    batch_size=Param("int", low=1, doc="samples per step"),
+    lr=Param("float", low=0, low_open=True, doc="learning rate"),
+    optimizer=Param("str", choices=("adamw", "adam"), doc="AdamW (the TMS notebook's) or Adam (ARENA's)"),
+    weight_decay=Param("float", low=0, optional=True, doc="weight decay (None: 0.01 for AdamW, 0 for Adam)"),
+    backend=Param("str", choices=("fused", "reference"), doc="the trainer"),
+    device=Param("str", doc="torch device"),
+    correlated_pairs=Param("int", low=0, doc="correlated feature pairs"),
+    anticorrelated_pairs=Param("int", low=0, doc="anticorrelated feature pairs"),
+    quadrature_nodes=Param("int", low=2, doc="nodes per axis of the exact n=2 loss"),
 )
 _SHARED = (
     "n_features",
@@ -56,6 +81,7 @@ _SHARED = (
     "steps",
     "batch_size",
     "lr",
+    "optimizer",
     "weight_decay",
     "backend",
     "device",
@@ -89,13 +115,11 @@ def run(points: list[dict]) -> list[dict]:
     imp = torch.stack([importances(n, p["importance"], p["importance_decay"]) for p in points])
     dens = torch.tensor([float(p["density"]) for p in points], dtype=torch.float64)
     seeds = [p["seed"] for p in points]
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ValueError(f"seed: expected non-negative ints, got {seeds}")
     cfg = ToyModelConfig(
         n,
         m,
         I,
-        feature_probability=dens,
+        feature_probability=dens[:, None],  # one density per instance
         importance=imp,
         kind=p0["kind"],
         correlated_pairs=int(p0["correlated_pairs"]),
@@ -109,7 +133,8 @@ def run(points: list[dict]) -> list[dict]:
             steps=int(p0["steps"]),
             batch_size=int(p0["batch_size"]),
             lr=float(p0["lr"]),
-            weight_decay=float(p0["weight_decay"]),
+            optimizer=p0["optimizer"],
+            weight_decay=None if p0["weight_decay"] is None else float(p0["weight_decay"]),
             backend=p0["backend"],
             device=p0["device"],
             progress=False,
@@ -127,6 +152,8 @@ def run(points: list[dict]) -> list[dict]:
         dict(loss=loss[i], frobenius_sq=float(fro[i]), dims_per_feature=float(m / fro[i]), n_learned=int(n_learned[i]))
         for i in range(I)
     ]
+    for i, row in enumerate(rows):  # the sweep keeps them only with save_weights
+        row[WEIGHTS_KEY] = {k: v[i].detach().cpu().clone() for k, v in model.state_dict().items()}
     if n == 2 and m == 1 and p0["kind"] == "relu_output":
         w = W[..., 0]
         cls = classify_phase(w)
@@ -145,10 +172,10 @@ def run(points: list[dict]) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], out_dir: str) -> list[str]:
-    from .plots_tms import plot_tms
+def plot(rows: list[dict]) -> dict:
+    from .plots_tms import tms_figures
 
-    return plot_tms(rows, out_dir)
+    return tms_figures(rows)
 
 
 EXPERIMENT = Experiment(
@@ -159,4 +186,5 @@ EXPERIMENT = Experiment(
     required=("n_features", "n_hidden"),
     plot=plot,
     doc=__doc__,
+    params=PARAMS,
 )

@@ -3,6 +3,9 @@
 ``run_pack`` calls the experiment's adapter on the pack's points and turns the metrics into table rows.
 If the pack fails as a whole it runs each point alone, so one bad point costs only its own row (with
 ``status="error"`` and the error text); it never raises for an error inside the experiment.
+
+``base`` holds the columns every row gets; its keys starting with ``_`` are settings, not columns:
+``_weights_dir`` (save each point's weights there, see :mod:`.weights`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ def limit_threads(threads: int | None) -> None:
     torch.set_num_threads(int(threads))
 
 
+def init_pool_worker(threads: int | None, parent_pid: int) -> None:
+    """The initializer of a pool worker: die with the driver (:mod:`.lifeline`), then limit threads."""
+    from .lifeline import tie_to_parent
+
+    tie_to_parent(parent_pid)
+    limit_threads(threads)
+
+
 def _experiment(name: str, path: str | None):
     from . import registry
 
@@ -42,7 +53,7 @@ def _experiment(name: str, path: str | None):
 def _meta(base: dict, pack_s: float, size: int) -> dict:
     from .. import __version__
 
-    m = dict(base)
+    m = {k: v for k, v in base.items() if not k.startswith("_")}
     m.update(
         run_s=pack_s / size,
         pack_s=pack_s,
@@ -55,8 +66,14 @@ def _meta(base: dict, pack_s: float, size: int) -> dict:
 
 
 def _rows(exp, pts, metrics, base, pack_s):
+    from .. import __version__
+    from .registry import WEIGHTS_KEY
+    from .weights import save_point_weights
+
     out = []
     for pt, met in zip(pts, metrics):
+        met = dict(met)
+        tensors = met.pop(WEIGHTS_KEY, None)
         clash = set(met) & set(pt["params"])
         if clash:
             raise ValueError(f"{exp.name}: metrics {sorted(clash)} collide with parameter names")
@@ -64,6 +81,9 @@ def _rows(exp, pts, metrics, base, pack_s):
         row.update(pt["params"])
         row.update(met)
         row.update(_meta(base, pack_s, len(pts)))
+        if base.get("_weights_dir") and tensors:
+            meta = {"key": pt["key"], "experiment": exp.name, "supcomp_version": __version__, "params": pt["params"]}
+            row["weights"] = save_point_weights(base["_weights_dir"], pt["key"], tensors, meta)
         out.append(row)
     return out
 

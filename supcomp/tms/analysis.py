@@ -107,7 +107,7 @@ def best_restarts(losses, groups) -> list[int]:
 
 
 def feature_cosine(W, i: int, j: int) -> float:
-    """Cosine between the directions of features i and j of one model's ``W [n, m]``."""
+    """Cosine between the directions of features i and j of one model's ``W [n, m]`` (any float dtype)."""
     return float(torch.nn.functional.cosine_similarity(W[i], W[j], dim=0))
 
 

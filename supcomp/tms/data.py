@@ -8,6 +8,11 @@ count, and both trainers (fused and reference) see identical data. Each
 a per-row key and the feature id, vectorised), compared with p * 2^32; the
 values come from a second hash. A probability below 2^-32 rounds to 0.
 
+Dense batches are ``[I, B, n]`` (instance-major). ARENA's and the TMS notebook's ``[B, I, n]`` is
+accepted where a function says so with ``layout="BIn"`` (``SparseBatch.to_dense`` / ``from_dense``,
+``DeviceBatchSampler.sample``, ``ToyModel.forward``, ``to_instance_major``); the layout is never
+inferred from the sizes.
+
 A batch is a ``SparseBatch`` in CSR form (rows = (instance, batch row)),
 because densities differ by orders of magnitude across instances: a padded
 ``[I, B, K]`` layout would be as wide as the densest instance everywhere.
@@ -21,10 +26,18 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.tms_sample import CsrSampler, DenseSampler, SparseBatch
+from ..ops.tms_sample import LAYOUTS, CsrSampler, DenseSampler, SparseBatch, from_instance_major, to_instance_major
 from .config import ToyModelConfig
 
-__all__ = ["SparseBatch", "BatchSampler", "DeviceBatchSampler", "sample_batch"]
+__all__ = [
+    "SparseBatch",
+    "BatchSampler",
+    "DeviceBatchSampler",
+    "sample_batch",
+    "LAYOUTS",
+    "to_instance_major",
+    "from_instance_major",
+]
 
 
 class BatchSampler(CsrSampler):
@@ -62,7 +75,8 @@ class BatchSampler(CsrSampler):
 
 
 class DeviceBatchSampler(DenseSampler):
-    """``sample(step) -> x [I, B, n]``: the batches of :class:`BatchSampler`, dense, drawn on ``device``.
+    """``sample(step) -> x [I, B, n]``: the batches of :class:`BatchSampler`, dense, drawn on ``device``
+    (``sample(step, layout="BIn")``: ``[B, I, n]``).
 
     On a GPU the trainer uses it, so a batch never crosses the PCIe bus and the same seed gives the
     same batches on CPU and GPU. Arguments as :class:`BatchSampler`, plus ``device`` and

@@ -83,7 +83,13 @@ class UAnd:
         device: where the connection lists live (CUDA: Triton kernels).
 
     Shapes: ``forward(indices [..., s]) -> a [..., d]``; ``read(a [..., d], gates [G, k]) -> [..., G]``;
-    ``read_all_pairs(a [B, d]) -> [B, m (m - 1) / 2]`` (fan-in 2 only).
+    ``read_all_pairs(a [B, d]) -> [B, m (m - 1) / 2]`` (fan-in 2 only). Input ids are int64 or int32;
+    activations and estimates have the model's ``dtype``.
+
+    Raises:
+        ValueError: a size, ``p``, ``fan_in`` or ``seed`` out of range (naming it), or an
+            ``input_embedding`` tensor of the wrong shape.
+        TypeError: ``dtype`` is not float32 or float64, or ``input_embedding`` is not a float tensor.
     """
 
     def __init__(
@@ -144,7 +150,14 @@ class UAnd:
 
         Each gate [E, k] gets a uniformly random set of ``neurons_per_gate`` neurons; S_i is the
         union of the sets of the gates that use input i. Read-out as usual (mean over ∩ S_i ⊇ the
-        gate's own set). ``p`` of the result is None (C is not iid).
+        gate's own set). ``p`` of the result is None (C is not iid). ``gates`` is an int64 (or int32)
+        tensor ``[E, k]`` of distinct input ids per row; ``**kw`` go to the constructor.
+
+        Raises:
+            ValueError: a size out of range, ``neurons_per_gate > n_neurons``, or ``gates`` of the
+                wrong shape or with repeated ids in a row.
+            TypeError: ``gates`` is not an integer tensor.
+            IndexError: a gate id outside ``[0, n_inputs)``.
         """
         _check_int(n_inputs, "n_inputs")
         _check_int(n_neurons, "n_neurons")
@@ -177,6 +190,7 @@ class UAnd:
 
     @property
     def n_pairs(self) -> int:
+        """Number of input pairs i < j, m (m - 1) / 2: the width of ``read_all_pairs``."""
         return pair_offset(self.m, self.m)
 
     def connection_matrix(self) -> torch.Tensor:
@@ -227,7 +241,13 @@ class UAnd:
     __call__ = forward
 
     def embed(self, indices: torch.Tensor) -> torch.Tensor:
-        """Inputs in superposition: z = F^T x = sum of the rows F[i] of the active ids: [..., s] -> [..., d0]."""
+        """Inputs in superposition: z = F^T x = sum of the rows F[i] of the active ids: [..., s] -> [..., d0].
+
+        ``indices`` are int64 (or int32) ids, ``-1`` = empty; ``z`` has the model's float ``dtype``.
+
+        Raises:
+            ValueError: the model has no input embedding, or ``indices`` is on another device.
+        """
         if self.F is None:
             raise ValueError("input_embedding: this model has none (construct with input_embedding=d0)")
         indices = self._indices(indices)
@@ -237,7 +257,12 @@ class UAnd:
         """Activations for inputs in superposition: z [..., d0] -> a = relu(C F z + bias) [..., d].
 
         Computed as C (F z): the dense [.., m] read-in u = F z, then the sparse gather-sum of
-        the forward kernel with every input as a slot weighted by u (never the dense C F).
+        the forward kernel with every input as a slot weighted by u (never the dense C F). ``z`` is a
+        float tensor (cast to the model's ``dtype``); ``a`` has the model's ``dtype``.
+
+        Raises:
+            ValueError: the model has no input embedding, or ``z``'s last dimension is not d0.
+            TypeError: ``z`` is not a float tensor.
         """
         if self.F is None:
             raise ValueError("input_embedding: this model has none (construct with input_embedding=d0)")
@@ -302,7 +327,11 @@ class UAnd:
         """XOR from AND: est = x_i + x_j - 2 AND_ij, gates [G, 2] -> [..., G].
 
         x_i is read from ``indices`` [..., s] (the active ids); with an input embedding it is read
-        linearly from the residual stream, x_i ~ F[i] . z.
+        linearly from the residual stream, x_i ~ F[i] . z. ``a`` is float (the model's ``dtype``),
+        ``gates`` and ``indices`` are int64 (or int32). ``on_empty`` as in ``read``.
+
+        Raises:
+            ValueError: the model's fan-in is not 2, or ``a``/``gates`` have the wrong shape (as in ``read``).
         """
         if self.fan_in != 2:
             raise ValueError(f"gates: read_xor needs fan-in 2 gates, this model has fan_in = {self.fan_in}")
@@ -315,7 +344,11 @@ class UAnd:
         return (out, mask) if mask is not None else out
 
     def input_values(self, indices: torch.Tensor) -> torch.Tensor:
-        """x [..., m]: the inputs (counts of each id) or, with an input embedding, their linear read F z."""
+        """x [..., m]: the inputs (counts of each id) or, with an input embedding, their linear read F z.
+
+        ``indices`` [..., s] are int64 (or int32) ids, ``-1`` = empty; ``x`` has the model's ``dtype``.
+        An id outside ``[-1, m)`` raises IndexError.
+        """
         indices = self._indices(indices)
         if self.F is not None:
             return self.embed(indices) @ self.F.T
@@ -340,7 +373,13 @@ class UAnd:
         pair sizes and a per-thread buffer of O(d + active entries); it never forms the [P, d]
         read-out matrix. For m too large for a [B, P] result use ``iter_all_pairs``.
         on_empty: as in ``read`` (pairs with an empty intersection read 0 under "mask").
-        ``out`` (optional [B, P] tensor) is filled and returned.
+        ``out`` (optional [B, P] tensor) is filled and returned. ``a`` is float32 or float64; the
+        estimates have its dtype.
+
+        Raises:
+            ValueError: the model's fan-in is not 2, ``a`` is not ``[B, d]`` or on another device, or
+                (``on_empty="raise"``) a pair's read-out set is empty.
+            TypeError: ``a`` is not a float tensor.
         """
         if self.fan_in != 2:
             raise ValueError(f"read_all_pairs: needs a fan-in 2 model, this one has fan_in = {self.fan_in}")
@@ -356,7 +395,13 @@ class UAnd:
 
         Each block holds whole rows i (all j > i), about ``block_pairs`` pairs, so peak memory is
         B * block_pairs values plus the kernel's buffers, whatever m. Pairs p0..p1-1 are
-        ``self.pairs()[p0:p1]``. Under on_empty="mask" yields ``(p0, p1, est, readable)``.
+        ``self.pairs()[p0:p1]``. Under on_empty="mask" yields ``(p0, p1, est, readable)``. ``a`` is
+        float32 or float64; the estimates have its dtype.
+
+        Raises:
+            ValueError: the model's fan-in is not 2, ``block_pairs < 1``, ``a`` is not ``[B, d]``, or
+                (``on_empty="raise"``) a pair's read-out set is empty.
+            TypeError: ``a`` is not a float tensor.
         """
         if self.fan_in != 2:
             raise ValueError(f"iter_all_pairs: needs a fan-in 2 model, this one has fan_in = {self.fan_in}")

@@ -78,7 +78,11 @@ class UAndTheory:
     std_approx: dict | None = None
 
     def case(self, name: str) -> int:
-        """'both' / 'one' / 'none' (fan-in 2 names; 'all' = every input on) -> the ``on`` key."""
+        """'both' / 'one' / 'none' (fan-in 2 names; 'all' = every input on) -> the ``on`` key.
+
+        Raises:
+            KeyError: an unknown name (or 'both' for a fan-in other than 2).
+        """
         table = {"all": self.fan_in, "both": 2, "one": self.fan_in - 1, "none": 0}
         if name not in table or (name == "both" and self.fan_in != 2):
             raise KeyError(f"case: expected one of 'all', 'one', 'none' (and 'both' for fan_in 2), got {name!r}")
@@ -97,6 +101,9 @@ def theory(p: float, s: int, fan_in: int = 2, d: int | None = None) -> UAndTheor
     Returns:
         UAndTheory (``mean[on]``, ``std[on]``, ...). For fan-in 2: ``mean[2]`` = both on
         = (s - 2) p, ``mean[1]`` = one on = (s - 1) p, ``mean[0]`` = none on = s p - 1 + (1 - p)^s.
+
+    Raises:
+        ValueError: ``p`` outside (0, 1], ``s < 0``, ``fan_in < 2`` or ``d < 1`` (naming the argument).
     """
     check_p(p)
     if isinstance(s, bool) or not isinstance(s, int) or s < 0:
@@ -130,6 +137,9 @@ def suggest_p(n_neurons: int, fan_in: int = 2, overlap: float = 20.0) -> float:
 
     This is the finite-size rule p ~ d^(-1/k); the asymptotic p = log^2(m) / d^(1/k) is above 1 at
     practical sizes.
+
+    Raises:
+        ValueError: ``n_neurons < 1``, ``fan_in < 2`` or ``overlap <= 0``.
     """
     check_fan_in(fan_in)
     if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1:

@@ -11,6 +11,8 @@ import contextlib
 import os
 import secrets
 
+__all__ = ["atomic_path"]
+
 
 @contextlib.contextmanager
 def atomic_path(path: str):

@@ -14,6 +14,8 @@ import os
 
 import torch
 
+__all__ = ["threads", "machine_busy", "single_threaded"]
+
 
 @contextlib.contextmanager
 def threads(k: int | None):

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+__all__ = ["Timing", "time_interleaved", "timeit"]
+
 
 @dataclass(frozen=True)
 class Timing:

@@ -30,12 +30,12 @@ VARIANT_IDS = ["independent", "pairs", "abs", "abs-pairs"]
 
 def config(n_features=23, n_instances=4, **kw):
     p = torch.tensor([1.0, 0.3, 0.05, 0.5, 0.9, 1e-3][:n_instances])
-    return ToyModelConfig(n_features, 5, n_instances=n_instances, feature_probability=p, **kw)
+    return ToyModelConfig(n_features, 5, n_instances=n_instances, feature_probability=p[:, None], **kw)
 
 
 def test_sampler_statistics_and_determinism():
     cfg = ToyModelConfig(
-        60, 5, n_instances=3, feature_probability=[0.5, 0.1, 0.01], correlated_pairs=4, anticorrelated_pairs=4
+        60, 5, n_instances=3, feature_probability=[[0.5], [0.1], [0.01]], correlated_pairs=4, anticorrelated_pairs=4
     )
     batch = BatchSampler(cfg, 20000, seed=7).sample(3)
     x = batch.to_dense()

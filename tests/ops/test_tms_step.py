@@ -131,7 +131,12 @@ def test_step_in_simd_lanes_matches_step_on_sampled_batch(kind, dtype, n, m, B):
     so the same losses and gradients up to summation order. Batches shorter than and not a multiple
     of the 8 / 16 lanes."""
     cfg = ToyModelConfig(
-        n, m, n_instances=3, feature_probability=[1.0, 0.3, 0.05], importance=0.9 ** torch.arange(float(n)), kind=kind
+        n,
+        m,
+        n_instances=3,
+        feature_probability=[[1.0], [0.3], [0.05]],
+        importance=0.9 ** torch.arange(float(n)),
+        kind=kind,
     )
     if dtype == torch.float64:
         close = lambda a, b: torch.allclose(a, b, rtol=1e-11, atol=1e-14)  # noqa: E731
@@ -152,7 +157,7 @@ def test_layout_switches_are_arguments_not_global_state():
     """The C++ layout switches are per call: no process-wide setter, and a forced call leaves the next
     automatic call as it was."""
     assert not any(hasattr(_C, f"tms_{name}_strategy") for name in ("dense", "lane"))
-    cfg = ToyModelConfig(20, 5, n_instances=3, feature_probability=[1.0, 0.3, 0.05])
+    cfg = ToyModelConfig(20, 5, n_instances=3, feature_probability=[[1.0], [0.3], [0.05]])
     model = ToyModel(cfg, seed=1)
     sampler = BatchSampler(cfg, 17, seed=3)
     auto = fused_sampled_loss_and_grad(model, sampler, 2), model.W.grad.clone()

@@ -7,6 +7,7 @@ import time
 
 from ...tms.analysis import threads_for
 from ...tms.train import train
+from ...utils.figures import save_figure
 from ...utils.threads import threads
 
 DEFAULT_OUT = os.path.join("supcomp-report", "tms")
@@ -39,9 +40,9 @@ def out_path(out_dir, name):
 def finish(
     res: dict, lines: list[str], plot, out_dir: str, name: str, t0: float, verbose: bool, t_train: float | None = None
 ) -> dict:
-    """End a reproduction: draw its figure into ``out_dir/name`` with ``plot(res, path)``, add the timing
+    """End a reproduction: draw its figure with ``plot(res)`` and save it to ``out_dir/name``, add the timing
     line to its table, print the table when ``verbose``, and return ``res`` (with paths, time_s, table)."""
-    res["paths"] = [plot(res, out_path(out_dir, name))]
+    res["paths"] = [save_figure(plot(res), out_path(out_dir, name), dpi=110)]
     res["time_s"] = time.time() - t0
     train_note = f", training {t_train:.1f} s" if t_train is not None else ""
     lines.append(f"plots: {', '.join(res['paths'])}   ({res['time_s']:.1f} s{train_note})")

@@ -66,7 +66,7 @@ def correlated(
             4,
             2,
             P * Rn,
-            feature_probability=dens.repeat_interleave(Rn),
+            feature_probability=dens.repeat_interleave(Rn)[:, None],
             importance=1.0,
             kind="relu_output",
             correlated_pairs=corr,

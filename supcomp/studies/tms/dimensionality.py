@@ -61,7 +61,7 @@ def dimensionality(
             else torch.logspace(0, lo, a + b, dtype=torch.float64)
         )
     P = dens.shape[0]
-    cfg = ToyModelConfig(n, m, P, feature_probability=dens, importance=1.0, kind="relu_output")
+    cfg = ToyModelConfig(n, m, P, feature_probability=dens[:, None], importance=1.0, kind="relu_output")
     model = train_model(cfg, steps, B, lr, seed, progress)
     t_train = time.time() - t0
     W = model.W.detach().double()

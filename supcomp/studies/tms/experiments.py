@@ -31,6 +31,12 @@ tiny models here (n*m <= 100) one thread is faster (the parallel regions are too
 machine a busy second core makes them much slower), so those runs use one thread; the large runs keep
 the default unless the machine is already loaded (load average >= number of cores - 0.5); see
 :func:`supcomp.tms.analysis.threads_for`.
+
+Constants: ``EXPERIMENTS`` maps each name to its function and ``NAMES`` lists the names;
+``DEFAULT_OUT`` is the folder plots go to by default. Re-exported from :mod:`supcomp.tms.analysis`:
+``D_LINES`` (the dimensionality fractions 3/4, 2/3, 1/2, 2/5, 3/8 drawn as lines), ``LEVELS`` (the
+dimensionality levels), ``LEARNED`` (the norm ``||W_i||`` above which a feature counts as represented) and ``PHASES`` (the phase
+names of the n=2, m=1 diagram).
 """
 
 from __future__ import annotations
@@ -106,7 +112,11 @@ NAMES = tuple(EXPERIMENTS)
 
 def run(name: str, steps=None, seed=0, out_dir=DEFAULT_OUT, progress=True, quick=False) -> dict:
     """Run one reproduction by name (``"cross-entropy"`` is accepted for ``cross_entropy``), or ``"all"``
-    (returns ``{name: result}``)."""
+    (returns ``{name: result}``).
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`NAMES` or ``"all"``.
+    """
     key = name.replace("-", "_")
     if key == "all":
         out = {

@@ -47,7 +47,7 @@ def intro(
     dens = 20.0 ** -torch.linspace(0, 1, P, dtype=torch.float64)
     importance = 0.9 ** torch.arange(n, dtype=torch.float64)
     cfg = ToyModelConfig(
-        n, m, P * R, feature_probability=dens.repeat_interleave(R), importance=importance, kind="relu_output"
+        n, m, P * R, feature_probability=dens.repeat_interleave(R)[:, None], importance=importance, kind="relu_output"
     )
     model = train_model(cfg, steps, B, lr, seed, progress)
     t_train = time.time() - t0

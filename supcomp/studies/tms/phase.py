@@ -53,7 +53,7 @@ def phase(
     R = rel[:, None, None].expand(Gi, Gd, K).reshape(-1)
     Pp = dens[None, :, None].expand(Gi, Gd, K).reshape(-1)
     imp = torch.stack([torch.ones_like(R), R], -1)
-    cfg = ToyModelConfig(2, 1, Gi * Gd * K, feature_probability=Pp, importance=imp, kind="relu_output")
+    cfg = ToyModelConfig(2, 1, Gi * Gd * K, feature_probability=Pp[:, None], importance=imp, kind="relu_output")
     model = train_model(cfg, steps, B, lr, seed, progress)
     t_train = time.time() - t0
     w = model.W.detach()[..., 0].double()
