@@ -19,9 +19,7 @@ Sparse codes are ``(indices [B, k], values [B, k])`` (``-1`` marks an empty slot
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections import namedtuple
 from dataclasses import asdict, dataclass
 
@@ -30,7 +28,10 @@ from torch import nn
 
 from ..ops import relu_readout_topk, sparse_encode
 
-__all__ = ["SAEConfig", "SAE", "SAEOutput", "KINDS", "geometric_median"]
+__all__ = ["SAEConfig", "SAE", "SAEOutput", "KINDS", "CHECKPOINT_KIND", "geometric_median"]
+
+CHECKPOINT_KIND = "sae"
+"""The ``kind`` of an SAE's checkpoint file (:func:`supcomp.utils.checkpoint.save_checkpoint`)."""
 
 KINDS = ("topk", "batchtopk", "relu", "jumprelu")
 
@@ -296,34 +297,41 @@ class SAE(nn.Module):
         return (residual - rhat).pow(2).sum() / var
 
     # ---- save / load ----------------------------------------------------------------------------------------
-    def save(self, path: str):
-        """Write ``path/sae.safetensors`` and ``path/config.json`` (each through a temporary file)."""
-        from safetensors.torch import save_file
+    def save(self, path) -> str:
+        """Write the SAE as one atomic checkpoint file (:mod:`supcomp.utils.checkpoint`, kind ``"sae"``):
+        weights, buffers and the config.
 
-        from ..utils.files import atomic_path
+        Args:
+            path: a ``.safetensors`` file, or a folder (written as ``folder/model.safetensors``).
 
-        os.makedirs(path, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(os.path.join(path, "sae.safetensors")) as tmp:
-            save_file(tensors, tmp)
-        with atomic_path(os.path.join(path, "config.json")) as tmp:
-            with open(tmp, "w") as f:
-                json.dump({"config": asdict(self.config), "format": "supcomp.sae.SAE/1"}, f, indent=1)
+        Returns:
+            the file written.
+        """
+        from ..utils.checkpoint import save_checkpoint
+
+        tensors = {k: v.detach() for k, v in self.state_dict().items()}
+        history = getattr(self, "history", None) or []
+        return save_checkpoint(path, CHECKPOINT_KIND, tensors, {"config": asdict(self.config), "history": history})
 
     @classmethod
-    def load(cls, path: str, device=None) -> SAE:
-        """Read an SAE written by :meth:`save`.
+    def load(cls, path, device=None) -> SAE:
+        """Read an SAE written by :meth:`save` (a ``.safetensors`` file or the folder holding one).
 
         Raises:
-            FileNotFoundError: a file is missing. ValueError: not a supcomp SAE folder.
+            CheckpointNotFoundError: nothing saved at ``path``. CheckpointError: a damaged or foreign file,
+            another kind of checkpoint, or tensors that do not fit the stored config.
         """
-        from safetensors.torch import load_file
+        from ..utils.checkpoint import CheckpointError, load_checkpoint
 
-        with open(os.path.join(path, "config.json")) as f:
-            meta = json.load(f)
-        if meta.get("format") != "supcomp.sae.SAE/1":
-            raise ValueError(f"path: {path!r} does not hold a supcomp SAE (format {meta.get('format')!r})")
-        tensors = load_file(os.path.join(path, "sae.safetensors"))
-        sae = cls(SAEConfig(**meta["config"]), dtype=tensors["W_dec"].dtype)
-        sae.load_state_dict(tensors)
+        ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        try:
+            config = SAEConfig(**ckpt.meta["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}: the stored config is not a valid SAEConfig ({e})") from e
+        sae = cls(config, dtype=ckpt.tensors["W_dec"].dtype)
+        try:
+            sae.load_state_dict(ckpt.tensors)
+        except RuntimeError as e:
+            raise CheckpointError(f"{ckpt.path}: the tensors do not fit the stored config ({e})") from e
+        sae.history = [tuple(h) for h in ckpt.meta.get("history", [])]
         return sae.to(device) if device is not None else sae

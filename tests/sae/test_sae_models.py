@@ -1,6 +1,5 @@
 """supcomp.sae SAEs and trainer: gradients against a dense reference, the decoder rules, AuxK, I/O, recovery."""
 
-import json
 import os
 
 import pytest
@@ -99,10 +98,11 @@ def test_save_load_roundtrip(tmp_path):
     assert back.config == sae.config
     for (n, p), q in zip(sae.state_dict().items(), back.state_dict().values()):
         assert torch.equal(p, q), n
-    with open(tmp_path / "s" / "config.json", "w") as f:
-        json.dump({"format": "other"}, f)
-    with pytest.raises(ValueError, match="supcomp SAE"):
-        SAE.load(str(tmp_path / "s"))
+    from supcomp.utils.checkpoint import CheckpointError, save_checkpoint
+
+    save_checkpoint(str(tmp_path / "o"), "tms.ToyModel", {"W": torch.zeros(2)}, {})
+    with pytest.raises(CheckpointError, match="expected 'sae'"):
+        SAE.load(str(tmp_path / "o"))
 
 
 def test_activation_sources(tmp_path):
@@ -148,7 +148,7 @@ def test_trainer_callback_checkpoint_and_errors(tmp_path, one_thread):
     )
     assert [c[0] for c in calls] == [0, 3, 6]
     assert all(isinstance(c[1], float) and all(isinstance(v, float) for v in c[2].values()) for c in calls)
-    assert os.path.exists(tmp_path / "ck" / "sae.safetensors") and not sae.training
+    assert os.path.exists(tmp_path / "ck" / "model.safetensors") and not sae.training
     with pytest.raises(ValueError, match="exactly one"):
         train_sae(w, steps=1)
 
