@@ -10,7 +10,7 @@
 * :mod:`.table`: the results table (Parquet or JSON lines), written point by point, resumable;
 * :mod:`.executors`: local (one process or a pool whose workers die with the driver, :mod:`.lifeline`) and Ray;
 * :mod:`.weights`: each point's model weights beside the table (opt-in);
-* :mod:`.tms`, :mod:`.circuits`, :mod:`.cc`, :mod:`.uand`: the adapters of the built-in experiments;
+* :mod:`.tms`, :mod:`.circuits`, :mod:`.cc`, :mod:`.uand`, :mod:`.sae`: the adapters of the built-in experiments;
 * :mod:`.plot`: each experiment's standard figures from a results table.
 """
 

@@ -45,6 +45,7 @@ _BUILTIN = {
     "circuits": "supcomp.sweep.circuits:EXPERIMENT",
     "cc": "supcomp.sweep.cc:EXPERIMENT",
     "uand": "supcomp.sweep.uand:EXPERIMENT",
+    "sae": "supcomp.sweep.sae:EXPERIMENT",
 }
 #: The metrics entry holding a point's model weights ({name: tensor}); never a table column.
 WEIGHTS_KEY = "_weights"
