@@ -76,6 +76,9 @@ def main(argv=None) -> int:
     from .sweep.cli import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
+    from .sae_cli import add_parser as add_sae_parser
+
+    add_sae_parser(sub)
     cc = sub.add_parser("cc", help="compressed computation (Braun et al. 2025) vs. its mixing-matrix controls")
     cc.add_argument("--steps", type=int, default=None, help="training steps (default: 10000; 2000 with --quick)")
     cc.add_argument("--seed", type=int, default=0, help="seed of the fixed matrices, weights and batches")
@@ -128,6 +131,10 @@ def main(argv=None) -> int:
         from .sweep.cli import main as sweep_main
 
         return sweep_main(args)
+    elif args.command == "sae":
+        from .sae_cli import main as sae_main
+
+        return sae_main(args)
     elif args.command == "cc":
         for flag, v in (("--steps", args.steps), ("--samples", args.samples)):
             if v is not None and v < 1:

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("base", "ops", "nn", "models", "studies", "cli")
 # (layer, module names: exact, or a package and everything under it with ".*"), first match wins.
 LAYER_RULES = [
-    ("cli", ["supcomp.cli", "supcomp.sweep.cli", "supcomp.__main__"]),
+    ("cli", ["supcomp.cli", "supcomp.sweep.cli", "supcomp.sae_cli", "supcomp.__main__"]),
     (
         "base",
         [
