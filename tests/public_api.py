@@ -45,6 +45,7 @@ PUBLIC = [
 INTERNAL = [
     "supcomp.__main__",
     "supcomp.cli",
+    "supcomp.sae_cli",
     "supcomp.kernels",
     "supcomp.kernels.*",
     "supcomp.ops.*",
@@ -72,6 +73,7 @@ PENDING = {
     "supcomp.nn",
     "supcomp.sae",  # new package (sae); add "supcomp.sae" to PUBLIC when merged
     "supcomp.sae.*",
+    "supcomp.studies.sae",  # new (sae2); add to PUBLIC with an API page when the sae pages are merged
 }
 
 

@@ -6,7 +6,8 @@ then graded by :func:`supcomp.sae.grade`); :func:`k_width_sweep` runs a grid of 
 adapter :mod:`supcomp.sweep.sae` runs the same points through the sweep engine, locally or on Ray).
 :func:`plot_k_width` draws recovered fraction and FVU against the measured L0, one line per width: the
 Pareto picture of "Scaling and evaluating sparse autoencoders" (Gao et al. 2024), here with the
-recovered fraction, which only a world of known features can give.
+recovered fraction, which only a world of known features can give. ``WORLD_DEFAULTS``: the small
+world used when none is given; ``METRICS``: the graded scores each point reports.
 """
 
 from __future__ import annotations
