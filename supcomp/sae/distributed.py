@@ -43,8 +43,11 @@ __all__ = ["shard_source", "global_batch", "sharded_forward", "train_sae_distrib
 def init_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
     """Join the process group torchrun describes (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ...) if not yet
     joined; returns ``(rank, world_size, device)``. ``backend`` None: nccl when CUDA is available (device
-    ``cuda:LOCAL_RANK``), else gloo (CPU)."""
+    ``cuda:LOCAL_RANK``), else gloo (CPU). Outside torchrun (no ``MASTER_ADDR``) and without a group:
+    ``(0, 1, cpu)``, one process without collectives."""
     if not dist.is_initialized():
+        if "MASTER_ADDR" not in os.environ:  # not under torchrun and no group: one process, no collectives
+            return 0, 1, torch.device("cpu")
         if backend is None:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
