@@ -297,12 +297,15 @@ class SAE(nn.Module):
         return (residual - rhat).pow(2).sum() / var
 
     # ---- save / load ----------------------------------------------------------------------------------------
-    def save(self, path) -> str:
+    def save(self, path, training: dict | None = None, optimizer: dict | None = None) -> str:
         """Write the SAE as one atomic checkpoint file (:mod:`supcomp.utils.checkpoint`, kind ``"sae"``):
-        weights, buffers and the config.
+        weights, buffers, the config, the history, and (from the trainer) the training state and the
+        optimizer's tensors a resumed run needs.
 
         Args:
             path: a ``.safetensors`` file, or a folder (written as ``folder/model.safetensors``).
+            training: JSON training state (steps done, settings); optimizer: ``{"optim.<key>.<param>":
+                tensor}`` (:func:`supcomp.utils.optim_state.torch_optimizer_tensors`).
 
         Returns:
             the file written.
@@ -310,20 +313,25 @@ class SAE(nn.Module):
         from ..utils.checkpoint import save_checkpoint
 
         tensors = {k: v.detach() for k, v in self.state_dict().items()}
+        tensors.update(optimizer or {})
         history = getattr(self, "history", None) or []
-        return save_checkpoint(path, CHECKPOINT_KIND, tensors, {"config": asdict(self.config), "history": history})
+        meta = {"config": asdict(self.config), "history": history, "training": training}
+        return save_checkpoint(path, CHECKPOINT_KIND, tensors, meta)
 
     @classmethod
     def load(cls, path, device=None) -> SAE:
-        """Read an SAE written by :meth:`save` (a ``.safetensors`` file or the folder holding one).
+        """Read an SAE written by :meth:`save` (a ``.safetensors`` file or the folder holding one), with
+        ``history``, ``training_state`` and ``optimizer_state`` (for ``train_sae(resume_from=...)``).
 
         Raises:
             CheckpointNotFoundError: nothing saved at ``path``. CheckpointError: a damaged or foreign file,
             another kind of checkpoint, or tensors that do not fit the stored config.
         """
         from ..utils.checkpoint import CheckpointError, load_checkpoint
+        from ..utils.optim_state import split_optimizer_tensors
 
         ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        optimizer = split_optimizer_tensors(ckpt.tensors)
         try:
             config = SAEConfig(**ckpt.meta["config"])
         except (KeyError, TypeError, ValueError) as e:
@@ -334,4 +342,5 @@ class SAE(nn.Module):
         except RuntimeError as e:
             raise CheckpointError(f"{ckpt.path}: the tensors do not fit the stored config ({e})") from e
         sae.history = [tuple(h) for h in ckpt.meta.get("history", [])]
+        sae.training_state, sae.optimizer_state = ckpt.meta.get("training"), optimizer
         return sae.to(device) if device is not None else sae

@@ -10,10 +10,12 @@ torch model through a forward hook.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
 
+from ..utils.optim_state import restore_torch_optimizer, torch_optimizer_tensors
 from ..utils.progress import progress_bar
 from .models import SAE, SAEConfig
 from .world import World
@@ -135,6 +137,7 @@ def train_sae(
     lr_warmup: int = 0,
     lr_decay_from: float | None = None,
     checkpoint: str | None = None,
+    resume_from: str | None = None,
 ) -> SAE:
     """Train an SAE with Adam on ``data`` (see :func:`activation_source`).
 
@@ -150,27 +153,44 @@ def train_sae(
             floats: ``metrics`` holds ``fvu``, ``aux_loss``, ``sparsity_loss``, ``l0``, ``dead_fraction``.
         lr_warmup: linear warm-up steps; lr_decay_from: the fraction of ``steps`` after which the
             rate decays linearly to 0 (None: constant).
-        checkpoint: a folder the SAE is saved to at each log point and at the end.
+        checkpoint: a folder the SAE is saved to at each log point and at the end, with the optimizer
+            state and the run's settings.
+        resume_from: a checkpoint written that way (instead of ``config`` / ``sae``): training continues
+            after its last saved step and gives the uninterrupted run's result bit for bit (the batches
+            are indexed by step).
 
     Returns:
         The trained SAE, with ``history`` (a list of ``(step, loss, metrics)``).
 
     Raises:
-        ValueError: neither or both of ``config`` and ``sae``; a non-positive ``steps``/``log_every``.
+        ValueError: not exactly one of ``config``, ``sae`` and ``resume_from``; a non-positive
+        ``steps``/``log_every``; ``resume_from`` saved with other settings.
     """
-    if (config is None) == (sae is None):
-        raise ValueError("config, sae: pass exactly one of them")
+    if sum(v is not None for v in (config, sae, resume_from)) != 1:
+        raise ValueError("config, sae, resume_from: pass exactly one of them")
     for name, v in (("steps", steps), ("log_every", log_every), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    if sae is None:
+    settings = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lr_warmup=lr_warmup)
+    settings.update(lr_decay_from=lr_decay_from, log_every=log_every, b_dec_init=b_dec_init)
+    start, state = 0, None
+    if resume_from is not None:
+        sae = SAE.load(resume_from, device=device)
+        state = sae.training_state or {}
+        if state.get("settings") != settings:
+            raise ValueError(f"resume_from: saved with {state.get('settings')}, this run has {settings}")
+        start = int(state["step"]) + 1
+    elif sae is None:
         sae = SAE(config, seed=seed, device=device)
     device = sae.W_dec.device
     sae.train()
     batches = activation_source(data, batch_size, seed=seed, device=device)
-    if b_dec_init is not None:
+    if b_dec_init is not None and start == 0:
         sae.init_b_dec(batches(0), b_dec_init)
     opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
+    named = dict(sae.named_parameters())
+    if state is not None:
+        restore_torch_optimizer(opt, named, sae.optimizer_state, int(state["optimizer_steps"]))
 
     def rate(step):
         r = min(1.0, (step + 1) / lr_warmup) if lr_warmup > 0 else 1.0
@@ -179,8 +199,13 @@ def train_sae(
         return r
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
-    sae.history = []
-    bar = progress_bar(range(steps), desc=f"sae {sae.config.kind} n={sae.config.n}", enabled=progress)
+    with warnings.catch_warnings():  # advancing a resumed run's schedule before its first optimizer step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start):
+            sched.step()
+    if start == 0:
+        sae.history = []
+    bar = progress_bar(range(start, steps), desc=f"sae {sae.config.kind} n={sae.config.n}", enabled=progress)
     for step in bar:
         x = batches(step)
         out = sae(x)
@@ -206,7 +231,9 @@ def train_sae(
             if callback is not None:
                 callback(step, loss, metrics)
             if checkpoint is not None:
-                sae.save(checkpoint)
+                tensors, opt_steps = torch_optimizer_tensors(opt, named)
+                training = {"step": step, "optimizer_steps": opt_steps, "settings": settings}
+                sae.save(checkpoint, training=training, optimizer=tensors)
             bar.set_postfix(fvu=f"{metrics['fvu']:.3g}", l0=f"{l0:.1f}")
     sae.eval()
     return sae
