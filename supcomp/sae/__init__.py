@@ -4,10 +4,12 @@
   known features (Zipf firing, low-rank correlation, hierarchy, magnitudes) sampled sparsely;
 * :mod:`supcomp.sae.models`: TopK, BatchTopK, ReLU/L1 and JumpReLU SAEs on ``relu_readout_topk`` and
   ``sparse_encode``; :mod:`supcomp.sae.train`: the Adam trainer and activation sources;
-* :mod:`supcomp.sae.grade`: scores against the true features, and plots.
+* :mod:`supcomp.sae.grade`: scores against the true features, and plots;
+* :mod:`supcomp.sae.interop`: SAELens's on-disk format.
 """
 
 from .grade import Grade, grade, plot_matched_cosines, plot_recovery_vs_frequency
+from .interop import load_saelens, save_saelens
 from .models import KINDS, SAE, SAEConfig, SAEOutput
 from .train import activation_source, collect_activations, train_sae
 from .world import World, WorldConfig, WorldSample, synthsaebench_16k
@@ -28,4 +30,6 @@ __all__ = [
     "grade",
     "plot_recovery_vs_frequency",
     "plot_matched_cosines",
+    "save_saelens",
+    "load_saelens",
 ]

@@ -139,7 +139,7 @@ def train_sae(
     """Train an SAE with Adam on ``data`` (see :func:`activation_source`).
 
     Every step: forward, backward, project ``W_dec``'s gradient off its rows, Adam step (Gao et al.'s
-    ``eps = 6.25e-10``), renormalise the decoder rows. ``b_dec`` starts at the geometric median (or mean)
+    ``eps = 6.25e-10``; torch's fused implementation), renormalise the decoder rows. ``b_dec`` starts at the geometric median (or mean)
     of the first batch and ``W_enc`` at the decoder's directions.
 
     Args:
@@ -170,7 +170,7 @@ def train_sae(
     batches = activation_source(data, batch_size, seed=seed, device=device)
     if b_dec_init is not None:
         sae.init_b_dec(batches(0), b_dec_init)
-    opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10, fused=True)  # one fused pass per tensor
 
     def rate(step):
         r = min(1.0, (step + 1) / lr_warmup) if lr_warmup > 0 else 1.0

@@ -185,3 +185,30 @@ def test_topk_recovers_the_features_of_a_small_world(one_thread):
     )
     g = grade(sae, w, batches=2, batch_size=4096)
     assert g.recovered_fraction >= 0.9, g.summary()
+
+
+@pytest.mark.parametrize("kind", ["topk", "relu", "jumprelu", "batchtopk"])
+def test_saelens_format_roundtrip(kind, tmp_path):
+    from safetensors.torch import load_file
+
+    from supcomp.sae import load_saelens, save_saelens
+
+    sae = SAE(SAEConfig(d=8, n=16, k=3, kind=kind), seed=1)
+    with torch.no_grad():
+        sae.b_enc.uniform_(-0.1, 0.1)
+        sae.b_dec.normal_()
+        sae.threshold.fill_(0.05)
+    save_saelens(sae, str(tmp_path))
+    cfg = json.load(open(tmp_path / "cfg.json"))
+    t = load_file(str(tmp_path / "sae_weights.safetensors"))
+    assert (cfg["d_in"], cfg["d_sae"]) == (8, 16)
+    assert t["W_enc"].shape == (8, 16) and t["W_dec"].shape == (16, 8)
+    back = load_saelens(str(tmp_path))
+    x = torch.randn(20, 8)
+    if kind == "batchtopk":  # stored as JumpReLU with the batch threshold: same code as eval-mode BatchTopK
+        sae.eval()
+        assert cfg["architecture"] == "jumprelu" and back.config.kind == "jumprelu"
+        ref = sae.decode(sae.encode(x))
+    else:
+        ref = sae.decode(sae.encode(x))
+    torch.testing.assert_close(back.decode(back.encode(x)), ref)
