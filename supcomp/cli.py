@@ -46,6 +46,9 @@ def main(argv=None) -> int:
     from .sweep.cli import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
+    from .sae.cli import add_parser as add_sae_parser
+
+    add_sae_parser(sub)
     cc = sub.add_parser("cc", help="compressed computation (Braun et al. 2025) vs. its mixing-matrix controls")
     cc.add_argument("--steps", type=int, default=None, help="training steps (default: 10000; 2000 with --quick)")
     cc.add_argument("--seed", type=int, default=0, help="seed of the fixed matrices, weights and batches")
@@ -64,6 +67,10 @@ def main(argv=None) -> int:
     uand.add_argument("--no-capacity", action="store_true", help="skip the capacity sweep")
     uand.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.command == "sae":
+        from .sae.cli import run as run_sae
+
+        return run_sae(args)
     if args.command == "demo":
         from .studies.demo import run
 
