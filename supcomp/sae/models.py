@@ -119,6 +119,18 @@ class _JumpReLU(torch.autograd.Function):
         return g * (z > theta).to(z.dtype), (-g * theta * near / ctx.eps).sum(0), None
 
 
+def _total_variance(x: torch.Tensor, distributed: bool):
+    """``(sum ||x_b - mean||^2, rows)`` over the batch, or over the global batch of all ranks (``distributed``)."""
+    if not distributed:
+        return (x - x.mean(0)).pow(2).sum().clamp(min=1e-12), x.shape[0]
+    xd = x.detach().double()
+    s = torch.cat([xd.sum(0), xd.pow(2).sum().reshape(1), xd.new_tensor([x.shape[0]])])
+    torch.distributed.all_reduce(s)
+    rows = s[-1]
+    var = s[-2] - s[:-2].pow(2).sum() / rows
+    return var.to(x.dtype).clamp(min=1e-12), int(rows)
+
+
 def geometric_median(x: torch.Tensor, iters: int = 50, tol: float = 1e-6) -> torch.Tensor:
     """The geometric median of the rows of ``x [B, d]`` by Weiszfeld's iteration (float64 inside).
 
@@ -168,6 +180,7 @@ class SAE(nn.Module):
             self.log_threshold = nn.Parameter(torch.full((c.n,), math.log(c.jump_init), dtype=dtype, device=device))
         self.register_buffer("tokens_since_fired", torch.zeros(c.n, dtype=torch.int64, device=device))
         self.register_buffer("threshold", torch.zeros((), dtype=dtype, device=device))
+        self.distributed = False  # set by train_sae under torch.distributed: batch statistics span all ranks
 
     # ---- initialisation and the unit-norm decoder -------------------------------------------------------
     @torch.no_grad()
@@ -221,6 +234,8 @@ class SAE(nn.Module):
 
     def _batchtopk(self, h):
         c = self.config
+        if self.distributed:
+            raise ValueError("kind: batchtopk does not support distributed training (its threshold spans the batch)")
         idx, val = _topk_code(h, self.W_enc, self.b_enc, min(c.n, c.batch_cap * c.k))
         if self.training:
             m = min(val.numel(), h.shape[0] * c.k)
@@ -256,7 +271,7 @@ class SAE(nn.Module):
         code = self.encode(x)
         recon = self.decode(code)
         err = x - recon
-        var = (x - x.mean(0)).pow(2).sum().clamp(min=1e-12)
+        var, n_rows = _total_variance(x, self.distributed)
         fvu = err.pow(2).sum() / var
         zero = x.new_zeros(())
         aux, sparsity = zero, zero
@@ -268,15 +283,19 @@ class SAE(nn.Module):
         else:
             fired = (code > 0).any(0)
             if c.kind == "relu":
-                sparsity = c.l1_coef * (code * self.W_dec.norm(dim=1)).sum(1).mean()
+                sparsity = c.l1_coef * (code * self.W_dec.norm(dim=1)).sum() / n_rows
             else:
                 pre = self.pre_activations(x)
                 sparsity = (
-                    c.l0_coef * _JumpHeaviside.apply(pre, self.log_threshold.exp(), c.jump_bandwidth).sum(1).mean()
+                    c.l0_coef * _JumpHeaviside.apply(pre, self.log_threshold.exp(), c.jump_bandwidth).sum() / n_rows
                 )
         if self.training:
             with torch.no_grad():
-                self.tokens_since_fired += x.shape[0]
+                if self.distributed:
+                    f = fired.to(torch.int32)
+                    torch.distributed.all_reduce(f, op=torch.distributed.ReduceOp.MAX)
+                    fired = f.bool()
+                self.tokens_since_fired += n_rows
                 self.tokens_since_fired[fired] = 0
             if sparse and c.k_aux > 0 and c.aux_coef > 0:
                 aux = self._aux_loss(x, err.detach())
@@ -292,7 +311,7 @@ class SAE(nn.Module):
         idx, val = _topk_code(x - self.b_dec, self.W_enc[dead], self.b_enc[dead], k)
         idx = torch.where(idx >= 0, dead[idx.clamp(min=0)], -1)
         rhat = sparse_encode(idx, val, self.W_dec)
-        var = (residual - residual.mean(0)).pow(2).sum().clamp(min=1e-12)
+        var, _ = _total_variance(residual, self.distributed)
         return (residual - rhat).pow(2).sum() / var
 
     # ---- save / load ----------------------------------------------------------------------------------------

@@ -152,6 +152,12 @@ def train_sae(
             rate decays linearly to 0 (None: constant).
         checkpoint: a folder the SAE is saved to at each log point and at the end.
 
+    Under ``torch.distributed`` (an initialised process group, e.g. started by ``torchrun``; gloo on CPU,
+    nccl on GPU) the run is data parallel: every rank draws the same global batch of ``batch_size`` rows
+    and trains on its slice; each rank's loss is its share of the global-batch loss (normalised by the
+    global variance) and the gradients are summed across ranks, so the result matches one process on
+    the global batch. Only rank 0 writes checkpoints. ``batchtopk`` is not supported there.
+
     Returns:
         The trained SAE, with ``history`` (a list of ``(step, loss, metrics)``).
 
@@ -170,6 +176,13 @@ def train_sae(
     batches = activation_source(data, batch_size, seed=seed, device=device)
     if b_dec_init is not None:
         sae.init_b_dec(batches(0), b_dec_init)
+    rank, world_size = _distributed()
+    sae.distributed = world_size > 1
+    if sae.distributed:  # data parallel: every rank draws the global batch and keeps its slice
+        if batch_size % world_size:
+            raise ValueError(f"batch_size: {batch_size} is not divisible by the {world_size} ranks")
+        full, per = batches, batch_size // world_size
+        batches = lambda step: full(step)[rank * per : (rank + 1) * per]  # noqa: E731
     opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10, fused=True)  # one fused pass per tensor
 
     def rate(step):
@@ -186,30 +199,49 @@ def train_sae(
         out = sae(x)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        if sae.distributed:  # each rank's loss is its share of the global loss: the gradients add up
+            for p in sae.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
         sae.project_decoder_grad()
         opt.step()
         sched.step()
         sae.normalize_decoder()
         if step % log_every == 0 or step == steps - 1:
+            vals = torch.stack([out.loss.detach(), out.fvu, out.aux_loss, out.sparsity_loss]).double().cpu()
             l0 = _l0(out)
+            if sae.distributed:
+                vals = torch.cat([vals, vals.new_tensor([l0 / world_size])]).to(device)
+                torch.distributed.all_reduce(vals)
+                vals = vals.cpu()
+                l0 = float(vals[4])
             metrics = {
-                "fvu": float(out.fvu),
-                "aux_loss": float(out.aux_loss),
-                "sparsity_loss": float(out.sparsity_loss),
+                "fvu": float(vals[1]),
+                "aux_loss": float(vals[2]),
+                "sparsity_loss": float(vals[3]),
                 "l0": l0,
                 "dead_fraction": float(sae.dead_mask.float().mean()),
             }
-            loss = float(out.loss.detach())
+            loss = float(vals[0])
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss: not finite at step {step} ({loss})")
             sae.history.append((step, loss, metrics))
             if callback is not None:
                 callback(step, loss, metrics)
-            if checkpoint is not None:
+            if checkpoint is not None and rank == 0:
                 sae.save(checkpoint)
             bar.set_postfix(fvu=f"{metrics['fvu']:.3g}", l0=f"{l0:.1f}")
     sae.eval()
+    sae.distributed = False
     return sae
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world size)`` of the initialised default process group, or ``(0, 1)``."""
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank(), d.get_world_size()
+    return 0, 1
 
 
 def _l0(out) -> float:
