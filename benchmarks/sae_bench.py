@@ -173,6 +173,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="n = 16384 only, 3 reps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--append", default=None, help="append the section to this Markdown file")
+    ap.add_argument("--widths", default=None, help="comma-separated dictionary sizes (default: 16384,65536)")
+    ap.add_argument("--no-step", action="store_true", help="skip the training-step table")
+    ap.add_argument("--no-world", action="store_true", help="skip the world-sampling table")
     a = ap.parse_args()
     reps = 3 if a.quick else 5
     load0 = os.getloadavg()
@@ -194,7 +197,9 @@ def main():
     lines.append("| n | provider | step (ms) | x GEMM | supcomp speed-up | extra memory | peak RSS |")
     lines.append("|---|---|---|---|---|---|---|")
     widths = [16384] if a.quick else [16384, 65536]
-    for n in widths:
+    if a.widths:
+        widths = [int(w) for w in a.widths.split(",")]
+    for n in [] if a.no_step else widths:
         res = {}
         for prov in ["gemm", "supcomp", "sparsify", "saelens"]:
             cfg = dict(provider=prov, B=4096, d=768, n=n, k=32, reps=reps if n <= 16384 else 3, threads=a.threads)
@@ -221,10 +226,10 @@ def main():
     lines.append("")
     lines.append("| output | provider | ms / batch | samples / s | supcomp speed-up | mean L0 |")
     lines.append("|---|---|---|---|---|---|")
-    for mode in ["sparse", "dense"]:
+    for mode in [] if a.no_world else ["sparse", "dense"]:
         res = {}
         for prov in ["supcomp", "saelens"]:
-            r = reps if prov == "supcomp" else 2  # SAELens's sparse path takes minutes per batch on this CPU
+            r = reps if prov == "supcomp" else (1 if mode == "sparse" else 2)  # SAELens sparse: minutes per batch
             res[prov] = _run(_WORLD, dict(provider=prov, B=4096, mode=mode, reps=r, threads=a.threads))
             print(mode, prov, res[prov], flush=True)
         s = res["supcomp"].get("median_s")
