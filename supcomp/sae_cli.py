@@ -72,6 +72,7 @@ def add_parser(sub) -> None:
     g.add_argument("--batch-size", type=int, default=4096, help="samples per batch (default: %(default)s)")
     g.add_argument("--threshold", type=float, default=0.9, help="cosine of a recovered feature (default: 0.9)")
     g.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    g.add_argument("--plots", default=None, metavar="DIR", help="also write the two grading figures to DIR")
     for parser in (p, t, g):
         parser.error = types.MethodType(_one_line_error, parser)
 
@@ -240,11 +241,19 @@ def _grade(args) -> int:
         sae = _load_any(args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(f"checkpoint: {' '.join(str(e).split())}") from None
+    world = World(world_cfg)
     try:
-        g = grade(sae, World(world_cfg), batches=args.batches, batch_size=args.batch_size, threshold=args.threshold)
+        g = grade(sae, world, batches=args.batches, batch_size=args.batch_size, threshold=args.threshold)
     except ValueError as e:
         raise UsageError(str(e)) from None
     _print_grade(g.summary(), as_json=args.json)
+    if args.plots is not None:
+        from .sae import plot_matched_cosines, plot_recovery_vs_frequency
+        from .utils.figures import save_figure
+
+        os.makedirs(args.plots, exist_ok=True)
+        save_figure(plot_recovery_vs_frequency(g), os.path.join(args.plots, "recovery_vs_frequency.png"))
+        save_figure(plot_matched_cosines(sae, world, g), os.path.join(args.plots, "matched_cosines.png"))
     return 0
 
 

@@ -215,7 +215,7 @@ def train_sae_distributed(
     sae.train()
     if b_dec_init is not None:
         sae.init_b_dec(_all_gather_rows(shard(0)), b_dec_init)
-    opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10, fused=True)  # as train_sae
     params = list(sae.parameters())
     sae.history = []
     bar = progress_bar(range(steps), desc=f"sae ddp x{world_size}", enabled=progress and rank == 0)

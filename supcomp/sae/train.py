@@ -142,8 +142,8 @@ def train_sae(
     """Train an SAE with Adam on ``data`` (see :func:`activation_source`).
 
     Every step: forward, backward, project ``W_dec``'s gradient off its rows, Adam step (Gao et al.'s
-    ``eps = 6.25e-10``), renormalise the decoder rows. ``b_dec`` starts at the geometric median (or mean)
-    of the first batch and ``W_enc`` at the decoder's directions.
+    ``eps = 6.25e-10``; torch's fused implementation), renormalise the decoder rows. ``b_dec`` starts at the
+    geometric median (or mean) of the first batch and ``W_enc`` at the decoder's directions.
 
     Args:
         config / sae: a config to build a fresh SAE from, or an SAE to keep training (one of them).
@@ -187,7 +187,7 @@ def train_sae(
     batches = activation_source(data, batch_size, seed=seed, device=device)
     if b_dec_init is not None and start == 0:
         sae.init_b_dec(batches(0), b_dec_init)
-    opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10)
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, eps=6.25e-10, fused=True)  # one fused pass per tensor
     named = dict(sae.named_parameters())
     if state is not None:
         restore_torch_optimizer(opt, named, sae.optimizer_state, int(state["optimizer_steps"]))

@@ -229,6 +229,12 @@ class World:
             self._A = self.factor.to(dev, torch.float32)
             self._s = self.s.to(dev, torch.float32)
             self._t = self.t.to(dev, torch.float32)
+            top = torch.ones(self.n_features, dtype=torch.bool) if self.hierarchy is None else self.hierarchy.level == 0
+            top_ids = top.nonzero().squeeze(1)
+            self._A_top = self._A[top_ids.to(dev)].contiguous()
+            pos = torch.full((self.n_features,), -1, dtype=torch.int64)
+            pos[top_ids] = torch.arange(top_ids.numel())
+            self._top_pos = pos.to(dev)
 
     @property
     def n_features(self) -> int:
@@ -263,7 +269,7 @@ class World:
         samp = torch.randint(0, B, (feat.numel(),), generator=g, device=dev)
         keys = torch.unique(samp * N + feat)  # sorted, sample-major
         gl = torch.randn(B, self._A.shape[1], generator=g, device=dev) if self.factor is not None else None
-        keys = keys[self._thin(keys // N, keys % N, gl, g)]
+        keys = keys[self._thin_top(keys, gl, g)]
         if self._h is not None:
             parts, active = [keys], keys
             for _ in range(self._h.depth):
@@ -284,6 +290,25 @@ class World:
         nz = values > 0
         keys, values = keys[nz], values[nz]
         return self._pack(keys, values, B)
+
+    def _thin_top(self, keys, gl, g, rows: int = 256) -> torch.Tensor:
+        """``_thin`` for the top-level candidates (sorted keys, many per sample): ``a_i . g_b`` comes from a
+        GEMM over ``rows`` samples at a time against the top-level factors (``[rows, n_top]`` at most), not
+        from gathering an ``[M, r]`` pair of rows per candidate."""
+        if gl is None or keys.numel() == 0:
+            return torch.ones_like(keys, dtype=torch.bool)
+        N, B = self.n_features, gl.shape[0]
+        b, f = keys // N, keys % N
+        fl = self._top_pos[f]
+        u = torch.empty(keys.numel(), dtype=gl.dtype, device=keys.device)
+        bounds = torch.searchsorted(b, torch.arange(0, B + rows, rows, device=keys.device).clamp(max=B)).tolist()
+        for c, r0 in enumerate(range(0, B, rows)):
+            i0, i1 = bounds[c], bounds[c + 1]
+            if i1 > i0:
+                U = gl[r0 : r0 + rows] @ self._A_top.T
+                u[i0:i1] = U[b[i0:i1] - r0, fl[i0:i1]]
+        p = F.normal_sf((self._t[f] - u) / self._s[f])
+        return torch.rand(keys.numel(), generator=g, device=self.device) * self._q32[f] < p
 
     def _thin(self, b, f, gl, g) -> torch.Tensor:
         """Keep-mask of candidates drawn at ``q``: each kept with ``p_i(g_b) / q_i`` (all kept without correlation)."""

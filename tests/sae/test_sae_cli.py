@@ -55,12 +55,25 @@ def test_train_then_grade(tmp_path, capsys, one_thread):
         scores = json.loads(capsys.readouterr().out)
         assert 0 <= scores["recovered_fraction"] <= 1 and scores["fvu"] < 1
         assert scores["absorption_rate"] is None  # no hierarchy: NaN becomes null
+    plots = tmp_path / "plots"
+    assert (
+        main(["sae", "grade", str(tmp_path / "run"), "--world", str(cfg), "--batches", "1", "--plots", str(plots)]) == 0
+    )
+    assert "recovered_fraction" in capsys.readouterr().out
+    assert (plots / "recovery_vs_frequency.png").stat().st_size > 0 and (plots / "matched_cosines.png").exists()
 
 
 def test_shipped_example_is_a_valid_config():
     path = resources.files("supcomp").joinpath("examples", "sae_small.toml")
     cfg = load_config(str(path))
     assert cfg["world"].n_features == 512 and cfg["sae"]["d"] == 64 and cfg["train"]["formats"] == ["saelens"]
+
+
+def test_preset_with_overrides(tmp_path):
+    cfg = tmp_path / "preset.toml"
+    cfg.write_text("[world]\npreset = 'synthsaebench_16k'\nn_features = 2000\nd = 64\nroots = 4\n[sae]\nn = 8\nk = 2\n")
+    c = load_config(str(cfg))
+    assert (c["world"].n_features, c["world"].correlation_rank, c["sae"]["d"]) == (2000, 25, 64)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +87,7 @@ def test_shipped_example_is_a_valid_config():
         (TINY.replace('["saelens", "sparsify"]', '["onnx"]'), "formats: expected 'saelens' or 'sparsify'"),
         (TINY.replace("[world]", "[wrld]"), "unknown key 'wrld'; did you mean 'world'?"),
         ("x = [", "is not valid TOML"),
+        ("[world]\nn_features = 8\nd = 4\n", "[sae]"),
     ],
 )
 def test_mistakes_are_one_line_exit_2(tmp_path, capsys, text, message):

@@ -87,6 +87,8 @@ def test_batchtopk_goes_out_as_jumprelu(tmp_path):
     assert json.loads((tmp_path / "b" / "cfg.json").read_text())["architecture"] == "jumprelu"
     back = load_saelens(tmp_path / "b")
     assert back.config == sae.config and float(back.threshold) == pytest.approx(0.3)
+    x = torch.randn(20, 12)  # the eval-mode batch threshold encodes the same after the trip
+    assert torch.equal(_code_and_recon(sae, x), _code_and_recon(back, x))
 
 
 def test_sparsify_round_trip_is_exact(tmp_path):
