@@ -20,7 +20,7 @@ def test_modules_compose_and_tie():
     y.sum().backward()
     assert dec.W is None and enc.W.grad is not None and dec.b.grad is not None
     topk = ReLUReadout(tied_to=enc, k=5)
-    vals, ids = topk(enc(idx, val))
+    ids, vals = topk(enc(idx, val))
     assert vals.shape == (3, 6, 5) and ids.dtype == torch.int64
     assert "n_instances=3" in repr(enc) and "tied=True" in repr(dec) and "k=5" in repr(topk)
 
@@ -33,7 +33,7 @@ def test_torch_compile_fullgraph():
     def f(idx, val, W, b):
         h = sparse_encode(idx, val, W)
         y = relu_readout(h, W, b) + superpose(idx, val, W, b)
-        v, _ = relu_readout_topk(h, W, b, 3)
+        _, v = relu_readout_topk(h, W, b, 3)
         return y.sum() + v.sum()
 
     compiled = torch.compile(f, fullgraph=True)  # inductor, as users run it
@@ -75,7 +75,7 @@ def test_eager_calls_without_grad_skip_the_op_dispatch_but_stay_visible_to_traci
 
     def f(idx, val, W, b):
         h = sparse_encode(idx, val, W)
-        v, i = relu_readout_topk(h, W, b, 3)
+        i, v = relu_readout_topk(h, W, b, 3)
         return relu_readout(h, W, b), superpose(idx, val, W, b), v, i
 
     assert V.direct_ok(idx, val, W) and not V.direct_ok(W.clone().requires_grad_())
