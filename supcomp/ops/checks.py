@@ -43,8 +43,7 @@ def check_same_dtype(x: torch.Tensor, name: str, ref: torch.Tensor, ref_name: st
     if x.dtype != ref.dtype:
         raise TypeError(
             f"{name}: dtype {x.dtype} does not match {ref_name} dtype {ref.dtype}; supcomp ops do not promote "
-            f"mixed dtypes (as torch.matmul does not): cast one, e.g. {name}.to({ref_name}.dtype), or use "
-            f"torch.autocast"
+            f"mixed dtypes (as torch.matmul does not): cast one, e.g. {name}.to({ref_name}.dtype)"
         )
 
 
