@@ -178,13 +178,24 @@ def reference_needed(*tensors: torch.Tensor) -> bool:
     tensors are functorch-wrapped) or with a forward-mode AD dual tensor (``torch.autograd.forward_ad``).
     The custom ops have backward formulas only; the reference is the same math in torch ops, which
     carry forward-mode, batching and higher-order rules."""
-    if torch.compiler.is_compiling():
-        return False
+    if torch.compiler.is_compiling():  # tensors are fake here: a transform inlined by torch.compile shows on
+        return _functorch_active() or _fwad._current_level >= 0  # functorch's stack; any open dual level counts
     if _is_wrapped is not None and any(_is_wrapped(t) for t in tensors):
         return True
     if _fwad._current_level >= 0:  # a dual level is open: look for tangents
         return any(_fwad.unpack_dual(t).tangent is not None for t in tensors)
     return False
+
+
+def _functorch_active() -> bool:
+    """Whether a torch.func transform is active (its interpreter is on functorch's stack)."""
+    peek = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
+
+
+# torch.compile evaluates this while tracing and keeps the result as a constant of the graph: what
+# torch.compiler.assume_constant_result(fn) sets, without importing torch._dynamo with supcomp.
+_functorch_active._dynamo_marked_constant = True
 
 
 def unwrapped(t: torch.Tensor) -> torch.Tensor:

@@ -192,3 +192,29 @@ def test_first_backward_still_uses_the_custom_ops():
     with Record():
         y.sum().backward()
     assert "supcomp.sparse_encode_backward.default" in seen
+
+
+def test_transforms_inside_torch_compile():
+    """torch.func transforms and dual levels inside a compiled function run the reference too (torch.compile
+    sees the transform while tracing); without them the compiled graph keeps the custom op."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(" ".join(str(node.target) for node in gm.graph.nodes))
+        return gm.forward
+
+    t = torch.ones_like(H0)
+
+    def transformed(h):
+        with fwAD.dual_level():
+            dual = fwAD.unpack_dual(relu_readout(fwAD.make_dual(h, t), W0, B0)).tangent
+        jvp = torch.func.jvp(lambda x: relu_readout(x, W0, B0), (h,), (t,))[1]
+        grad = torch.func.grad(lambda x: relu_readout_topk(x, W0, B0, k).values.sum())(h)
+        return dual, jvp, grad
+
+    for got, want in zip(torch.compile(transformed, fullgraph=True, backend=backend)(H0), transformed(H0)):
+        assert got.abs().max() > 0.1
+        torch.testing.assert_close(got, want)
+    assert "supcomp" not in graphs[-1]
+    torch.compile(lambda h: relu_readout(h, W0, B0), fullgraph=True, backend=backend)(H0)
+    assert "supcomp.relu_readout" in graphs[-1]
