@@ -203,3 +203,11 @@ def unwrapped(t: torch.Tensor) -> torch.Tensor:
     while _is_wrapped is not None and _is_wrapped(t):
         t = torch._C._functorch.get_unwrapped(t)
     return t
+
+
+def check_index_range_transformed(indices: torch.Tensor, n: int):
+    """``check_index_range`` on the reference path: on the tensor under any functorch wrappers (under
+    ``vmap``, every batch entry). Skipped while torch.compile traces, where a value check would break
+    the graph; torch's own indexing in the reference raises then."""
+    if not torch.compiler.is_compiling():
+        check_index_range(unwrapped(indices), n)

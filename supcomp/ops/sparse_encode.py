@@ -218,7 +218,7 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
     k = indices.shape[-1]
     args = (checks.canon(indices, I, (k,)), checks.canon(values, I, (k,)), checks.canon_weight(W, I, n, d))
     if checks.reference_needed(*args):
-        checks.check_index_range(checks.unwrapped(args[0]), n)
+        checks.check_index_range_transformed(args[0], n)
         h = reference_forward(*args)
     elif checks.direct_ok(*args):
         h = _forward(*args)

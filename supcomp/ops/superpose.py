@@ -151,7 +151,7 @@ def superpose(
     k = indices.shape[-1]
     args = (checks.canon(indices, I, (k,)), checks.canon(values, I, (k,)), checks.canon_weight(W, I, n, d), bc)
     if checks.reference_needed(*args):
-        checks.check_index_range(checks.unwrapped(args[0]), n)
+        checks.check_index_range_transformed(args[0], n)
         y = reference_forward(*args)
     elif checks.direct_ok(*args):
         y = _forward(*args)

@@ -210,7 +210,9 @@ def test_transforms_inside_torch_compile():
             dual = fwAD.unpack_dual(relu_readout(fwAD.make_dual(h, t), W0, B0)).tangent
         jvp = torch.func.jvp(lambda x: relu_readout(x, W0, B0), (h,), (t,))[1]
         grad = torch.func.grad(lambda x: relu_readout_topk(x, W0, B0, k).values.sum())(h)
-        return dual, jvp, grad
+        ones = torch.ones_like(VAL)
+        sparse = torch.func.jvp(lambda v: sparse_encode(IDX, v, W0) + superpose(IDX, v, W0, B0).sum(), (VAL,), (ones,))
+        return dual, jvp, grad, sparse[1]
 
     for got, want in zip(torch.compile(transformed, fullgraph=True, backend=backend)(H0), transformed(H0)):
         assert got.abs().max() > 0.1
