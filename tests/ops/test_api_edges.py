@@ -195,3 +195,16 @@ def test_every_module_has_an_extra_repr():
     assert tied.extra_repr() == f"n_features={n}, d={d}, n_instances=2, tied=True, k=2, bias_init=-0.1"
     assert repr(tied).startswith("ReLUReadout(\n  n_features=")
     assert repr(TiedSuperposition(n, d)) == f"TiedSuperposition(n_features={n}, d={d})"
+
+
+def test_forced_cpp_on_a_gpu_device_says_what_to_do():
+    """The rule alone (no GPU needed): a forced C++ backend refuses non-CPU tensors before any kernel runs."""
+    from supcomp.ops.sparse_encode import IMPLS
+
+    with (
+        use_backend("cpp"),
+        pytest.raises(ValueError, match=r"^sparse_encode: use_backend\('cpp'\).*on cuda:0.*\.cpu\(\)"),
+    ):
+        IMPLS.backend(torch.device("cuda:0"), torch.float32)
+    with use_backend("cpp"):
+        assert IMPLS.backend(torch.device("cpu"), torch.float32) == "cpp"
