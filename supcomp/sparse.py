@@ -7,7 +7,8 @@ tensors of shape ``[..., k]``:
 * ``values``: the feature values (0 in empty slots).
 
 This is the layout of the OpenAI and EleutherAI SAE kernels. Duplicate ids in
-one row are allowed and add up.
+one row are allowed and add up. Every function here takes and returns the pair in
+the order ``(indices, values)`` (a :class:`supcomp.ops.SparseCode`), as every op does.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 import torch
 
 from .ops import checks as V
+from .ops.sparse_code import SparseCode
 
 
-def dense_to_padded(x: torch.Tensor, k: int | None = None):
-    """Dense ``x [..., n]`` -> ``(indices [..., k], values [..., k])`` of its nonzero entries.
+def dense_to_padded(x: torch.Tensor, k: int | None = None) -> SparseCode:
+    """Dense ``x [..., n]`` -> ``SparseCode(indices [..., k], values [..., k])`` of its nonzero entries.
 
     Nonzeros are listed in increasing feature order; unused slots hold
     ``(-1, 0)``. ``k=None`` uses the largest nonzero count of any row. A row
@@ -50,7 +52,7 @@ def dense_to_padded(x: torch.Tensor, k: int | None = None):
         pad = k - kk
         indices = torch.cat([indices, indices.new_full((*indices.shape[:-1], pad), -1)], -1)
         values = torch.cat([values, values.new_zeros((*values.shape[:-1], pad))], -1)
-    return indices, values
+    return SparseCode(indices, values)
 
 
 def padded_to_dense(indices: torch.Tensor, values: torch.Tensor, n_features: int) -> torch.Tensor:
@@ -74,7 +76,7 @@ def random_sparse(
     (a scalar or ``[n_features]``), with value uniform on [0, 1] (the TMS data distribution).
 
     ``k`` (default: enough for every row) is the slot count; rows never overflow it because
-    ``k=None`` sizes it to the densest sampled row. Returns ``(indices, values)``.
+    ``k=None`` sizes it to the densest sampled row. Returns a SparseCode ``(indices, values)``.
     """
     if isinstance(batch_shape, int):
         batch_shape = (batch_shape,)

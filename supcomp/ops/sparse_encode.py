@@ -170,7 +170,10 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_h):
     indices, values, W = ctx.saved_tensors
     need_values, need_W = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-    gv, gw = sparse_encode_backward_op(grad_h.contiguous(), indices, values, W, need_values, need_W)
+    if torch.is_grad_enabled():  # create_graph=True: the reference backward is differentiable again
+        gv, gw = reference_backward(grad_h, indices, values, W, need_values, need_W)
+    else:
+        gv, gw = sparse_encode_backward_op(grad_h.contiguous(), indices, values, W, need_values, need_W)
     return None, (gv if need_values else None), (gw if need_W else None)
 
 
@@ -199,7 +202,9 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
         IndexError: an index is outside ``[-1, n_features)``.
 
     Duplicate ids in a row add up. Differentiable in ``values`` and ``W``; the gradient of ``W``
-    is a scatter into the rows that occur (never a dense ``[B, n] x [B, d]`` product).
+    is a scatter into the rows that occur (never a dense ``[B, n] x [B, d]`` product). Forward-mode
+    AD, ``torch.func`` transforms and double backward run the pure-torch reference (docs/ops.md,
+    "Autograd").
     """
     I, n, d = checks.check_weight(W)
     indices = checks.check_indices(indices)
@@ -211,10 +216,12 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
         raise ValueError(f"values: shape {checks.shape_str(values)} does not match indices {checks.shape_str(indices)}")
     batch = checks.split_instance(indices, "indices", I, 1, "k")
     k = indices.shape[-1]
-    args = (
-        checks.canon(indices, I, (k,)),
-        checks.canon(values, I, (k,)),
-        W.reshape(checks.n_inst(I), n, d).contiguous(),
-    )
-    h = _forward(*args) if checks.direct_ok(*args) else sparse_encode_op(*args)
+    args = (checks.canon(indices, I, (k,)), checks.canon(values, I, (k,)), checks.canon_weight(W, I, n, d))
+    if checks.reference_needed(*args):
+        checks.check_index_range_transformed(args[0], n)
+        h = reference_forward(*args)
+    elif checks.direct_ok(*args):
+        h = _forward(*args)
+    else:
+        h = sparse_encode_op(*args)
     return h.reshape(*((I,) if I is not None else ()), *batch, d)
