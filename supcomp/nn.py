@@ -17,6 +17,8 @@ from torch import nn
 from .ops import SparseCode, relu_readout, relu_readout_topk, sparse_encode, superpose
 from .ops.checks import check_int_like
 
+__all__ = ["SparseEncoder", "ReLUReadout", "TiedSuperposition"]
+
 
 def _check_sizes(n_features, d, n_instances):
     """Sizes are checked here so that a bad one names its argument (torch.empty's error would not)."""
@@ -52,11 +54,18 @@ class SparseEncoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Redraw ``W``: random unit-norm rows."""
         with torch.no_grad():
             self.W.normal_()
             self.W /= self.W.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
     def forward(self, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``indices [..., k]`` (int64/int32, -1 = empty), ``values [..., k]`` (W's dtype) -> ``h [..., d]``.
+
+        Raises:
+            ValueError, IndexError, TypeError: as :func:`supcomp.ops.sparse_encode` (shapes, index range,
+                dtypes: a dtype other than W's is an error naming both).
+        """
         return sparse_encode(indices, values, self.W)
 
     def extra_repr(self):
@@ -112,9 +121,11 @@ class ReLUReadout(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
+        """The read-out weight ``[n_features, d]`` (``[I, n_features, d]``): the encoder's ``W`` when tied."""
         return self.tied_to.W if self.tied_to is not None else self.W
 
     def reset_parameters(self):
+        """Redraw ``W`` (untied only: uniform in ±1/sqrt(d)) and set ``b`` to ``bias_init``."""
         with torch.no_grad():
             if self.W is not None:
                 bound = 1 / math.sqrt(max(1, self.d))  # d = 0 is a valid (empty) layer
@@ -122,7 +133,12 @@ class ReLUReadout(nn.Module):
             self.b.fill_(self.bias_init)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor | SparseCode:
-        """``h [..., d]`` -> ``y [..., n_features]``, or with ``k`` set a SparseCode ``(indices, values) [..., k]``."""
+        """``h [..., d]`` (W's dtype) -> ``y [..., n_features]``, or with ``k`` set a SparseCode
+        ``(indices int64 [..., k], values [..., k])``.
+
+        Raises:
+            ValueError, TypeError: as :func:`supcomp.ops.relu_readout` / :func:`supcomp.ops.relu_readout_topk`.
+        """
         if self.k is not None:
             return relu_readout_topk(h, self.weight, self.b, self.k)
         return relu_readout(h, self.weight, self.b)
@@ -149,12 +165,18 @@ class TiedSuperposition(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Redraw ``W`` (normal, std sqrt(2 / (n_features + d))) and zero ``b``."""
         with torch.no_grad():
             std = math.sqrt(2.0 / max(1, self.n_features + self.d))
             self.W.normal_(0.0, std)
             self.b.zero_()
 
     def forward(self, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``indices [..., k]`` (int64/int32, -1 = empty), ``values [..., k]`` -> ``relu(W^T W x + b) [..., n]``.
+
+        Raises:
+            ValueError, IndexError, TypeError: as :func:`supcomp.ops.superpose`.
+        """
         return superpose(indices, values, self.W, self.b)
 
     def extra_repr(self):

@@ -13,7 +13,8 @@ One module per op, named after it in every layer::
 
 Each ``supcomp/ops/<op>.py`` holds the op's pure-torch reference, its C++ wrapper, its table of
 implementations (:class:`supcomp.ops.dispatch.Table`) and, for the differentiable ops, its
-``torch.library`` registration and public function. :func:`use_backend` forces a backend.
+``torch.library`` registration and public function. :func:`use_backend` forces a backend, one of
+``BACKENDS`` (``"reference"``, ``"cpp"``, ``"triton"``).
 Sparse codes go in and come out in one order, ``(indices, values)`` (:class:`SparseCode`).
 """
 
