@@ -22,7 +22,7 @@ import functools
 import torch
 
 from .. import _C
-from . import checks
+from . import checks, peer_routes
 from .cpu_views import as_numpy, threads
 from .dispatch import Impl, Table
 
@@ -71,6 +71,25 @@ def reference_backward(grad_h, indices, values, W, need_values=True, need_W=True
 
 
 def cpp_forward(indices, values, W):
+    """``reference_forward`` on CPU: ``F.embedding_bag`` where it is at least as fast, else the C++ kernel.
+
+    Rule (float32, one instance, every slot filled -- the benchmark matrix of benchmarks/RESULTS.md):
+    ``F.embedding_bag(indices, W, mode="sum", per_sample_weights=values)``, FBGEMM's prefetching gather,
+    measured 1.03-1.3x the C++ row-major kernel there (both gather-bound). Anything it refuses (an empty
+    slot ``-1``, an index out of range) raises in it before any result is used, and falls back to the
+    checked C++ kernel, which raises the op's own IndexError: the same values and errors either way.
+    float64 and several instances always run the C++ kernel.
+    """
+    I, B, k = indices.shape
+    if W.dtype == torch.float32 and I == 1 and B * k > 0 and W.shape[1] * W.shape[2] > 0:
+        try:
+            return peer_routes.embedding_bag_2d(indices, values, W)
+        except (RuntimeError, IndexError):  # an empty slot or a bad index: the C++ kernel decides
+            pass
+    return cpp_kernel_forward(indices, values, W)
+
+
+def cpp_kernel_forward(indices, values, W):
     """``reference_forward`` on the C++ kernel; the kernel checks the index range itself."""
     I, _, d = W.shape
     out = torch.empty(I, indices.shape[1], d, dtype=W.dtype)
