@@ -14,7 +14,7 @@ Routes (``(indices, values)`` in that order, as everywhere):
 * :func:`sparse_encode_sparse_csr`: ``torch.sparse.mm`` of a CSR ``[I * B, I * n]`` block-diagonal
   code matrix with the flattened weights (cuSPARSE SpMM on CUDA).
 * :func:`relu_readout_addmm`: ``relu(addmm(b, h, W.T))`` per instance.
-* :func:`relu_readout_topk_addmm`: ``topk(relu(addmm(b, h, W.T)), k)`` per instance.
+* :func:`relu_readout_topk_values_indices`: ``topk(relu(addmm(b, h, W.T)), k)`` per instance.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 __all__ = [
     "embedding_bag_2d",
     "relu_readout_addmm",
-    "relu_readout_topk_addmm",
+    "relu_readout_topk_values_indices",
     "sparse_encode_embedding_bag",
     "sparse_encode_sparse_csr",
 ]
@@ -78,7 +78,9 @@ def sparse_encode_embedding_bag(indices: torch.Tensor, values: torch.Tensor, W: 
         # fixed-size bags, the [B, k] form: embedding_bag's fastest, no offsets to build
         return F.embedding_bag(indices[0], W[0], mode="sum", per_sample_weights=values[0])[None]
     ids, vals, offsets = _flat_slots(indices, values, n)
-    h = F.embedding_bag(ids, W.reshape(I * n, d), offsets, mode="sum", per_sample_weights=vals, include_last_offset=True)
+    h = F.embedding_bag(
+        ids, W.reshape(I * n, d), offsets, mode="sum", per_sample_weights=vals, include_last_offset=True
+    )
     return h[: I * B].view(I, B, d)
 
 
@@ -120,7 +122,19 @@ def relu_readout_addmm(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> tor
     return torch.baddbmm(b[:, None, :], h, W.transpose(1, 2)).relu_()
 
 
-def relu_readout_topk_addmm(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int):
-    """(indices [I, B, k] int64, values [I, B, k]) of ``topk(relu(h @ W.T + b), k)`` per instance, largest first."""
-    vals, idx = torch.topk(relu_readout_addmm(h, W, b), k, dim=-1, largest=True, sorted=True)
-    return idx, vals
+def relu_readout_topk_values_indices(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int):
+    """``topk(relu(addmm(b, h, W.T)), k)`` per instance -> (values [I, B, k], indices [I, B, k] int64).
+
+    The order (values, indices) is the canonical op's (``supcomp.ops.relu_readout_topk``'s
+    implementations). The op's rules hold: NaN scores are never selected, a slot whose value is 0
+    (fewer than k positive entries) gets index -1 and value 0. Ties among equal positive values may
+    pick a different (equally valid) feature than the kernels, whose rule is "lower index first".
+    Holds the [I, B, n] matrix (the kernels never do).
+    """
+    y = relu_readout_addmm(h, W, b)
+    y = torch.nan_to_num_(y, nan=0.0, posinf=float("inf"), neginf=0.0)
+    vals, idx = torch.topk(y, k, dim=-1, largest=True, sorted=True)
+    pos = vals > 0
+    return torch.where(pos, vals, torch.zeros((), dtype=vals.dtype, device=vals.device)), torch.where(
+        pos, idx, torch.full((), -1, dtype=idx.dtype, device=idx.device)
+    )

@@ -58,8 +58,11 @@ def cpp_backward(grad_y, y, h, W):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import relu_readout as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.relu_readout_forward, backward=kernel.relu_readout_backward)
+    return Impl(
+        forward=gpu_table.routed("relu_readout", kernel.relu_readout_forward), backward=kernel.relu_readout_backward
+    )
 
 
 IMPLS = Table(

@@ -91,8 +91,9 @@ def cpp_forward(h, W, b, k: int):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import relu_readout_topk as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.relu_readout_topk_forward)
+    return Impl(forward=gpu_table.routed("relu_readout_topk", kernel.relu_readout_topk_forward))
 
 
 IMPLS = Table(

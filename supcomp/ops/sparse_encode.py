@@ -120,8 +120,11 @@ def cpp_backward(grad_h, indices, values, W, need_values=True, need_W=True):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import sparse_encode as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.sparse_encode_forward, backward=kernel.sparse_encode_backward)
+    return Impl(
+        forward=gpu_table.routed("sparse_encode", kernel.sparse_encode_forward), backward=kernel.sparse_encode_backward
+    )
 
 
 IMPLS = Table(
