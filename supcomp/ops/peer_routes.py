@@ -24,6 +24,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from . import checks
+
 __all__ = [
     "embedding_bag_2d",
     "relu_readout_addmm",
@@ -40,12 +42,12 @@ def _flat_slots(indices: torch.Tensor, values: torch.Tensor, n: int, sync_free: 
     valid slots of row r in slot order, ids offset by ``i * n`` for instance i. One more bag (index
     I*B, up to offsets[-1] = N) holds the empty slots, pointing at row 0 with weight 0; its output
     is dropped by the caller, so whatever row 0 holds (inf, NaN) never reaches an output row. On
-    CUDA (``sync_free``, default: not on CPU) there is no host sync: the empty slots are moved to the
+    CUDA (``sync_free``, default: where ``checks.host_checks`` is false) there is no host sync: the empty slots are moved to the
     end by a stable sort of the "empty" flag, not cut off at a data-dependent size. On CPU they are
     dropped (that bag is empty).
     """
     if sync_free is None:
-        sync_free = indices.device.type != "cpu"
+        sync_free = not checks.host_checks(indices)
     I, B, k = indices.shape
     valid = indices >= 0
     base = torch.arange(I, device=indices.device, dtype=indices.dtype).view(I, 1, 1) * n
@@ -74,7 +76,7 @@ def sparse_encode_embedding_bag(indices: torch.Tensor, values: torch.Tensor, W: 
     n, d = W.shape[1], W.shape[2]
     if I * B * d == 0 or n == 0 or k == 0:  # nothing to gather: every row is an empty sum
         return W.new_zeros(I, B, d)
-    if I == 1 and indices.device.type == "cpu" and bool((indices >= 0).all()):
+    if I == 1 and checks.host_checks(indices) and bool((indices >= 0).all()):
         # fixed-size bags, the [B, k] form: embedding_bag's fastest, no offsets to build
         return F.embedding_bag(indices[0], W[0], mode="sum", per_sample_weights=values[0])[None]
     ids, vals, offsets = _flat_slots(indices, values, n)
