@@ -155,6 +155,12 @@ def relu_readout(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None
         ValueError: shapes or devices do not match.
 
     Differentiable in ``h``, ``W`` and ``b``.
+
+    GPU, TF32 and determinism: float32 products use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision("high")``
+    turns it on), as torch's own matmuls do. Forward and backward are cuBLAS GEMMs plus elementwise
+    epilogues, deterministic whatever ``torch.use_deterministic_algorithms`` says; on CUDA the
+    forward runs the route :mod:`supcomp.ops.gpu_table` names (Triton epilogue or ``relu(addmm)``).
     """
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)
     y = _forward(hc, Wc, bc) if checks.direct_ok(hc, Wc, bc) else relu_readout_op(hc, Wc, bc)

@@ -179,6 +179,12 @@ def relu_readout_topk(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, 
     and index -1 (so the result is a padded sparse code that ``sparse_encode`` accepts directly).
     Ties between equal positive values go to the lower feature index. NaN scores are never
     selected. Gradients flow to ``h``, ``W`` and ``b`` through the selected entries.
+
+    GPU, TF32 and determinism: float32 scores use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision``), which can
+    change which near-equal entries are selected. Deterministic. On CUDA the forward runs the route
+    :mod:`supcomp.ops.gpu_table` names; on its ``topk(relu(addmm))`` route ties between equal values
+    may go to another feature (same values), and the [B, n] scores are held in memory.
     """
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k: expected an int, got {type(k).__name__}")

@@ -222,6 +222,13 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
 
     Duplicate ids in a row add up. Differentiable in ``values`` and ``W``; the gradient of ``W``
     is a scatter into the rows that occur (never a dense ``[B, n] x [B, d]`` product).
+
+    GPU, TF32 and determinism: no matrix product, so TF32 settings change nothing. On CUDA the
+    forward runs the route :mod:`supcomp.ops.gpu_table` names for the GPU (the Triton kernel,
+    ``F.embedding_bag`` or a cuSPARSE CSR product; all deterministic) and the gradient of ``W`` is a
+    feature-sorted segment reduction, bit-identical run to run with or without
+    ``torch.use_deterministic_algorithms``. On CUDA the index range is checked on the device (no host
+    sync): a bad index raises a device-side assertion (RuntimeError) at the next synchronisation.
     """
     I, n, d = checks.check_weight(W)
     indices = checks.check_indices(indices)

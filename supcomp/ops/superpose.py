@@ -129,6 +129,12 @@ def superpose(
         IndexError: an index is outside ``[-1, n_features)``.
 
     Differentiable in ``values``, ``W`` and ``b``.
+
+    GPU, TF32 and determinism: float32 products use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision``). The
+    gradient of ``W``'s read-in part is a feature-sorted segment reduction, bit-identical run to run.
+    On CUDA the index range is checked on the device (no host sync): a bad index raises a
+    device-side assertion (RuntimeError) at the next synchronisation.
     """
     I, n, d = checks.check_weight(W)
     indices = checks.check_indices(indices)
