@@ -75,13 +75,20 @@ def cpp_forward(indices, values, W):
 
     Rule (float32, one instance, every slot filled -- the benchmark matrix of benchmarks/RESULTS.md):
     ``F.embedding_bag(indices, W, mode="sum", per_sample_weights=values)``, FBGEMM's prefetching gather,
-    measured 1.03-1.3x the C++ row-major kernel there (both gather-bound). Anything it refuses (an empty
-    slot ``-1``, an index out of range) raises in it before any result is used, and falls back to the
-    checked C++ kernel, which raises the op's own IndexError: the same values and errors either way.
-    float64 and several instances always run the C++ kernel.
+    measured 1.03-1.3x the C++ row-major kernel there (both gather-bound). Codes with an empty slot
+    ``-1`` are found first (a numpy ``min``, a few per cent of the gather) and run the C++ kernel, as
+    failing inside embedding_bag costs about half a forward. An index out of range makes embedding_bag
+    raise before any result is used and falls back to the checked C++ kernel, which raises the op's own
+    IndexError: the same values and errors either way. float64 and several instances run the C++ kernel.
     """
     I, B, k = indices.shape
-    if W.dtype == torch.float32 and I == 1 and B * k > 0 and W.shape[1] * W.shape[2] > 0:
+    if (
+        W.dtype == torch.float32
+        and I == 1
+        and B * k > 0
+        and W.shape[1] * W.shape[2] > 0
+        and as_numpy(indices).min() >= 0
+    ):
         try:
             return peer_routes.embedding_bag_2d(indices, values, W)
         except (RuntimeError, IndexError):  # an empty slot or a bad index: the C++ kernel decides
