@@ -4,6 +4,8 @@ Every route is forced through the table on CPU tensors (the Triton backend runs 
 interpreter; the peer routes are plain torch) and compared with the float64 reference: values,
 the empty-slot and NaN rules, gradients (always supcomp's own backward) and errors."""
 
+import importlib
+
 import pytest
 import torch
 from utils import gen
@@ -128,3 +130,32 @@ def test_size_classes():
     assert gpu_table.size_class("relu_readout", torch.empty(1, 4096, 256), torch.empty(1, 65536, 256)) == "large"
     assert gpu_table.size_class("relu_readout_topk", torch.empty(1, 4096, 8), torch.empty(1, 65536, 8)) == "dense_fits"
     assert gpu_table.size_class("relu_readout_topk", torch.empty(1, 8192, 8), torch.empty(1, 1 << 20, 8)) == "large"
+
+
+@pytest.mark.parametrize("filled", [True, False])
+def test_cpu_forward_same_values_and_errors_whichever_runs(filled, monkeypatch):
+    """CPU float32: the embedding_bag route (filled codes of one instance) and the C++ kernel agree,
+    empty slots never read row 0 or their value, and a bad index raises the op's own IndexError."""
+    SE = importlib.import_module("supcomp.ops.sparse_encode")  # the module (its name is the public function)
+    g = gen(7)
+    idx = torch.randint(0 if filled else -1, 50, (1, 33, 6), generator=g)
+    val, W = torch.rand(1, 33, 6, generator=g), torch.randn(1, 50, 20, generator=g)
+    if not filled:
+        W[0, 0], val[idx < 0] = float("inf"), float("nan")
+    calls = []
+    route = peer_routes.embedding_bag_2d
+    monkeypatch.setattr(peer_routes, "embedding_bag_2d", lambda *a: calls.append(1) or route(*a))
+    out = SE.cpp_forward(idx, val, W)
+    assert len(calls) == int(filled)  # the route runs exactly for filled codes
+    torch.testing.assert_close(out, SE.cpp_kernel_forward(idx, val, W), equal_nan=True)
+    torch.testing.assert_close(
+        out.double(), encode_ref(idx, val.double(), W.double()), equal_nan=True, rtol=2e-6, atol=2e-6
+    )
+    bad = idx.clone()
+    bad[0, 4, 2] = 50
+    msgs = []
+    for f in (SE.cpp_forward, SE.cpp_kernel_forward):
+        with pytest.raises(IndexError) as e:
+            f(bad, val, W)
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1] and "index 50 at flat position 26" in msgs[0]
