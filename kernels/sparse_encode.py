@@ -162,11 +162,13 @@ def _sparse_encode_grad_W_csc_kernel(
     a = tl.load(start_ptr + f)
     e = tl.load(start_ptr + f + 1)
     acc = tl.zeros([BLOCK_D], dtype=ACC)
-    for q in range(a, e):
+    q = a
+    while q < e:  # a while loop, not range(a, e): Triton 3.6's interpreter cannot index with a loaded scalar
         s = tl.load(perm_ptr + q)
         v = tl.load(val_ptr + s).to(ACC)
         g = tl.load(gh_ptr + (s // k) * d + offs_d, mask=mask_d, other=0.0).to(ACC)
         acc += v * g
+        q += 1
     tl.store(gW_ptr + f * d + offs_d, acc.to(gW_ptr.dtype.element_ty), mask=mask_d)
 
 
