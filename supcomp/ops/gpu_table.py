@@ -14,6 +14,8 @@ Routes:
   ``torch._addmm_activation`` for one instance).
 * ``relu_readout_topk``: ``"triton"`` (blockwise, never holds [B, n]), ``"addmm_topk"``
   (``topk(relu(addmm))``: holds the [B, n] matrix, so only in the size class where it fits).
+* ``superpose``: ``"triton"`` (the fused kernel), ``"unfused"`` (sparse_encode then relu_readout,
+  each on its own route).
 
 Lookup: the table of the device's architecture (``"sm90"`` for an H100/H200, from
 ``torch.cuda.get_device_capability``), else ``DEFAULT`` (the H100 measurements, the only GPU
@@ -42,6 +44,7 @@ ROUTES: dict[str, dict[str, Callable]] = {
     },
     "relu_readout": {"addmm": peer_routes.relu_readout_addmm},
     "relu_readout_topk": {"addmm_topk": peer_routes.relu_readout_topk_values_indices},
+    "superpose": {"unfused": peer_routes.superpose_unfused},
 }
 
 # Routes whose CUDA kernels are not deterministic run to run (float atomics); skipped under
@@ -93,6 +96,10 @@ DEFAULT: dict[tuple[str, torch.dtype, str], tuple[str, str]] = {
         "addmm_topk",
         f"B=4096 d=256 n=65536 k=32: addmm_topk 2.634 ms, triton 4.428 ms, at 20x the memory ({_H100})",
     ),
+    ("superpose", torch.float32, "any"): (
+        "unfused",
+        f"I=100 n=400 d=30 B=1024 p=0.05 fwd: unfused 1.211 ms, fused triton 1.549 ms ({_H100})",
+    ),
 }
 
 # architecture ("sm90", ...) -> its table; an architecture not listed uses DEFAULT.
@@ -111,7 +118,7 @@ def use_route(op: str, name: str | None) -> Iterator[None]:
     """Run ``op``'s forward on route ``name`` inside the block, on any device (``None``: the table).
 
     Args:
-        op: ``"sparse_encode"``, ``"relu_readout"`` or ``"relu_readout_topk"``.
+        op: ``"sparse_encode"``, ``"relu_readout"``, ``"relu_readout_topk"`` or ``"superpose"``.
         name: ``"triton"`` or one of ``ROUTES[op]``.
 
     Raises:
@@ -169,7 +176,9 @@ def routed(op: str, own: Callable) -> Callable:
 
     def forward(*args, **kwargs):
         t = args[0]
-        route = choose(op, t.device, args[2 if op == "sparse_encode" else 1].dtype, size_class(op, *args))
+        route = choose(
+            op, t.device, args[2 if op in ("sparse_encode", "superpose") else 1].dtype, size_class(op, *args)
+        )
         fn = own if route == "triton" else ROUTES[op][route]
         return fn(*args, **kwargs)
 

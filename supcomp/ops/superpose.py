@@ -50,8 +50,9 @@ def cpp_forward(indices, values, W, b):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import superpose as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.superpose_forward)
+    return Impl(forward=gpu_table.routed("superpose", kernel.superpose_forward))
 
 
 IMPLS = Table(

@@ -159,3 +159,19 @@ def test_cpu_forward_same_values_and_errors_whichever_runs(filled, monkeypatch):
             f(bad, val, W)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1] and "index 50 at flat position 26" in msgs[0]
+
+
+@pytest.mark.parametrize("route", ["triton", "unfused"])
+def test_superpose_routes(route):
+    from supcomp.ops import superpose
+    from supcomp.ops.superpose import reference_forward as superpose_ref
+
+    idx, val, W = codes(2, 5, 13, 6, 4, seed=9)
+    b = torch.randn(2, 13, dtype=torch.float64)
+    Wg = W.clone().requires_grad_()
+    with use_backend("triton"), gpu_table.use_route("superpose", route):
+        y = superpose(idx, val, Wg, b)
+        y.square().sum().backward()
+    torch.testing.assert_close(y.detach(), superpose_ref(idx, val, W, b))
+    ref_gW = torch.func.grad(lambda w: superpose_ref(idx, val, w, b).square().sum())(W)
+    torch.testing.assert_close(Wg.grad, ref_gW)
