@@ -182,6 +182,7 @@ def test_deterministic_mode_switches_sparse_backward_off_atomics(monkeypatch):
             return launch
 
     monkeypatch.setattr(K, "_sparse_encode_backward_kernel", Spy())
+    monkeypatch.setattr(K, "GRAD_W", "atomic")  # the default ("csc") never uses atomics
     idx, val = random_padded((2, 9), 4, 23)
     W = torch.randn(2, 23, 6)
     out = {}

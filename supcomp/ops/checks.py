@@ -136,9 +136,24 @@ def check_bias(b, W: torch.Tensor, I, n: int, name: str = "b") -> torch.Tensor:
     return b.reshape(n_inst(I), n).contiguous().resolve_neg()
 
 
+def host_checks(t: torch.Tensor) -> bool:
+    """Whether index values of ``t`` are checked eagerly on the host (CPU tensors) rather than on the device."""
+    return t.device.type == "cpu"
+
+
 def check_index_range(indices: torch.Tensor, n: int, name: str = "indices"):
-    """Raise IndexError unless every entry is -1 (empty) or in [0, n). Syncs with the device."""
+    """Raise IndexError unless every entry is -1 (empty) or in [0, n).
+
+    CPU tensors: checked here, the error names the first bad index and its position. Other devices
+    (CUDA): no host sync -- a device-side assert (``torch._assert_async``) queued on the stream, so a
+    bad index surfaces as a device-side assertion error ("RuntimeError: ... indices: an index is out
+    of range ...") at the next synchronisation, and CUDA graphs can capture the op.
+    """
     if indices.numel() == 0:
+        return
+    if not host_checks(indices):
+        ok = ((indices >= -1) & (indices < n)).all()
+        torch._assert_async(ok, f"{name}: an index is out of range: expected -1 (empty) or 0 <= index < {n}")
         return
     bad = (indices < -1) | (indices >= n)
     if bool(bad.any()):

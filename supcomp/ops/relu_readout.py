@@ -58,8 +58,11 @@ def cpp_backward(grad_y, y, h, W):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import relu_readout as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.relu_readout_forward, backward=kernel.relu_readout_backward)
+    return Impl(
+        forward=gpu_table.routed("relu_readout", kernel.relu_readout_forward), backward=kernel.relu_readout_backward
+    )
 
 
 IMPLS = Table(
@@ -156,6 +159,13 @@ def relu_readout(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None
 
     Differentiable in ``h``, ``W`` and ``b``; forward-mode AD, ``torch.func`` transforms and double
     backward run the pure-torch reference (docs/ops.md, "Autograd").
+
+
+    GPU, TF32 and determinism: float32 products use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision("high")``
+    turns it on), as torch's own matmuls do. Forward and backward are cuBLAS GEMMs plus elementwise
+    epilogues, deterministic whatever ``torch.use_deterministic_algorithms`` says; on CUDA the
+    forward runs the route :mod:`supcomp.ops.gpu_table` names (Triton epilogue or ``relu(addmm)``).
     """
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)
     if checks.reference_needed(hc, Wc, bc):

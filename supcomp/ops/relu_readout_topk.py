@@ -95,9 +95,12 @@ def cpp_forward(h, W, b, k: int):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import relu_readout_topk as kernel
+    from . import gpu_table
+
+    routed = gpu_table.routed("relu_readout_topk", kernel.relu_readout_topk_forward)
 
     def forward(h, W, b, k):
-        vals, idx = kernel.relu_readout_topk_forward(h, W, b, k)  # the kernel returns (values, indices)
+        vals, idx = routed(h, W, b, k)  # the kernel and the peer routes return (values, indices)
         return SparseCode(idx, vals)
 
     return Impl(forward=forward)
@@ -196,6 +199,13 @@ def relu_readout_topk(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, 
     selected. Gradients flow to ``h``, ``W`` and ``b`` through the selected entries. Forward-mode
     AD, ``torch.func`` transforms and double backward run the pure-torch reference, which holds
     the ``[B, n]`` scores (docs/ops.md, "Autograd").
+
+
+    GPU, TF32 and determinism: float32 scores use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision``), which can
+    change which near-equal entries are selected. Deterministic. On CUDA the forward runs the route
+    :mod:`supcomp.ops.gpu_table` names; on its ``topk(relu(addmm))`` route ties between equal values
+    may go to another feature (same values), and the [B, n] scores are held in memory.
     """
     k = checks.check_int_like(k, "k")
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)

@@ -52,8 +52,9 @@ def cpp_forward(indices, values, W, b):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import superpose as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.superpose_forward)
+    return Impl(forward=gpu_table.routed("superpose", kernel.superpose_forward))
 
 
 IMPLS = Table(
@@ -137,6 +138,13 @@ def superpose(
 
     Differentiable in ``values``, ``W`` and ``b``; forward-mode AD, ``torch.func`` transforms and
     double backward run the pure-torch reference (docs/ops.md, "Autograd").
+
+
+    GPU, TF32 and determinism: float32 products use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision``). The
+    gradient of ``W``'s read-in part is a feature-sorted segment reduction, bit-identical run to run.
+    On CUDA the index range is checked on the device (no host sync): a bad index raises a
+    device-side assertion (RuntimeError) at the next synchronisation.
     """
     I, n, d = checks.check_weight(W)
     indices = checks.check_indices(indices)
