@@ -44,8 +44,22 @@ ROUTES: dict[str, dict[str, Callable]] = {
     },
     "relu_readout": {"addmm": peer_routes.relu_readout_addmm},
     "relu_readout_topk": {"addmm_topk": peer_routes.relu_readout_topk_values_indices},
-    "superpose": {"unfused": peer_routes.superpose_unfused},
+    "superpose": {},  # "unfused" is added below: it routes its two ops through this table
 }
+
+
+def superpose_unfused(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """superpose as its two ops: relu_readout(sparse_encode(indices, values, W), W, b), each on its own route.
+
+    indices/values [I, B, k], W [I, n, d], b [I, n] -> y [I, B, n]; h [I, B, d] is written to memory in
+    between (the fused kernel keeps it in registers).
+    """
+    from ..kernels import relu_readout as readout_kernel
+    from ..kernels import sparse_encode as encode_kernel
+
+    h = routed("sparse_encode", encode_kernel.sparse_encode_forward)(indices, values, W)
+    return routed("relu_readout", readout_kernel.relu_readout_forward)(h, W, b)
+
 
 # Routes whose CUDA kernels are not deterministic run to run (float atomics); skipped under
 # torch.use_deterministic_algorithms(True). cuSPARSE SpMM (CSR, default algorithm) and
@@ -185,3 +199,6 @@ def routed(op: str, own: Callable) -> Callable:
     forward.__name__ = forward.__qualname__ = f"{op}_routed_forward"
     forward.__doc__ = f"{op} forward: the Triton kernel or the route named by supcomp.ops.gpu_table for this call."
     return forward
+
+
+ROUTES["superpose"]["unfused"] = superpose_unfused

@@ -15,7 +15,6 @@ Routes (``(indices, values)`` in that order, as everywhere):
   code matrix with the flattened weights (cuSPARSE SpMM on CUDA).
 * :func:`relu_readout_addmm`: ``relu(addmm(b, h, W.T))`` per instance.
 * :func:`relu_readout_topk_values_indices`: ``topk(relu(addmm(b, h, W.T)), k)`` per instance.
-* :func:`superpose_unfused`: ``relu_readout(sparse_encode(...))``, each on its own route.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ __all__ = [
     "relu_readout_topk_values_indices",
     "sparse_encode_embedding_bag",
     "sparse_encode_sparse_csr",
-    "superpose_unfused",
 ]
 
 
@@ -142,16 +140,3 @@ def relu_readout_topk_values_indices(h: torch.Tensor, W: torch.Tensor, b: torch.
     return torch.where(pos, vals, torch.zeros((), dtype=vals.dtype, device=vals.device)), torch.where(
         pos, idx, torch.full((), -1, dtype=idx.dtype, device=idx.device)
     )
-
-
-def superpose_unfused(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """superpose as its two ops on the Triton backend: relu_readout(sparse_encode(indices, values, W), W, b).
-
-    indices/values [I, B, k], W [I, n, d], b [I, n] -> y [I, B, n]; h [I, B, d] is written to memory in
-    between (the fused kernel keeps it in registers). Each op runs its own route of the GPU table.
-    """
-    from .relu_readout import IMPLS as readout
-    from .sparse_encode import IMPLS as encode
-
-    h = encode.get("triton").forward(indices, values, W)
-    return readout.get("triton").forward(h, W, b)

@@ -106,10 +106,9 @@ def test_relu_readout_topk_routes(route):
     b[0, 3] = float("nan")  # a NaN score is never selected
     with use_backend("triton"), gpu_table.use_route("relu_readout_topk", route):
         out = relu_readout_topk(h, W, b, k)
-    ref_vals, ref_idx = topk_ref(h, W, b, k)
-    got = {t.dtype: t for t in out}
-    torch.testing.assert_close(got[torch.float64], ref_vals)
-    assert torch.equal(got[torch.int64], ref_idx)
+    ref = topk_ref(h, W, b, k)  # SparseCode(indices, values), as the op returns
+    torch.testing.assert_close(out.values, ref.values)
+    assert torch.equal(out.indices, ref.indices)
 
 
 def test_table_entries_name_routes_and_measurements():
