@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.supcomp-installed
 
-.PHONY: demo test lint format sanitize bench bench-sweep install docs clean
+.PHONY: demo test lint format sanitize bench bench-gpu bench-sweep install docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/report.py
+
+# On one CUDA card: the GPU report (sparse_encode matrix, every op in fp32/fp16/bf16 against its peers, the
+# toy-model step), printed and put into benchmarks/RESULTS.md with card, driver, torch and triton versions.
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/gpu_report.py --matrix --half --append benchmarks/RESULTS.md
 
 bench-sweep: $(STAMP)
 	$(PY) benchmarks/sweep_tms.py --append benchmarks/RESULTS.md

@@ -3,6 +3,8 @@
 
     python benchmarks/gpu_report.py --out gpu.md          # on a CUDA machine, full sizes
     python benchmarks/gpu_report.py --quick --out gpu.md  # small sizes, a few seconds
+    make bench-gpu   # = --matrix --half --append benchmarks/RESULTS.md: the issue's matrix, all peers
+    python benchmarks/gpu_report.py --matrix --half --dry-run   # list the cases (no GPU needed)
 
 The cases, providers, work counts and agreement checks are those of
 ``benchmarks/common/cases.py`` (the CPU op tables), with every input moved to the GPU.
@@ -34,7 +36,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
-from common import cases  # noqa: E402
+from common import cases, gpu_matrix  # noqa: E402
 
 from supcomp.utils.timing import time_interleaved  # noqa: E402
 
@@ -243,14 +245,57 @@ def format_tms(rows) -> str:
     return "\n".join(out)
 
 
+def driver_version() -> str:
+    """The NVIDIA driver version (nvidia-smi), else "unknown"."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dry_run(args) -> int:
+    """List the cases a run would time (no CUDA needed)."""
+    n = 0
+    if args.matrix:
+        for s in gpu_matrix.matrix_cases(args.quick):
+            for mode, names in gpu_matrix.PROVIDERS.items():
+                print(f"sparse_encode {mode} {gpu_matrix.label(s)} {s['dtype']}: {', '.join(names)}")
+                n += 1
+    if not args.no_ops:
+        dtypes = ["float32"] + (["float16", "bfloat16"] if args.half else [])
+        for op in cases.OPS:
+            for s in cases.SIZES["quick" if args.quick else "full"][op]:
+                for mode, name in cases.combos(op, quick=args.quick):
+                    print(f"{op} {mode} {cases.size_label(op, s)} {'/'.join(dtypes)}: {name}")
+                    n += 1
+    if not args.no_tms:
+        print("toy-model training step: supcomp train(), notebook eager, torch.compile(notebook)")
+        n += 1
+    print(f"{n} cases")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--append", default=None, metavar="FILE", help="put the section into FILE (benchmarks/RESULTS.md)")
     ap.add_argument("--no-tms", action="store_true")
     ap.add_argument("--no-ops", action="store_true", help="only the toy-model trainer")
     ap.add_argument("--half", action="store_true", help="also fp16 and bf16 (no torch.sparse peers)")
+    ap.add_argument("--matrix", action="store_true", help="the sparse_encode matrix of benchmarks/common/gpu_matrix.py")
+    ap.add_argument("--dry-run", action="store_true", help="list the cases and exit (no CUDA needed)")
     args = ap.parse_args(argv)
+    if args.dry_run:
+        return dry_run(args)
     if not torch.cuda.is_available():
         print("gpu_report.py needs CUDA", file=sys.stderr)
         return 2
@@ -262,12 +307,17 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name()
     ceilings = probe_ceilings()
     dtypes = [torch.float32] + ([torch.float16, torch.bfloat16] if args.half else [])
-    rows = [] if args.no_ops else run_ops(args.quick, ceilings, dtypes)
+    rows = []
+    if args.matrix:
+        rows += gpu_matrix.run_matrix(args.quick, lambda fns: _time(fns, True), _provider, ceilings)
+    rows += [] if args.no_ops else run_ops(args.quick, ceilings, dtypes)
     tms_rows = [] if args.no_tms else run_tms(args.quick)
+    flags = "".join(f" --{f}" for f in ("quick", "half", "matrix") if getattr(args, f))
     text = (
         f"## GPU: {name}\n\n"
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, triton {triton.__version__}, "
-        f"command `python benchmarks/gpu_report.py{' --quick' if args.quick else ''}{' --half' if args.half else ''}`, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, driver {driver_version()}, CUDA {torch.version.cuda}, "
+        f"torch {torch.__version__}, triton {triton.__version__}, "
+        f"command `python benchmarks/gpu_report.py{flags}`, "
         f"{time.time() - t0:.0f} s. Measured ceilings on this card: copy {ceilings['B'] / 1e9:.0f} GB/s "
         f"(read + write), fp32 GEMM (TF32 off) {ceilings['FLOP'] / 1e12:.1f} TFLOP/s. Timing: "
         f"supcomp.utils.timing.time_interleaved medians (CUDA synchronised after each call). Speed-up = peer "
@@ -283,6 +333,10 @@ def main(argv=None) -> int:
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
+    if args.append:
+        from common.results import put_section
+
+        put_section(args.append, text)
     return 0
 
 

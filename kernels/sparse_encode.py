@@ -137,6 +137,83 @@ def _sparse_encode_backward_kernel(
             tl.store(gv_ptr + slot_off, gv.to(gv_ptr.dtype.element_ty), mask=slot_mask)
 
 
+@triton.jit
+def _sparse_encode_grad_W_csc_kernel(
+    gh_ptr,  # [I, B, d] grad of h
+    val_ptr,  # [I, B, k]
+    perm_ptr,  # [I*B*k] int64: slot ids sorted by (instance, feature), slot order within a feature
+    start_ptr,  # [I*n + 1] int64: feature f's slots are perm[start[f]:start[f + 1]]
+    gW_ptr,  # [I, n, d] grad of W (output, W's dtype; every row written)
+    d,
+    k,
+    BLOCK_D: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    """One program per (row f of the flattened [I*n, d] grad_W, block of BLOCK_D columns).
+
+    grad_W[f] = sum over the slots s with feature f, in slot order, of values[s] * grad_h[row(s)]:
+    a segment reduction over the feature-sorted (CSC) slots. Each element is summed by one program
+    in a fixed order, so the result is bit-identical run to run (no atomics), and rows no slot
+    touches are written as zeros (no separate zeroing pass).
+    """
+    f = tl.program_id(0).to(tl.int64)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_d < d
+    a = tl.load(start_ptr + f)
+    e = tl.load(start_ptr + f + 1)
+    acc = tl.zeros([BLOCK_D], dtype=ACC)
+    q = a
+    while q < e:  # a while loop, not range(a, e): Triton 3.6's interpreter cannot index with a loaded scalar
+        s = tl.load(perm_ptr + q)
+        v = tl.load(val_ptr + s).to(ACC)
+        g = tl.load(gh_ptr + (s // k) * d + offs_d, mask=mask_d, other=0.0).to(ACC)
+        acc += v * g
+        q += 1
+    tl.store(gW_ptr + f * d + offs_d, acc.to(gW_ptr.dtype.element_ty), mask=mask_d)
+
+
+def csc_slots(indices: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slots of indices [I, B, k] sorted by feature: (perm [I*B*k] int64, start [I*n + 1] int64).
+
+    Slot s (flat over [I, B, k]) of instance i with id f >= 0 has key i*n + f; empty slots get the key
+    I*n and sort past every feature. A stable sort keeps slot order within a feature, and
+    ``searchsorted`` gives each feature's first position: deterministic, and no host sync.
+    """
+    I = indices.shape[0]
+    base = torch.arange(I, device=indices.device, dtype=torch.int64).view(I, 1, 1) * n
+    keys = torch.where(indices >= 0, indices + base, torch.full((), I * n, dtype=torch.int64, device=indices.device))
+    sorted_keys, perm = torch.sort(keys.reshape(-1), stable=True)
+    start = torch.searchsorted(sorted_keys, torch.arange(I * n + 1, device=indices.device, dtype=torch.int64))
+    return perm, start
+
+
+def grad_W_csc(grad_h: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, n: int, d: int) -> torch.Tensor:
+    """grad_W [I, n, d] (values' dtype) of sparse_encode by the CSC segment reduction; deterministic."""
+    I = indices.shape[0]
+    grad_W = torch.empty((I, n, d), dtype=values.dtype, device=values.device)
+    if grad_W.numel() == 0:
+        return grad_W
+    if indices.numel() == 0:
+        return grad_W.zero_()
+    perm, start = csc_slots(indices, n)
+    BLOCK_D = clamp_pow2(d, 16, 256)
+    grid = (I * n, triton.cdiv(d, BLOCK_D))
+    check_sizes("sparse_encode backward (grad_W)", grid, I=I, n=n, d=d, k=indices.shape[2])
+    _sparse_encode_grad_W_csc_kernel[grid](
+        grad_h,
+        values,
+        perm,
+        start,
+        grad_W,
+        d,
+        indices.shape[2],
+        BLOCK_D=BLOCK_D,
+        ACC=acc_dtype(values.dtype),
+        num_warps=num_warps_for(BLOCK_D),
+    )
+    return grad_W
+
+
 def _forward_blocks(B, d):
     return gather_blocks(B, d, 1, budget=4096)
 
@@ -173,95 +250,66 @@ def sparse_encode_forward(indices: torch.Tensor, values: torch.Tensor, W: torch.
     return h
 
 
+# How grad_W is summed: "csc" (the default: the feature-sorted segment reduction, bit-identical run to
+# run) or "atomic" (fp32 atomics from the row-major kernel: not deterministic; never used while
+# torch.use_deterministic_algorithms(True) is set).
+GRAD_W = "csc"
+
+
 @on_tensor_device
 def sparse_encode_backward(grad_h, indices, values, W, need_values=True, need_W=True):
     """Gradients of sparse_encode: (grad_values [I, B, k] | None, grad_W [I, n, d] | None).
 
-    grad_W is accumulated with atomics in fp32 (fp64 for fp64 inputs) and cast
-    to W's dtype at the end, so it is not bitwise deterministic run to run: the
-    order in which programs add into one row of grad_W depends on scheduling.
-    With ``torch.use_deterministic_algorithms(True)`` the kernel computes only
-    grad_values and grad_W takes an atomic-free path instead
-    (``_grad_W_deterministic``: a sorted, sequential index_put_ accumulation in
-    row chunks), slower but bitwise reproducible.
+    grad_values: one row-major kernel (a dot product per slot), deterministic. grad_W: by default
+    (``GRAD_W = "csc"``) a segment reduction over the slots sorted by feature
+    (``_sparse_encode_grad_W_csc_kernel``): every element summed by one program in slot order, no
+    atomics, bit-identical run to run. ``GRAD_W = "atomic"`` scatters with fp32 atomics instead (the
+    summation order then depends on scheduling); it is ignored while
+    ``torch.use_deterministic_algorithms(True)`` is set. Both accumulate in fp32 (fp64 for fp64).
     """
     I, B, k = indices.shape
     n, d = W.shape[1], W.shape[2]
-    # grad_values is written whole by the kernel; grad_W is a zeroed fp32 (fp64) atomics target.
+    atomic_W = need_W and GRAD_W == "atomic" and not torch.are_deterministic_algorithms_enabled()
+    # grad_values is written whole by the kernel; the atomics target is a zeroed fp32 (fp64) buffer.
     grad_values = torch.empty((I, B, k), dtype=values.dtype, device=values.device) if need_values else None
-    grad_W = torch.zeros((I, n, d), dtype=acc_torch_dtype(W.dtype), device=W.device) if need_W else None
+    grad_W = torch.zeros((I, n, d), dtype=acc_torch_dtype(W.dtype), device=W.device) if atomic_W else None
     if I * B * k == 0 or d == 0 or not (need_values or need_W):
         # Empty sums: both gradients are zero (or empty).
         return (
             grad_values.zero_() if grad_values is not None else None,
-            grad_W.to(W.dtype) if grad_W is not None else None,
+            W.new_zeros(W.shape) if need_W else None,
         )
-
-    BLOCK_K = clamp_pow2(k, 1, 16)
-    BLOCK_D = clamp_pow2(d, 1, 64)
-    BLOCK_B = clamp_pow2(4096 // (BLOCK_K * BLOCK_D), 1, 64)
-    BLOCK_B = min(BLOCK_B, next_pow2(B))
-    n_row_blocks = triton.cdiv(B, BLOCK_B)
-    grid = (I * n_row_blocks,)
-    check_sizes("sparse_encode backward", grid, I=I, B=B, n=n, d=d, k=k)
-    deterministic_W = need_W and torch.are_deterministic_algorithms_enabled()
-    if deterministic_W:
-        need_W = False  # the kernel skips its atomics; grad_W is filled below
-        if not need_values:
-            return None, _grad_W_deterministic(grad_h, indices, values, grad_W).to(W.dtype)
-    # Unused outputs get a valid dummy pointer; the constexpr flags compile their code out.
-    gv_arg = grad_values if need_values else grad_h
-    gW_arg = grad_W if need_W else grad_h
-    _sparse_encode_backward_kernel[grid](
-        grad_h,
-        indices,
-        values,
-        W,
-        gv_arg,
-        gW_arg,
-        B,
-        n,
-        d,
-        k,
-        n_row_blocks,
-        BLOCK_B=BLOCK_B,
-        BLOCK_K=BLOCK_K,
-        BLOCK_D=BLOCK_D,
-        NEED_VALUES=bool(need_values),
-        NEED_W=bool(need_W),
-        ACC=acc_dtype(W.dtype),
-        num_warps=num_warps_for(BLOCK_B * BLOCK_K * BLOCK_D),
-    )
-    if deterministic_W:
-        _grad_W_deterministic(grad_h, indices, values, grad_W)
-    if grad_W is not None:
+    if need_values or atomic_W:
+        BLOCK_K = clamp_pow2(k, 1, 16)
+        BLOCK_D = clamp_pow2(d, 1, 64)
+        BLOCK_B = clamp_pow2(4096 // (BLOCK_K * BLOCK_D), 1, 64)
+        BLOCK_B = min(BLOCK_B, next_pow2(B))
+        n_row_blocks = triton.cdiv(B, BLOCK_B)
+        grid = (I * n_row_blocks,)
+        check_sizes("sparse_encode backward", grid, I=I, B=B, n=n, d=d, k=k)
+        # Unused outputs get a valid dummy pointer; the constexpr flags compile their code out.
+        _sparse_encode_backward_kernel[grid](
+            grad_h,
+            indices,
+            values,
+            W,
+            grad_values if need_values else grad_h,
+            grad_W if atomic_W else grad_h,
+            B,
+            n,
+            d,
+            k,
+            n_row_blocks,
+            BLOCK_B=BLOCK_B,
+            BLOCK_K=BLOCK_K,
+            BLOCK_D=BLOCK_D,
+            NEED_VALUES=bool(need_values),
+            NEED_W=bool(atomic_W),
+            ACC=acc_dtype(W.dtype),
+            num_warps=num_warps_for(BLOCK_B * BLOCK_K * BLOCK_D),
+        )
+    if atomic_W:
         grad_W = grad_W.to(W.dtype)
+    elif need_W:
+        grad_W = grad_W_csc(grad_h, indices, values, n, d).to(W.dtype)
     return grad_values, grad_W
-
-
-# Slots per chunk of the deterministic grad_W path: bounds its [chunk, d] contribution buffer.
-DETERMINISTIC_CHUNK_ELEMS = 1 << 24
-
-
-def _grad_W_deterministic(grad_h, indices, values, grad_W):
-    """grad_W[i, f] += sum over slots with id f of values * grad_h, without atomics (in place, returned).
-
-    index_put_(accumulate=True) is one of torch's deterministic algorithms (on CUDA it sorts the
-    ids and sums each run in order), and the row chunks are processed one after the other, so
-    the result does not depend on scheduling. Memory: one [chunk rows * k, d] buffer, never [B, n].
-    """
-    I, B, k = indices.shape
-    n, d = grad_W.shape[1], grad_W.shape[2]
-    acc = grad_W.dtype
-    rows = max(1, DETERMINISTIC_CHUNK_ELEMS // max(1, k * d))
-    flat = grad_W.view(I * n, d)
-    inst = torch.arange(I, device=indices.device).view(I, 1, 1) * n
-    for b0 in range(0, B, rows):
-        idx = indices[:, b0 : b0 + rows]
-        valid = idx >= 0
-        contrib = values[:, b0 : b0 + rows].to(acc).unsqueeze(-1) * grad_h[:, b0 : b0 + rows].to(acc).unsqueeze(2)
-        # where, not a multiply by 0: an empty slot adds exactly 0 even next to an inf gradient
-        contrib = torch.where(valid.unsqueeze(-1), contrib, torch.zeros((), dtype=acc, device=idx.device))
-        target = torch.where(valid, idx + inst, torch.zeros_like(idx))  # empty slots add 0 to row 0
-        flat.index_put_((target.reshape(-1),), contrib.reshape(-1, d), accumulate=True)
-    return grad_W

@@ -1,7 +1,10 @@
 """torch.nn modules over the supcomp ops: thin wrappers that own the parameters.
 
 Weights store one feature per row, ``W [n_features, d]``, or with an instance
-axis ``W [n_instances, n_features, d]`` when ``n_instances`` is given.
+axis ``W [n_instances, n_features, d]`` when ``n_instances`` is given. Sparse codes go in and come
+out as ``(indices, values)`` (:class:`supcomp.ops.SparseCode`). Inputs must have the module's dtype:
+mixed float dtypes raise a TypeError naming both (as ``nn.Linear`` does); cast the input or the
+module (``module.to(dtype)``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import math
 import torch
 from torch import nn
 
-from .ops import relu_readout, relu_readout_topk, sparse_encode, superpose
+from .ops import SparseCode, relu_readout, relu_readout_topk, sparse_encode, superpose
+from .ops.checks import check_int_like
+
+__all__ = ["SparseEncoder", "ReLUReadout", "TiedSuperposition"]
 
 
 def _check_sizes(n_features, d, n_instances):
@@ -48,11 +54,18 @@ class SparseEncoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Redraw ``W``: random unit-norm rows."""
         with torch.no_grad():
             self.W.normal_()
             self.W /= self.W.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
     def forward(self, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``indices [..., k]`` (int64/int32, -1 = empty), ``values [..., k]`` (W's dtype) -> ``h [..., d]``.
+
+        Raises:
+            ValueError, IndexError, TypeError: as :func:`supcomp.ops.sparse_encode` (shapes, index range,
+                dtypes: a dtype other than W's is an error naming both).
+        """
         return sparse_encode(indices, values, self.W)
 
     def extra_repr(self):
@@ -64,9 +77,14 @@ class ReLUReadout(nn.Module):
     """Read-out with ReLU filtering: ``h [..., d]`` -> ``relu(h @ W.T + b) [..., n_features]``.
 
     ``tied_to=encoder`` reuses that encoder's ``W`` (the toy model's W^T W);
-    otherwise the module owns a ``W`` initialised like ``nn.Linear``. ``k`` set:
-    return the top-k ``(values, indices)`` instead of the dense output.
+    otherwise the module owns a ``W`` initialised like ``nn.Linear``. ``k`` set (an int, numpy
+    integer or 0-d integer tensor): return the top-k as a :class:`~supcomp.ops.SparseCode`
+    ``(indices, values)`` instead of the dense output, the order :class:`SparseEncoder` takes.
     ``bias_init`` is the initial (negative = filtering) bias.
+
+    Raises:
+        TypeError: ``k`` is a bool or a float.
+        ValueError: a size is negative or not an int; ``k`` outside ``[0, n_features]``.
     """
 
     def __init__(
@@ -87,8 +105,10 @@ class ReLUReadout(nn.Module):
         if n_features is None or d is None:
             raise ValueError("n_features, d: give both, or tied_to=an encoder")
         _check_sizes(n_features, d, n_instances)
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n_features):
-            raise ValueError(f"k: expected None or an int with 0 <= k <= n_features = {n_features}, got {k!r}")
+        if k is not None:
+            k = check_int_like(k, "k")
+            if not 0 <= k <= n_features:
+                raise ValueError(f"k: expected None or an int with 0 <= k <= n_features = {n_features}, got {k!r}")
         self.n_features, self.d, self.n_instances, self.k = n_features, d, n_instances, k
         self.bias_init = bias_init
         self.tied_to = tied_to
@@ -101,16 +121,24 @@ class ReLUReadout(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
+        """The read-out weight ``[n_features, d]`` (``[I, n_features, d]``): the encoder's ``W`` when tied."""
         return self.tied_to.W if self.tied_to is not None else self.W
 
     def reset_parameters(self):
+        """Redraw ``W`` (untied only: uniform in ±1/sqrt(d)) and set ``b`` to ``bias_init``."""
         with torch.no_grad():
             if self.W is not None:
                 bound = 1 / math.sqrt(max(1, self.d))  # d = 0 is a valid (empty) layer
                 self.W.uniform_(-bound, bound)
             self.b.fill_(self.bias_init)
 
-    def forward(self, h: torch.Tensor):
+    def forward(self, h: torch.Tensor) -> torch.Tensor | SparseCode:
+        """``h [..., d]`` (W's dtype) -> ``y [..., n_features]``, or with ``k`` set a SparseCode
+        ``(indices int64 [..., k], values [..., k])``.
+
+        Raises:
+            ValueError, TypeError: as :func:`supcomp.ops.relu_readout` / :func:`supcomp.ops.relu_readout_topk`.
+        """
         if self.k is not None:
             return relu_readout_topk(h, self.weight, self.b, self.k)
         return relu_readout(h, self.weight, self.b)
@@ -118,6 +146,7 @@ class ReLUReadout(nn.Module):
     def extra_repr(self):
         inst = f", n_instances={self.n_instances}" if self.n_instances is not None else ""
         extra = f", k={self.k}" if self.k is not None else ""
+        extra += f", bias_init={self.bias_init}" if self.bias_init != 0 else ""
         return f"n_features={self.n_features}, d={self.d}{inst}, tied={self.tied_to is not None}{extra}"
 
 
@@ -136,12 +165,18 @@ class TiedSuperposition(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Redraw ``W`` (normal, std sqrt(2 / (n_features + d))) and zero ``b``."""
         with torch.no_grad():
             std = math.sqrt(2.0 / max(1, self.n_features + self.d))
             self.W.normal_(0.0, std)
             self.b.zero_()
 
     def forward(self, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``indices [..., k]`` (int64/int32, -1 = empty), ``values [..., k]`` -> ``relu(W^T W x + b) [..., n]``.
+
+        Raises:
+            ValueError, IndexError, TypeError: as :func:`supcomp.ops.superpose`.
+        """
         return superpose(indices, values, self.W, self.b)
 
     def extra_repr(self):

@@ -7,7 +7,8 @@ tensors of shape ``[..., k]``:
 * ``values``: the feature values (0 in empty slots).
 
 This is the layout of the OpenAI and EleutherAI SAE kernels. Duplicate ids in
-one row are allowed and add up.
+one row are allowed and add up. Every function here takes and returns the pair in
+the order ``(indices, values)`` (a :class:`supcomp.ops.SparseCode`), as every op does.
 """
 
 from __future__ import annotations
@@ -15,15 +16,21 @@ from __future__ import annotations
 import torch
 
 from .ops import checks as V
+from .ops.sparse_code import SparseCode
+
+__all__ = ["dense_to_padded", "padded_to_dense", "random_sparse"]
 
 
-def dense_to_padded(x: torch.Tensor, k: int | None = None):
-    """Dense ``x [..., n]`` -> ``(indices [..., k], values [..., k])`` of its nonzero entries.
+def dense_to_padded(x: torch.Tensor, k: int | None = None) -> SparseCode:
+    """Dense ``x [..., n]`` (float) -> ``SparseCode(indices int64 [..., k], values [..., k])`` of its nonzeros.
 
-    Nonzeros are listed in increasing feature order; unused slots hold
-    ``(-1, 0)``. ``k=None`` uses the largest nonzero count of any row. A row
-    with more than ``k`` nonzeros raises ValueError (nothing is dropped
-    silently).
+    Nonzeros are listed in increasing feature order; unused slots hold ``(-1, 0)``. ``k=None`` uses the
+    largest nonzero count of any row.
+
+    Raises:
+        ValueError: a 0-d ``x``, a negative or non-int ``k``, or a row with more than ``k`` nonzeros
+            (nothing is dropped silently).
+        TypeError: ``x`` is not a floating tensor.
     """
     V.check_float(x, "x")
     if x.dim() < 1:
@@ -50,11 +57,18 @@ def dense_to_padded(x: torch.Tensor, k: int | None = None):
         pad = k - kk
         indices = torch.cat([indices, indices.new_full((*indices.shape[:-1], pad), -1)], -1)
         values = torch.cat([values, values.new_zeros((*values.shape[:-1], pad))], -1)
-    return indices, values
+    return SparseCode(indices, values)
 
 
 def padded_to_dense(indices: torch.Tensor, values: torch.Tensor, n_features: int) -> torch.Tensor:
-    """``(indices [..., k], values [..., k])`` -> dense ``x [..., n_features]``; duplicate ids add up."""
+    """``(indices [..., k]`` int64/int32, ``values [..., k]`` float) -> dense ``x [..., n_features]`` (values'
+    dtype); duplicate ids add up.
+
+    Raises:
+        ValueError: mismatched shapes, a negative or non-int ``n_features``.
+        IndexError: an index outside ``[-1, n_features)``.
+        TypeError: integer ``values`` or float ``indices``.
+    """
     indices = V.check_indices(indices)
     V.check_float(values, "values")
     if indices.shape != values.shape:
@@ -74,7 +88,11 @@ def random_sparse(
     (a scalar or ``[n_features]``), with value uniform on [0, 1] (the TMS data distribution).
 
     ``k`` (default: enough for every row) is the slot count; rows never overflow it because
-    ``k=None`` sizes it to the densest sampled row. Returns ``(indices, values)``.
+    ``k=None`` sizes it to the densest sampled row. Returns a SparseCode ``(indices int64 [*batch_shape, k],
+    values [*batch_shape, k] of dtype)``.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1] or NaN; a ``k`` smaller than the densest sampled row.
     """
     if isinstance(batch_shape, int):
         batch_shape = (batch_shape,)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import numpy as np
 import torch
 
 import supcomp.metrics as M
 from supcomp.nn import ReLUReadout, SparseEncoder, TiedSuperposition
-from supcomp.ops import relu_readout, relu_readout_topk, sparse_encode, superpose
+from supcomp.ops import relu_readout, relu_readout_topk, sparse_encode, superpose, use_backend
 from supcomp.sparse import dense_to_padded, padded_to_dense, random_sparse
 from supcomp.tms import ToyModelConfig, train
 from supcomp.tms.data import BatchSampler
@@ -38,6 +39,16 @@ class Bad:
     exc: type  # expected exception type
     fragment: str  # text the message must contain (names the argument)
     ops: bool = False  # a supcomp op: checked on every backend (reference, cpp, triton)
+
+
+def forced_cpp(call: Callable) -> Callable:
+    """``call`` run under ``use_backend("cpp")``."""
+
+    def run():
+        with use_backend("cpp"):
+            return call()
+
+    return run
 
 
 n, d = 10, 4
@@ -237,6 +248,53 @@ ROWS: list[Bad] = [
         "k: expected an int",
         ops=True,
     ),
+    Bad(
+        "relu_readout_topk",
+        "k a bool tensor",
+        lambda: relu_readout_topk(h, W, b, torch.tensor(True)),
+        TypeError,
+        "k: expected an int or a 0-d integer tensor",
+        ops=True,
+    ),
+    Bad(
+        "relu_readout_topk",
+        "k a 1-d tensor",
+        lambda: relu_readout_topk(h, W, b, torch.tensor([2])),
+        TypeError,
+        "k: expected an int or a 0-d integer tensor",
+        ops=True,
+    ),
+    Bad(
+        "relu_readout_topk",
+        "k a numpy float",
+        lambda: relu_readout_topk(h, W, b, np.float64(2.0)),
+        TypeError,
+        "k: expected an int",
+        ops=True,
+    ),
+    Bad(
+        "relu_readout_topk",
+        "k a numpy bool",
+        lambda: relu_readout_topk(h, W, b, np.bool_(True)),
+        TypeError,
+        "k: expected an int",
+        ops=True,
+    ),
+    Bad(
+        "relu_readout_topk",
+        "float16 under use_backend('cpp')",
+        forced_cpp(lambda: relu_readout_topk(h.half(), W.half(), b.half(), 2)),
+        TypeError,
+        "relu_readout_topk: use_backend('cpp') forces the C++ kernels",
+    ),
+    Bad(
+        "relu_readout_topk",
+        "h bfloat16, W float32",
+        lambda: relu_readout_topk(h.bfloat16(), W, b, 2),
+        TypeError,
+        "h: dtype torch.bfloat16 does not match W dtype torch.float32",
+        ops=True,
+    ),
     # ---- superpose
     Bad(
         "superpose",
@@ -260,6 +318,59 @@ ROWS: list[Bad] = [
         lambda: superpose(idx, val.half(), W, b),
         TypeError,
         "values: dtype torch.float16 does not match W",
+        ops=True,
+    ),
+    Bad(
+        "superpose",
+        "float16 under use_backend('cpp')",
+        forced_cpp(lambda: superpose(idx, val.half(), W.half(), b.half())),
+        TypeError,
+        "superpose: use_backend('cpp') forces the C++ kernels",
+    ),
+    Bad(
+        "superpose",
+        "complex (conjugate) values",
+        lambda: superpose(idx, val.to(torch.complex64).conj(), W, b),
+        TypeError,
+        "values: expected a floating dtype",
+        ops=True,
+    ),
+    Bad(
+        "sparse_encode",
+        "float16 under use_backend('cpp')",
+        forced_cpp(lambda: sparse_encode(idx, val.half(), W.half())),
+        TypeError,
+        "sparse_encode: use_backend('cpp') forces the C++ kernels",
+    ),
+    Bad(
+        "sparse_encode",
+        "complex (conjugate) W",
+        lambda: sparse_encode(idx, val, W.to(torch.complex64).conj()),
+        TypeError,
+        "W: expected a floating dtype",
+        ops=True,
+    ),
+    Bad(
+        "relu_readout",
+        "float16 under use_backend('cpp')",
+        forced_cpp(lambda: relu_readout(h.half(), W.half(), b.half())),
+        TypeError,
+        "relu_readout: use_backend('cpp') forces the C++ kernels",
+    ),
+    Bad(
+        "relu_readout",
+        "h bfloat16, W float32",
+        lambda: relu_readout(h.bfloat16(), W, b),
+        TypeError,
+        "h: dtype torch.bfloat16 does not match W dtype torch.float32",
+        ops=True,
+    ),
+    Bad(
+        "relu_readout",
+        "complex (conjugate) h",
+        lambda: relu_readout(h.to(torch.complex64).conj(), W, b),
+        TypeError,
+        "h: expected a floating dtype",
         ops=True,
     ),
     # ---- supcomp.sparse
@@ -319,6 +430,34 @@ ROWS: list[Bad] = [
         lambda: ReLUReadout(5, 4, k=6),
         ValueError,
         "k: expected None or an int with 0 <= k <= n_features = 5",
+    ),
+    Bad(
+        "ReLUReadout",
+        "k a float",
+        lambda: ReLUReadout(5, 4, k=2.0),
+        TypeError,
+        "k: expected an int",
+    ),
+    Bad(
+        "ReLUReadout",
+        "k a bool",
+        lambda: ReLUReadout(5, 4, k=True),
+        TypeError,
+        "k: expected an int",
+    ),
+    Bad(
+        "ReLUReadout",
+        "bfloat16 input into a float32 module",
+        lambda: ReLUReadout(5, 4)(torch.ones(2, 4, dtype=torch.bfloat16)),
+        TypeError,
+        "h: dtype torch.bfloat16 does not match W dtype torch.float32",
+    ),
+    Bad(
+        "SparseEncoder",
+        "float64 values into a float32 module",
+        lambda: SparseEncoder(5, 4)(torch.tensor([[0, 1]]), torch.ones(1, 2, dtype=torch.float64)),
+        TypeError,
+        "values: dtype torch.float64 does not match W dtype torch.float32",
     ),
     Bad(
         "TiedSuperposition",

@@ -157,7 +157,7 @@ def check_topk(out, x64, kin, dtype, backend, need_grad):
     """
     from supcomp.ops.relu_readout_topk import reference_forward
 
-    vals, idx = out
+    idx, vals = out
     I, n, d, k = x64["I"], x64["n"], x64["d"], x64["k"]
     Ic = 1 if I is None else I
     assert vals.dtype == dtype and idx.dtype == torch.int64
@@ -201,7 +201,7 @@ def check_topk(out, x64, kin, dtype, backend, need_grad):
         assert not bool(missed.any()), "an unselected feature scores above the k-th selected value"
     # 5. exact scores: the reference's ids exactly (tie rule: lower index first)
     if x64["mode"] == "integer" and not x64["nonfinite"] and dtype != torch.bfloat16:
-        rv, ri = reference_forward(h3, W3, b3, k)
+        ri, rv = reference_forward(h3, W3, b3, k)
         assert torch.equal(ix, ri), "ids differ from the reference on exact (integer) scores"
         assert torch.equal(v, rv), "values differ from the reference on exact (integer) scores"
     # 6. gradients through the selected entries: d/dx sum(vals * G) = that of sum(pre[idx] * G)

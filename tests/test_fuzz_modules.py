@@ -70,8 +70,8 @@ def test_nn_modules_equal_the_ops(sh, seed, dtype):
     h = enc(idx, val)
     assert torch.equal(h, sparse_encode(idx, val, enc.W))
     assert torch.equal(ro(h), relu_readout(h, enc.W, ro.b))
-    tv, ti = top(h)
-    rv, ri = relu_readout_topk(h, top.W, top.b, min(k, n))
+    ti, tv = top(h)
+    ri, rv = relu_readout_topk(h, top.W, top.b, min(k, n))
     assert torch.equal(tv, rv) and torch.equal(ti, ri)
     assert torch.equal(tied(idx, val), superpose(idx, val, tied.W, tied.b))
 

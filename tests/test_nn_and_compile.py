@@ -20,7 +20,7 @@ def test_modules_compose_and_tie():
     y.sum().backward()
     assert dec.W is None and enc.W.grad is not None and dec.b.grad is not None
     topk = ReLUReadout(tied_to=enc, k=5)
-    vals, ids = topk(enc(idx, val))
+    ids, vals = topk(enc(idx, val))
     assert vals.shape == (3, 6, 5) and ids.dtype == torch.int64
     assert "n_instances=3" in repr(enc) and "tied=True" in repr(dec) and "k=5" in repr(topk)
 
@@ -33,7 +33,7 @@ def test_torch_compile_fullgraph():
     def f(idx, val, W, b):
         h = sparse_encode(idx, val, W)
         y = relu_readout(h, W, b) + superpose(idx, val, W, b)
-        v, _ = relu_readout_topk(h, W, b, 3)
+        v = relu_readout_topk(h, W, b, 3).values  # SparseCode fields by name, under fullgraph
         return y.sum() + v.sum()
 
     compiled = torch.compile(f, fullgraph=True)  # inductor, as users run it
@@ -59,6 +59,14 @@ def test_opcheck():
     torch.library.opcheck(sparse_encode_op, (idx, val.requires_grad_(), W))
     torch.library.opcheck(superpose_op, (idx, val, W, b))
     torch.library.opcheck(relu_readout_op, (torch.randn(1, 5, 4, requires_grad=True), W, b))
+    # relu_readout_topk returns (indices int64, values): opcheck's aot_dispatch test sums all outputs in
+    # place into the first one's dtype (int64 += float64 raises inside the harness), so it runs the other
+    # three checks; forward and backward under torch.compile are test_torch_compile_fullgraph's.
+    from supcomp.ops.relu_readout_topk import relu_readout_topk_op
+
+    h = torch.randn(1, 5, 4, requires_grad=True)
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    torch.library.opcheck(relu_readout_topk_op, (h, W, b, 3), test_utils=utils)
 
 
 def test_eager_calls_without_grad_skip_the_op_dispatch_but_stay_visible_to_tracing():
@@ -75,7 +83,7 @@ def test_eager_calls_without_grad_skip_the_op_dispatch_but_stay_visible_to_traci
 
     def f(idx, val, W, b):
         h = sparse_encode(idx, val, W)
-        v, i = relu_readout_topk(h, W, b, 3)
+        i, v = relu_readout_topk(h, W, b, 3)
         return relu_readout(h, W, b), superpose(idx, val, W, b), v, i
 
     assert V.direct_ok(idx, val, W) and not V.direct_ok(W.clone().requires_grad_())

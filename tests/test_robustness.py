@@ -182,6 +182,7 @@ def test_deterministic_mode_switches_sparse_backward_off_atomics(monkeypatch):
             return launch
 
     monkeypatch.setattr(K, "_sparse_encode_backward_kernel", Spy())
+    monkeypatch.setattr(K, "GRAD_W", "atomic")  # the default ("csc") never uses atomics
     idx, val = random_padded((2, 9), 4, 23)
     W = torch.randn(2, 23, 6)
     out = {}
@@ -238,7 +239,7 @@ MEM_SCRIPT = textwrap.dedent("""
     Wg = torch.randn(n, d).requires_grad_(True)
     tmp = torch.randn(n, d); del tmp  # warm the allocator with one [n, d] block
     base = peak()
-    vals, ids = relu_readout_topk(h, W, b, k)
+    ids, vals = relu_readout_topk(h, W, b, k)
     fwd = peak()
     (vals * torch.randn(vals.shape, generator=g)).sum().backward()
     bwd = peak()
@@ -350,7 +351,7 @@ def test_topk_nan_scores_never_selected(backend, dtype):
     W[3] = 0.5
     b = torch.tensor([float("nan"), 0.0, 1.0, float("inf"), -1.0], dtype=dtype)
     with use_backend(backend):
-        vals, ids = relu_readout_topk(h, W, b, 3)
+        ids, vals = relu_readout_topk(h, W, b, 3)
     # scores: [nan, 1, 2, inf, 0] -> inf (3), 2 (2), 1 (1); the NaN feature 0 is skipped, not a (0, -1) slot
     assert ids.tolist() == [[3, 2, 1]] * 2, ids
     assert vals[0].tolist() == [float("inf"), 2.0, 1.0]

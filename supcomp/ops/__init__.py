@@ -13,13 +13,25 @@ One module per op, named after it in every layer::
 
 Each ``supcomp/ops/<op>.py`` holds the op's pure-torch reference, its C++ wrapper, its table of
 implementations (:class:`supcomp.ops.dispatch.Table`) and, for the differentiable ops, its
-``torch.library`` registration and public function. :func:`use_backend` forces a backend.
+``torch.library`` registration and public function. :func:`use_backend` forces a backend, one of
+``BACKENDS`` (``"reference"``, ``"cpp"``, ``"triton"``).
+Sparse codes go in and come out in one order, ``(indices, values)`` (:class:`SparseCode`).
 """
 
 from .dispatch import BACKENDS, backend_name, use_backend
 from .relu_readout import relu_readout
 from .relu_readout_topk import relu_readout_topk
+from .sparse_code import SparseCode
 from .sparse_encode import sparse_encode
 from .superpose import superpose
 
-__all__ = ["sparse_encode", "relu_readout", "relu_readout_topk", "superpose", "use_backend", "backend_name", "BACKENDS"]
+__all__ = [
+    "sparse_encode",
+    "relu_readout",
+    "relu_readout_topk",
+    "superpose",
+    "SparseCode",
+    "use_backend",
+    "backend_name",
+    "BACKENDS",
+]

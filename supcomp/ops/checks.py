@@ -11,8 +11,10 @@ checked by the kernels themselves (the C++ code before it touches memory) or by
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
+import torch.autograd.forward_ad as _fwad
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -30,12 +32,36 @@ def check_tensor(x, name: str):
 def check_float(x: torch.Tensor, name: str):
     check_tensor(x, name)
     if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected a floating dtype (float16, bfloat16, float32, float64), got {x.dtype}")
+        hint = ""
+        if x.is_complex():  # a conjugate view (x.conj()) exists only for complex tensors
+            hint = " (complex and conjugate tensors are not supported: pass a real tensor, e.g. " + name + ".real)"
+        raise TypeError(f"{name}: expected a floating dtype (float16, bfloat16, float32, float64), got {x.dtype}{hint}")
 
 
 def check_same_dtype(x: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str):
+    """Mixed float dtypes raise (as torch.matmul and nn.Linear do); the message names both and the cast."""
     if x.dtype != ref.dtype:
-        raise TypeError(f"{name}: dtype {x.dtype} does not match {ref_name} dtype {ref.dtype}")
+        raise TypeError(
+            f"{name}: dtype {x.dtype} does not match {ref_name} dtype {ref.dtype}; supcomp ops do not promote "
+            f"mixed dtypes (as torch.matmul does not): cast one, e.g. {name}.to({ref_name}.dtype)"
+        )
+
+
+def check_int_like(k, name: str) -> int:
+    """An integer-like ``k`` (int, numpy integer, 0-d integer tensor) -> int; bool and floats raise TypeError.
+
+    A 0-d tensor is read with ``.item()`` (a sync on a GPU tensor, a graph break under torch.compile).
+    """
+    if isinstance(k, torch.Tensor):
+        if k.dim() != 0 or k.dtype == torch.bool or k.is_floating_point() or k.is_complex():
+            raise TypeError(f"{name}: expected an int or a 0-d integer tensor, got a {k.dim()}-d {k.dtype} tensor")
+        return int(k.item())
+    if isinstance(k, bool) or type(k).__name__ in ("bool", "bool_"):  # Python and numpy booleans are not counts
+        raise TypeError(f"{name}: expected an int, got {type(k).__name__}")
+    try:
+        return operator.index(k)  # int and numpy integers; floats raise
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(k).__name__}") from None
 
 
 def check_same_device(x: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str):
@@ -89,7 +115,12 @@ def canon(x: torch.Tensor, I, tail) -> torch.Tensor:
     ambiguous (an error) when the tensor is empty because of a zero-sized tail (k = 0 or d = 0)."""
     start = 1 if I is not None else 0
     B = math.prod(x.shape[start : x.dim() - len(tail)])
-    return x.reshape(n_inst(I), B, *tail).contiguous()
+    return x.reshape(n_inst(I), B, *tail).contiguous().resolve_neg()
+
+
+def canon_weight(W: torch.Tensor, I, n: int, d: int) -> torch.Tensor:
+    """W -> contiguous [I, n, d] (I = 1 without an instance axis)."""
+    return W.reshape(n_inst(I), n, d).contiguous().resolve_neg()
 
 
 def check_bias(b, W: torch.Tensor, I, n: int, name: str = "b") -> torch.Tensor:
@@ -102,12 +133,27 @@ def check_bias(b, W: torch.Tensor, I, n: int, name: str = "b") -> torch.Tensor:
     want = (n,) if I is None else (I, n)
     if tuple(b.shape) != want:
         raise ValueError(f"{name}: expected shape {list(want)} to match W, got {shape_str(b)}")
-    return b.reshape(n_inst(I), n).contiguous()
+    return b.reshape(n_inst(I), n).contiguous().resolve_neg()
+
+
+def host_checks(t: torch.Tensor) -> bool:
+    """Whether index values of ``t`` are checked eagerly on the host (CPU tensors) rather than on the device."""
+    return t.device.type == "cpu"
 
 
 def check_index_range(indices: torch.Tensor, n: int, name: str = "indices"):
-    """Raise IndexError unless every entry is -1 (empty) or in [0, n). Syncs with the device."""
+    """Raise IndexError unless every entry is -1 (empty) or in [0, n).
+
+    CPU tensors: checked here, the error names the first bad index and its position. Other devices
+    (CUDA): no host sync -- a device-side assert (``torch._assert_async``) queued on the stream, so a
+    bad index surfaces as a device-side assertion error ("RuntimeError: ... indices: an index is out
+    of range ...") at the next synchronisation, and CUDA graphs can capture the op.
+    """
     if indices.numel() == 0:
+        return
+    if not host_checks(indices):
+        ok = ((indices >= -1) & (indices < n)).all()
+        torch._assert_async(ok, f"{name}: an index is out of range: expected -1 (empty) or 0 <= index < {n}")
         return
     bad = (indices < -1) | (indices >= n)
     if bool(bad.any()):
@@ -131,6 +177,52 @@ def direct_ok(*tensors: torch.Tensor) -> bool:
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
-        if type(t) is not torch.Tensor or (grad and t.requires_grad) or (_is_wrapped is not None and _is_wrapped(t)):
+        if (
+            type(t) is not torch.Tensor
+            or (grad and t.requires_grad)
+            or t.is_meta  # meta tensors go through the op, which runs its fake impl
+            or (_is_wrapped is not None and _is_wrapped(t))
+        ):
             return False
     return True
+
+
+def reference_needed(*tensors: torch.Tensor) -> bool:
+    """Whether a public op must run its pure-torch reference, differentiated by torch itself: under a
+    ``torch.func`` transform (``grad``, ``jvp``, ``vmap``, ``jacrev``, ``jacfwd``, ``hessian``: the
+    tensors are functorch-wrapped) or with a forward-mode AD dual tensor (``torch.autograd.forward_ad``).
+    The custom ops have backward formulas only; the reference is the same math in torch ops, which
+    carry forward-mode, batching and higher-order rules."""
+    if torch.compiler.is_compiling():  # tensors are fake here: a transform inlined by torch.compile shows on
+        return _functorch_active() or _fwad._current_level >= 0  # functorch's stack; any open dual level counts
+    if _is_wrapped is not None and any(_is_wrapped(t) for t in tensors):
+        return True
+    if _fwad._current_level >= 0:  # a dual level is open: look for tangents
+        return any(_fwad.unpack_dual(t).tangent is not None for t in tensors)
+    return False
+
+
+def _functorch_active() -> bool:
+    """Whether a torch.func transform is active (its interpreter is on functorch's stack)."""
+    peek = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
+
+
+# torch.compile evaluates this while tracing and keeps the result as a constant of the graph: what
+# torch.compiler.assume_constant_result(fn) sets, without importing torch._dynamo with supcomp.
+_functorch_active._dynamo_marked_constant = True
+
+
+def unwrapped(t: torch.Tensor) -> torch.Tensor:
+    """The plain tensor under any functorch wrappers (a vmapped tensor: all its batch entries), for value checks."""
+    while _is_wrapped is not None and _is_wrapped(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t
+
+
+def check_index_range_transformed(indices: torch.Tensor, n: int):
+    """``check_index_range`` on the reference path: on the tensor under any functorch wrappers (under
+    ``vmap``, every batch entry). Skipped while torch.compile traces, where a value check would break
+    the graph; torch's own indexing in the reference raises then."""
+    if not torch.compiler.is_compiling():
+        check_index_range(unwrapped(indices), n)

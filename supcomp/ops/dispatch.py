@@ -108,10 +108,28 @@ class Table:
 
         A backend forced with :func:`use_backend` that this op does not have (``"cpp"`` for an op
         with no C++ implementation) serves the call with the op's reference.
+
+        Raises:
+            TypeError: ``"cpp"`` is forced and ``dtype`` is one the C++ kernels do not take (float16,
+                bfloat16): the message says to cast or to stop forcing the backend.
+            ValueError: ``"cpp"`` is forced on tensors that are not on the CPU.
         """
         forced = _forced.get()
         if forced == "cpp" and self.cpp is None or forced == "triton" and self.triton is None:
             return "reference"
+        if forced == "cpp" and device.type != "meta":
+            if device.type != "cpu":
+                raise ValueError(
+                    f"{self.op}: use_backend('cpp') forces the C++ kernels, which take CPU tensors, got tensors "
+                    f"on {device}; move them with .cpu(), or leave the choice to supcomp (use_backend(None))"
+                )
+            if dtype not in self.cpp_dtypes:
+                takes = ", ".join(str(t).replace("torch.", "") for t in self.cpp_dtypes)
+                raise TypeError(
+                    f"{self.op}: use_backend('cpp') forces the C++ kernels, which take {takes}, got {dtype}; "
+                    f"cast with .float(), or run {dtype} on the reference (use_backend(None) or "
+                    f"use_backend('reference'))"
+                )
         return _rule(device, dtype, self.cpp is not None and dtype in self.cpp_dtypes, self.triton is not None)
 
     def get(self, backend: str) -> Impl:

@@ -58,8 +58,11 @@ def cpp_backward(grad_y, y, h, W):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import relu_readout as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.relu_readout_forward, backward=kernel.relu_readout_backward)
+    return Impl(
+        forward=gpu_table.routed("relu_readout", kernel.relu_readout_forward), backward=kernel.relu_readout_backward
+    )
 
 
 IMPLS = Table(
@@ -107,7 +110,10 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_y):
     h, W, y = ctx.saved_tensors
-    gh, gw, gb = relu_readout_backward_op(grad_y.contiguous(), y, h, W)
+    if torch.is_grad_enabled():  # create_graph=True: the reference backward is differentiable again
+        gh, gw, gb = reference_backward(grad_y, y, h, W)
+    else:
+        gh, gw, gb = relu_readout_backward_op(grad_y.contiguous(), y, h, W)
     need = ctx.needs_input_grad
     return (gh if need[0] else None), (gw if need[1] else None), (gb if need[2] else None)
 
@@ -132,7 +138,7 @@ def check_readout_args(h, W, b):
     if h.shape[-1] != d:
         raise ValueError(f"h: last dimension {h.shape[-1]} does not match W's d = {d} (W is {checks.shape_str(W)})")
     bc = checks.check_bias(b, W, I, n)
-    return I, n, d, batch, checks.canon(h, I, (d,)), W.reshape(checks.n_inst(I), n, d).contiguous(), bc
+    return I, n, d, batch, checks.canon(h, I, (d,)), checks.canon_weight(W, I, n, d), bc
 
 
 def relu_readout(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
@@ -151,8 +157,21 @@ def relu_readout(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None
         TypeError: an argument is not a tensor, or has the wrong dtype.
         ValueError: shapes or devices do not match.
 
-    Differentiable in ``h``, ``W`` and ``b``.
+    Differentiable in ``h``, ``W`` and ``b``; forward-mode AD, ``torch.func`` transforms and double
+    backward run the pure-torch reference (docs/ops.md, "Autograd").
+
+
+    GPU, TF32 and determinism: float32 products use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision("high")``
+    turns it on), as torch's own matmuls do. Forward and backward are cuBLAS GEMMs plus elementwise
+    epilogues, deterministic whatever ``torch.use_deterministic_algorithms`` says; on CUDA the
+    forward runs the route :mod:`supcomp.ops.gpu_table` names (Triton epilogue or ``relu(addmm)``).
     """
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)
-    y = _forward(hc, Wc, bc) if checks.direct_ok(hc, Wc, bc) else relu_readout_op(hc, Wc, bc)
+    if checks.reference_needed(hc, Wc, bc):
+        y = reference_forward(hc, Wc, bc)
+    elif checks.direct_ok(hc, Wc, bc):
+        y = _forward(hc, Wc, bc)
+    else:
+        y = relu_readout_op(hc, Wc, bc)
     return y.reshape(*((I,) if I is not None else ()), *batch, n)

@@ -8,7 +8,8 @@ matrix); on CPU BLAS GEMM tiles folded by the C++ merge of ``csrc/relu_readout_t
 Triton kernel ``kernels/relu_readout_topk.py`` on CUDA. Tests: ``tests/ops/test_relu_readout_topk.py``;
 benchmark: ``benchmarks/ops/relu_readout_topk.py``.
 
-Canonical layout: h [I, B, d], W [I, n, d], b [I, n] -> (values [I, B, k], indices [I, B, k] int64).
+Canonical layout: h [I, B, d], W [I, n, d], b [I, n] -> SparseCode(indices [I, B, k] int64, values [I, B, k]),
+the ``(indices, values)`` order of every sparse code in supcomp (:class:`supcomp.ops.SparseCode`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from .cpu_views import as_numpy, threads
 from .dispatch import Impl, Table
 from .relu_readout import check_readout_args
 from .relu_readout import reference_forward as relu_readout_reference
+from .sparse_code import SparseCode
+from .sparse_encode import reference_backward as sparse_encode_reference_backward
+from .sparse_encode import reference_forward as sparse_encode_reference
 from .sparse_encode import sparse_encode_backward_op, sparse_encode_op
 
 # ---------------------------------------------------------------- reference (pure torch)
@@ -31,7 +35,7 @@ from .sparse_encode import sparse_encode_backward_op, sparse_encode_op
 def reference_forward(h, W, b, k: int):
     """The k largest entries of relu(h @ W^T + b) per row, sorted descending.
 
-    Returns (values [I, B, k], indices [I, B, k] int64). Fill rule: a slot whose value is 0 (fewer
+    Returns SparseCode(indices [I, B, k] int64, values [I, B, k]). Fill rule: a slot whose value is 0 (fewer
     than k positive entries) gets index -1 and value 0, so the result is a valid padded sparse code.
     Ties among positive values go to the lower feature index.
     """
@@ -44,7 +48,7 @@ def reference_forward(h, W, b, k: int):
     vals, idx = vals[..., :k], idx[..., :k]
     idx = torch.where(vals > 0, idx, torch.full_like(idx, -1))
     vals = torch.where(vals > 0, vals, torch.zeros_like(vals))
-    return vals, idx
+    return SparseCode(idx, vals)
 
 
 # ---------------------------------------------------------------- C++ (CPU): GEMM tiles + C++ merge
@@ -69,7 +73,7 @@ def cpp_forward(h, W, b, k: int):
     vals = torch.zeros(I, B, k, dtype=h.dtype)
     idx = torch.full((I, B, k), -1, dtype=torch.int64)
     if B == 0 or n == 0 or k == 0:
-        return vals, idx
+        return SparseCode(idx, vals)
     rb, fb = topk_blocks(I, B, n)
     buf = torch.empty(I * rb * fb, dtype=h.dtype)
     Wt = W.transpose(1, 2)
@@ -82,7 +86,7 @@ def cpp_forward(h, W, b, k: int):
             tile = buf[: I * (r1 - r0) * (f1 - f0)].view(I, r1 - r0, f1 - f0)
             torch.bmm(hb, Wt[:, :, f0:f1], out=tile)
             _C.topk_merge(as_numpy(tile), nb, nv, ni, r0, f0, threads())
-    return vals, idx
+    return SparseCode(idx, vals)
 
 
 # ---------------------------------------------------------------- Triton (CUDA) and the table
@@ -91,8 +95,15 @@ def cpp_forward(h, W, b, k: int):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import relu_readout_topk as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.relu_readout_topk_forward)
+    routed = gpu_table.routed("relu_readout_topk", kernel.relu_readout_topk_forward)
+
+    def forward(h, W, b, k):
+        vals, idx = routed(h, W, b, k)  # the kernel and the peer routes return (values, indices)
+        return SparseCode(idx, vals)
+
+    return Impl(forward=forward)
 
 
 IMPLS = Table(
@@ -113,24 +124,24 @@ def _forward(h, W, b, k):
 def relu_readout_topk_op(
     h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Canonical op: h [I, B, d], W [I, n, d], b [I, n] -> (values [I, B, k], indices [I, B, k] int64)."""
+    """Canonical op: h [I, B, d], W [I, n, d], b [I, n] -> (indices [I, B, k] int64, values [I, B, k])."""
     return _forward(h, W, b, k)
 
 
 @relu_readout_topk_op.register_fake
 def _(h, W, b, k):
     shape = (h.shape[0], h.shape[1], k)
-    return h.new_empty(shape), h.new_empty(shape, dtype=torch.int64)
+    return h.new_empty(shape, dtype=torch.int64), h.new_empty(shape)
 
 
 def _setup_context(ctx, inputs, output):
     h, W, b, k = inputs
-    vals, idx = output
+    idx, vals = output
     ctx.mark_non_differentiable(idx)
     ctx.save_for_backward(h, W, vals, idx)
 
 
-def _backward(ctx, grad_vals, grad_idx):
+def _backward(ctx, grad_idx, grad_vals):
     # Only the selected entries carry gradient, and only where relu is active (a selected value is
     # > 0 exactly when its slot is filled). With g = grad_vals on the selected (row, feature) pairs,
     # the pre-activation gradient is a padded sparse matrix, so
@@ -140,8 +151,12 @@ def _backward(ctx, grad_vals, grad_idx):
     h, W, vals, idx = ctx.saved_tensors
     g = torch.where(vals > 0, grad_vals, torch.zeros_like(grad_vals)).contiguous()
     need = ctx.needs_input_grad
-    grad_h = sparse_encode_op(idx, g, W) if need[0] else None
-    grad_W = sparse_encode_backward_op(h, idx, g, W, False, True)[1] if need[1] else None
+    if torch.is_grad_enabled():  # create_graph=True: reference formulas, differentiable again
+        grad_h = sparse_encode_reference(idx, g, W) if need[0] else None
+        grad_W = sparse_encode_reference_backward(h, idx, g, W, False, True)[1] if need[1] else None
+    else:
+        grad_h = sparse_encode_op(idx, g, W) if need[0] else None
+        grad_W = sparse_encode_backward_op(h, idx, g, W, False, True)[1] if need[1] else None
     grad_b = None
     if need[2]:
         I, n = W.shape[0], W.shape[1]
@@ -158,35 +173,49 @@ relu_readout_topk_op.register_autograd(_backward, setup_context=_setup_context)
 # ---------------------------------------------------------------- public function
 
 
-def relu_readout_topk(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, k: int):
+def relu_readout_topk(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, k: int) -> SparseCode:
     """Top-k read-out: the ``k`` largest entries of ``relu(h @ W.T + b)``, sorted descending.
 
     Args:
         h: ``[..., d]`` (``[I, ..., d]`` with an instance axis).
         W: ``[n_features, d]`` (``[I, n_features, d]``).
         b: ``[n_features]`` (``[I, n_features]``), or None for zero.
-        k: number of entries kept per row, ``0 <= k <= n_features``.
+        k: number of entries kept per row, ``0 <= k <= n_features``: an int, a numpy integer or a 0-d
+            integer tensor.
 
     Returns:
-        ``(values, indices)``, each ``[..., k]``; indices int64.
+        :class:`~supcomp.ops.SparseCode` ``(indices, values)``, each ``[..., k]``; indices int64.
+        The order is that of ``sparse_encode``'s arguments (``torch.topk`` returns the reverse);
+        ``.indices`` and ``.values`` name the fields.
 
     Raises:
-        TypeError: ``k`` is not an int; a tensor argument has the wrong type or dtype.
+        TypeError: ``k`` is not integer-like (a bool or a float); a tensor argument has the wrong
+            type or dtype (mixed float dtypes included).
         ValueError: ``k`` is out of range; shapes or devices do not match.
 
     Fill rule: when a row has fewer than ``k`` positive entries, the remaining slots hold value 0
     and index -1 (so the result is a padded sparse code that ``sparse_encode`` accepts directly).
     Ties between equal positive values go to the lower feature index. NaN scores are never
-    selected. Gradients flow to ``h``, ``W`` and ``b`` through the selected entries.
+    selected. Gradients flow to ``h``, ``W`` and ``b`` through the selected entries. Forward-mode
+    AD, ``torch.func`` transforms and double backward run the pure-torch reference, which holds
+    the ``[B, n]`` scores (docs/ops.md, "Autograd").
+
+
+    GPU, TF32 and determinism: float32 scores use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision``), which can
+    change which near-equal entries are selected. Deterministic. On CUDA the forward runs the route
+    :mod:`supcomp.ops.gpu_table` names; on its ``topk(relu(addmm))`` route ties between equal values
+    may go to another feature (same values), and the [B, n] scores are held in memory.
     """
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k: expected an int, got {type(k).__name__}")
+    k = checks.check_int_like(k, "k")
     I, n, d, batch, hc, Wc, bc = check_readout_args(h, W, b)
     if k < 0 or k > n:
         raise ValueError(f"k: expected 0 <= k <= n_features = {n}, got {k}")
-    if checks.direct_ok(hc, Wc, bc):
-        vals, idx = _forward(hc, Wc, bc, k)
+    if checks.reference_needed(hc, Wc, bc):
+        idx, vals = reference_forward(hc, Wc, bc, k)
+    elif checks.direct_ok(hc, Wc, bc):
+        idx, vals = _forward(hc, Wc, bc, k)
     else:
-        vals, idx = relu_readout_topk_op(hc, Wc, bc, k)
+        idx, vals = relu_readout_topk_op(hc, Wc, bc, k)
     lead = ((I,) if I is not None else ()) + batch
-    return vals.reshape(*lead, k), idx.reshape(*lead, k)
+    return SparseCode(idx.reshape(*lead, k), vals.reshape(*lead, k))

@@ -22,7 +22,7 @@ import functools
 import torch
 
 from .. import _C
-from . import checks
+from . import checks, peer_routes
 from .cpu_views import as_numpy, threads
 from .dispatch import Impl, Table
 
@@ -71,6 +71,32 @@ def reference_backward(grad_h, indices, values, W, need_values=True, need_W=True
 
 
 def cpp_forward(indices, values, W):
+    """``reference_forward`` on CPU: ``F.embedding_bag`` where it is at least as fast, else the C++ kernel.
+
+    Rule (float32, one instance, every slot filled -- the benchmark matrix of benchmarks/RESULTS.md):
+    ``F.embedding_bag(indices, W, mode="sum", per_sample_weights=values)``, FBGEMM's prefetching gather,
+    measured 1.03-1.3x the C++ row-major kernel there (both gather-bound). Codes with an empty slot
+    ``-1`` are found first (a numpy ``min``, a few per cent of the gather) and run the C++ kernel, as
+    failing inside embedding_bag costs about half a forward. An index out of range makes embedding_bag
+    raise before any result is used and falls back to the checked C++ kernel, which raises the op's own
+    IndexError: the same values and errors either way. float64 and several instances run the C++ kernel.
+    """
+    I, B, k = indices.shape
+    if (
+        W.dtype == torch.float32
+        and I == 1
+        and B * k > 0
+        and W.shape[1] * W.shape[2] > 0
+        and as_numpy(indices).min() >= 0
+    ):
+        try:
+            return peer_routes.embedding_bag_2d(indices, values, W)
+        except (RuntimeError, IndexError):  # an empty slot or a bad index: the C++ kernel decides
+            pass
+    return cpp_kernel_forward(indices, values, W)
+
+
+def cpp_kernel_forward(indices, values, W):
     """``reference_forward`` on the C++ kernel; the kernel checks the index range itself."""
     I, _, d = W.shape
     out = torch.empty(I, indices.shape[1], d, dtype=W.dtype)
@@ -101,8 +127,11 @@ def cpp_backward(grad_h, indices, values, W, need_values=True, need_W=True):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import sparse_encode as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.sparse_encode_forward, backward=kernel.sparse_encode_backward)
+    return Impl(
+        forward=gpu_table.routed("sparse_encode", kernel.sparse_encode_forward), backward=kernel.sparse_encode_backward
+    )
 
 
 IMPLS = Table(
@@ -170,7 +199,10 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_h):
     indices, values, W = ctx.saved_tensors
     need_values, need_W = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-    gv, gw = sparse_encode_backward_op(grad_h.contiguous(), indices, values, W, need_values, need_W)
+    if torch.is_grad_enabled():  # create_graph=True: the reference backward is differentiable again
+        gv, gw = reference_backward(grad_h, indices, values, W, need_values, need_W)
+    else:
+        gv, gw = sparse_encode_backward_op(grad_h.contiguous(), indices, values, W, need_values, need_W)
     return None, (gv if need_values else None), (gw if need_W else None)
 
 
@@ -199,7 +231,17 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
         IndexError: an index is outside ``[-1, n_features)``.
 
     Duplicate ids in a row add up. Differentiable in ``values`` and ``W``; the gradient of ``W``
-    is a scatter into the rows that occur (never a dense ``[B, n] x [B, d]`` product).
+    is a scatter into the rows that occur (never a dense ``[B, n] x [B, d]`` product). Forward-mode
+    AD, ``torch.func`` transforms and double backward run the pure-torch reference (docs/ops.md,
+    "Autograd").
+
+
+    GPU, TF32 and determinism: no matrix product, so TF32 settings change nothing. On CUDA the
+    forward runs the route :mod:`supcomp.ops.gpu_table` names for the GPU (the Triton kernel,
+    ``F.embedding_bag`` or a cuSPARSE CSR product; all deterministic) and the gradient of ``W`` is a
+    feature-sorted segment reduction, bit-identical run to run with or without
+    ``torch.use_deterministic_algorithms``. On CUDA the index range is checked on the device (no host
+    sync): a bad index raises a device-side assertion (RuntimeError) at the next synchronisation.
     """
     I, n, d = checks.check_weight(W)
     indices = checks.check_indices(indices)
@@ -211,10 +253,12 @@ def sparse_encode(indices: torch.Tensor, values: torch.Tensor, W: torch.Tensor) 
         raise ValueError(f"values: shape {checks.shape_str(values)} does not match indices {checks.shape_str(indices)}")
     batch = checks.split_instance(indices, "indices", I, 1, "k")
     k = indices.shape[-1]
-    args = (
-        checks.canon(indices, I, (k,)),
-        checks.canon(values, I, (k,)),
-        W.reshape(checks.n_inst(I), n, d).contiguous(),
-    )
-    h = _forward(*args) if checks.direct_ok(*args) else sparse_encode_op(*args)
+    args = (checks.canon(indices, I, (k,)), checks.canon(values, I, (k,)), checks.canon_weight(W, I, n, d))
+    if checks.reference_needed(*args):
+        checks.check_index_range_transformed(args[0], n)
+        h = reference_forward(*args)
+    elif checks.direct_ok(*args):
+        h = _forward(*args)
+    else:
+        h = sparse_encode_op(*args)
     return h.reshape(*((I,) if I is not None else ()), *batch, d)

@@ -20,8 +20,10 @@ from .. import _C
 from . import checks
 from .cpu_views import as_numpy, threads
 from .dispatch import Impl, Table
+from .relu_readout import reference_backward as relu_readout_reference_backward
 from .relu_readout import reference_forward as relu_readout_reference
 from .relu_readout import relu_readout_backward_op
+from .sparse_encode import reference_backward as sparse_encode_reference_backward
 from .sparse_encode import reference_forward as sparse_encode_reference
 from .sparse_encode import sparse_encode_backward_op, sparse_encode_op
 
@@ -50,8 +52,9 @@ def cpp_forward(indices, values, W, b):
 @functools.cache
 def _triton_impl() -> Impl:
     from ..kernels import superpose as kernel
+    from . import gpu_table
 
-    return Impl(forward=kernel.superpose_forward)
+    return Impl(forward=gpu_table.routed("superpose", kernel.superpose_forward))
 
 
 IMPLS = Table(
@@ -92,9 +95,14 @@ def _backward(ctx, grad_y):
     # scatter (the read-in). h is recomputed (B*k*d work) rather than saved.
     indices, values, W, y = ctx.saved_tensors
     need = ctx.needs_input_grad
-    h = sparse_encode_op(indices, values, W)
-    grad_h, grad_W_out, grad_b = relu_readout_backward_op(grad_y.contiguous(), y, h, W)
-    grad_values, grad_W_in = sparse_encode_backward_op(grad_h, indices, values, W, need[1], need[2])
+    if torch.is_grad_enabled():  # create_graph=True: the reference backward is differentiable again
+        h = sparse_encode_reference(indices, values, W)
+        grad_h, grad_W_out, grad_b = relu_readout_reference_backward(grad_y, y, h, W)
+        grad_values, grad_W_in = sparse_encode_reference_backward(grad_h, indices, values, W, need[1], need[2])
+    else:
+        h = sparse_encode_op(indices, values, W)
+        grad_h, grad_W_out, grad_b = relu_readout_backward_op(grad_y.contiguous(), y, h, W)
+        grad_values, grad_W_in = sparse_encode_backward_op(grad_h, indices, values, W, need[1], need[2])
     return (
         None,
         grad_values if need[1] else None,
@@ -128,7 +136,15 @@ def superpose(
         ValueError: shapes or devices do not match.
         IndexError: an index is outside ``[-1, n_features)``.
 
-    Differentiable in ``values``, ``W`` and ``b``.
+    Differentiable in ``values``, ``W`` and ``b``; forward-mode AD, ``torch.func`` transforms and
+    double backward run the pure-torch reference (docs/ops.md, "Autograd").
+
+
+    GPU, TF32 and determinism: float32 products use TF32 only when
+    ``torch.backends.cuda.matmul.allow_tf32`` is on (``torch.set_float32_matmul_precision``). The
+    gradient of ``W``'s read-in part is a feature-sorted segment reduction, bit-identical run to run.
+    On CUDA the index range is checked on the device (no host sync): a bad index raises a
+    device-side assertion (RuntimeError) at the next synchronisation.
     """
     I, n, d = checks.check_weight(W)
     indices = checks.check_indices(indices)
@@ -141,11 +157,12 @@ def superpose(
     batch = checks.split_instance(indices, "indices", I, 1, "k")
     bc = checks.check_bias(b, W, I, n)
     k = indices.shape[-1]
-    args = (
-        checks.canon(indices, I, (k,)),
-        checks.canon(values, I, (k,)),
-        W.reshape(checks.n_inst(I), n, d).contiguous(),
-        bc,
-    )
-    y = _forward(*args) if checks.direct_ok(*args) else superpose_op(*args)
+    args = (checks.canon(indices, I, (k,)), checks.canon(values, I, (k,)), checks.canon_weight(W, I, n, d), bc)
+    if checks.reference_needed(*args):
+        checks.check_index_range_transformed(args[0], n)
+        y = reference_forward(*args)
+    elif checks.direct_ok(*args):
+        y = _forward(*args)
+    else:
+        y = superpose_op(*args)
     return y.reshape(*((I,) if I is not None else ()), *batch, n)

@@ -112,7 +112,11 @@ class SparseBatch:
         return rows, slot
 
     def to_padded(self, k: int | None = None):
-        """``(indices [I, B, k], values [I, B, k])``, -1 / 0 padded; ``k`` defaults to the widest row."""
+        """``(indices [I, B, k] int64, values [I, B, k])``, -1 / 0 padded; ``k`` defaults to the widest row.
+
+        Raises:
+            ValueError: a row has more than ``k`` active features.
+        """
         most = int(self.counts().max()) if self.indices.numel() else 0
         k = most if k is None else k
         if most > k:

@@ -66,7 +66,7 @@ def superposition_table(n=1024, batch=2048, widths=WIDTHS, densities=DENSITIES, 
                     mse[bias] = ((y - x) ** 2).mean().item()
                 best = min(mse, key=mse.get)
                 k = max(1, int(active.sum(-1).max()))
-                vals, ids = relu_readout_topk(h, W, torch.full((n,), best), k)
+                ids, _ = relu_readout_topk(h, W, torch.full((n,), best), k)
                 hit = torch.zeros_like(active)
                 hit.scatter_(-1, ids.clamp(min=0), ids >= 0)
                 recall = ((hit & active).sum() / active.sum().clamp(min=1)).item()

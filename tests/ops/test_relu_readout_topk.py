@@ -23,7 +23,7 @@ from utils import (
     triton_rel_err,
 )
 
-from supcomp.ops import relu_readout, relu_readout_topk, use_backend
+from supcomp.ops import SparseCode, relu_readout, relu_readout_topk, use_backend
 from supcomp.ops.relu_readout import reference_forward as readout_reference
 from supcomp.ops.relu_readout_topk import IMPLS, reference_forward
 
@@ -55,12 +55,13 @@ def make(I, batch, n, d, dtype, device, bias=-0.2):
 
 
 def reference(h, W, b, k):
+    """The reference's SparseCode (indices, values) for any leading shape."""
     if W.dim() == 2:
-        v, i = reference(h[None], W[None], b[None], k)
-        return v[0], i[0]
+        i, v = reference(h[None], W[None], b[None], k)
+        return SparseCode(i[0], v[0])
     I, d = W.shape[0], W.shape[-1]
-    v, i = reference_forward(h.reshape(I, -1, d), W, b, k)
-    return v.reshape(*h.shape[:-1], k), i.reshape(*h.shape[:-1], k)
+    i, v = reference_forward(h.reshape(I, -1, d), W, b, k)
+    return SparseCode(i.reshape(*h.shape[:-1], k), v.reshape(*h.shape[:-1], k))
 
 
 @pytest.mark.parametrize("backend,dtype", BACKEND_DTYPES)
@@ -70,14 +71,14 @@ def test_forward_backward(backend, dtype, case):
     device = device_for(backend)
     h, W, b = (t.requires_grad_(True) for t in make(I, batch, n, d, dtype, device))
     with use_backend(backend):
-        vals, ids = relu_readout_topk(h, W, b, k)
+        ids, vals = relu_readout_topk(h, W, b, k)
     ref_in = [t.detach().double().requires_grad_(True) for t in (h, W, b)]
-    v64, i64 = reference(*ref_in, k)
+    i64, v64 = reference(*ref_in, k)
     # Ids must match the float64 selection except where two scores are closer
     # than the kernel's rounding: compare ids only where the gap is clear.
     assert ids.dtype == torch.int64 and vals.dtype == dtype
     assert_rel_close("values", vals, v64, dtype)
-    full = reference(*[t.detach().double() for t in (h, W, b)], n)[0]
+    full = reference(*[t.detach().double() for t in (h, W, b)], n).values
     gaps = (full[..., :-1] - full[..., 1:])[..., :k] if k < n else (full[..., :-1] - full[..., 1:])
     clear = torch.ones_like(i64, dtype=torch.bool)
     if gaps.shape[-1] > 0:
@@ -100,7 +101,7 @@ def test_fill_rule_fewer_positives_than_k(backend):
     W = torch.eye(6, device=device)
     h = torch.tensor([[0.5, -1.0, 2.0, 0.0, -3.0, 0.5], [-1.0] * 6], device=device)
     with use_backend(backend):
-        vals, ids = relu_readout_topk(h, W, None, 4)
+        ids, vals = relu_readout_topk(h, W, None, 4)
     # two positives tie at 0.5: the lower id comes first; unfilled slots are (0, -1)
     assert vals.cpu().tolist() == [[2.0, 0.5, 0.5, 0.0], [0.0] * 4]
     assert ids.cpu().tolist() == [[2, 0, 5, -1], [-1] * 4]
@@ -108,7 +109,7 @@ def test_fill_rule_fewer_positives_than_k(backend):
 
 def test_matches_dense_readout_and_feeds_sparse_encode():
     h, W, b = make(None, (20,), 300, 16, torch.float32, "cpu")
-    vals, ids = relu_readout_topk(h, W, b, 10)
+    ids, vals = relu_readout_topk(h, W, b, 10)
     y = relu_readout(h, W, b)
     got = torch.gather(y, -1, ids.clamp(min=0)) * (ids >= 0)
     assert torch.allclose(got, vals, atol=1e-5)
@@ -123,8 +124,8 @@ def test_blockwise_path_many_tiles(monkeypatch):
     monkeypatch.setattr(TOPK, "TOPK_TILE_ELEMENTS", 64)
     h, W, b = make(2, (13,), 1000, 8, torch.float64, "cpu", bias=0.0)
     with use_backend("cpp"):
-        vals, ids = relu_readout_topk(h, W, b, 17)
-    v64, i64 = reference(h, W, b, 17)
+        ids, vals = relu_readout_topk(h, W, b, 17)
+    i64, v64 = reference(h, W, b, 17)
     assert torch.equal(ids, i64)
     assert_rel_close("values", vals, v64, torch.float64)
 
@@ -133,7 +134,7 @@ def test_gradcheck_cpp():
     h, W, b = make(2, (3,), 13, 4, torch.float64, "cpu")
     with use_backend("cpp"):
         assert torch.autograd.gradcheck(
-            lambda *a: relu_readout_topk(*a, 4)[0], tuple(t.requires_grad_() for t in (h, W, b))
+            lambda *a: relu_readout_topk(*a, 4).values, tuple(t.requires_grad_() for t in (h, W, b))
         )
 
 
@@ -146,7 +147,7 @@ def kernel_module(name="relu_readout_topk"):
 
 def check_topk(v, i, h, W, b, k, dtype, exact):
     """v, i from the kernel; h, W, b the (rounded) inputs; exact: indices must equal the reference's bit for bit."""
-    rv, ri = reference_forward(f64(h), f64(W), f64(b), k)
+    ri, rv = reference_forward(f64(h), f64(W), f64(b), k)
     assert i.dtype == torch.int64 and v.dtype == dtype
     assert v.shape == rv.shape and i.shape == ri.shape
     assert i.device.type == TRITON_DEVICE.type, f"topk indices: on {i.device}"
@@ -192,7 +193,7 @@ def test_triton_random(case, dtype):
     I, B, n, d, k = case
     h, W, b = make_readout(I, B, n, d, gen(9))
     h_d, W_d, b_d = to_dev(h, W, b, dtype=dtype)
-    v, i = triton_impl(IMPLS).forward(h_d, W_d, b_d, k)
+    i, v = triton_impl(IMPLS).forward(h_d, W_d, b_d, k)
     check_topk(v, i, h_d, W_d, b_d, k, dtype, exact=False)
 
 
@@ -208,12 +209,12 @@ def test_triton_gemm_strategies(gemm, dtype, monkeypatch):
         I, B, n, d, k = case
         h, W, b = make_readout(I, B, n, d, gen(12))
         h_d, W_d, b_d = to_dev(h, W, b, dtype=dtype)
-        v, i = kernel.forward(h_d, W_d, b_d, k)
+        i, v = kernel.forward(h_d, W_d, b_d, k)
         check_topk(v, i, h_d, W_d, b_d, k, dtype, exact=False)
     I, B, n, d, k = 2, 9, 61, 5, 7
     h, W, b = make_integer_readout(I, B, n, d, gen(13))
     h_d, W_d, b_d = to_dev(h, W, b, dtype=dtype)
-    v, i = kernel.forward(h_d, W_d, b_d, k)
+    i, v = kernel.forward(h_d, W_d, b_d, k)
     check_topk(v, i, h_d, W_d, b_d, k, dtype, exact=True)
 
 
@@ -225,7 +226,7 @@ def test_triton_ties_exact(case, dtype):
     I, B, n, d, k = case
     h, W, b = make_integer_readout(I, B, n, d, gen(10))
     h_d, W_d, b_d = to_dev(h, W, b, dtype=dtype)
-    v, i = triton_impl(IMPLS).forward(h_d, W_d, b_d, k)
+    i, v = triton_impl(IMPLS).forward(h_d, W_d, b_d, k)
     check_topk(v, i, h_d, W_d, b_d, k, dtype, exact=True)
 
 
@@ -237,7 +238,7 @@ def test_triton_few_positive(k):
     h, W, b = make_integer_readout(I, B, n, d, gen(11), bias_shift=-6)
     h[:, 0] = 0  # all scores of row 0 are b <= -4: no positive entry at all
     h_d, W_d, b_d = to_dev(h, W, b, dtype=torch.float32)
-    v, i = triton_impl(IMPLS).forward(h_d, W_d, b_d, k)
+    i, v = triton_impl(IMPLS).forward(h_d, W_d, b_d, k)
     npos = (readout_reference(h, W, b) > 0).sum(-1)
     assert (npos < k).any() and (npos[:, 0] == 0).all()
     assert (cpu(i)[:, 0] == -1).all() and (cpu(v)[:, 0] == 0).all()
@@ -254,11 +255,11 @@ def test_triton_chunks_and_tiles(monkeypatch, block_n, target):
     for seed, (I, B, n, d, k) in enumerate([(3, 7, 100, 24, 7), (1, 33, 100, 5, 3), (2, 7, 37, 5, 37)]):
         h, W, b = make_integer_readout(I, B, n, d, gen(20 + seed))
         h_d, W_d, b_d = to_dev(h, W, b, dtype=torch.float32)
-        v, i = kernel.forward(h_d, W_d, b_d, k)
+        i, v = kernel.forward(h_d, W_d, b_d, k)
         check_topk(v, i, h_d, W_d, b_d, k, torch.float32, exact=True)
     h, W, b = make_readout(3, 7, 100, 24, gen(30))
     h_d, W_d, b_d = to_dev(h, W, b, dtype=torch.float32)
-    v, i = kernel.forward(h_d, W_d, b_d, 7)
+    i, v = kernel.forward(h_d, W_d, b_d, 7)
     check_topk(v, i, h_d, W_d, b_d, 7, torch.float32, exact=False)
 
 
@@ -271,7 +272,7 @@ def test_triton_large_k_fallback(monkeypatch):
     h, W, b = make_integer_readout(3, 7, 37, 5, gen(12))
     h_d, W_d, b_d = to_dev(h, W, b, dtype=torch.float32)
     for k in (7, 37):
-        v, i = kernel.forward(h_d, W_d, b_d, k)
+        i, v = kernel.forward(h_d, W_d, b_d, k)
         check_topk(v, i, h_d, W_d, b_d, k, torch.float32, exact=True)
 
 
@@ -280,7 +281,7 @@ def test_triton_k_above_n():
     """k > n gives n slots, like the reference's sort(...)[..., :k]."""
     h, W, b = make_integer_readout(2, 7, 37, 5, gen(13))
     h_d, W_d, b_d = to_dev(h, W, b, dtype=torch.float32)
-    v, i = triton_impl(IMPLS).forward(h_d, W_d, b_d, 50)
+    i, v = triton_impl(IMPLS).forward(h_d, W_d, b_d, 50)
     check_topk(v, i, h_d, W_d, b_d, 50, torch.float32, exact=True)
 
 
@@ -291,7 +292,7 @@ def test_triton_empty_sizes(I, B, n, d, k):
     dt = torch.float32
     W_d, b_d, h_d = to_dev(W, b, h, dtype=dt)
     kk = max(k, 1)
-    v, i = triton_impl(IMPLS).forward(h_d, W_d, b_d, kk)
-    rv, ri = reference_forward(h.double(), W.double(), b.double(), kk)
+    i, v = triton_impl(IMPLS).forward(h_d, W_d, b_d, kk)
+    ri, rv = reference_forward(h.double(), W.double(), b.double(), kk)
     assert v.shape == rv.shape and torch.equal(cpu(i), ri)
     assert_triton_close(v, rv, dt)
