@@ -108,7 +108,13 @@ def load_config(path: str) -> dict:
     Raises:
         UsageError: a missing or bad file, an unknown key (naming the closest), a bad value.
     """
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UsageError("config: reading TOML on Python < 3.11 needs the tomli package") from None
 
     from .sae import SAEConfig
 

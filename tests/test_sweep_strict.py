@@ -262,7 +262,7 @@ def test_init_writes_a_shipped_example(tmp_path, capsys):
     import importlib.resources as res
 
     shipped = sorted(p.name for p in res.files("supcomp").joinpath("examples").iterdir() if p.name.endswith(".toml"))
-    assert shipped == ["tms_dimensionality.toml", "tms_phase.toml"]
+    assert shipped == ["sae_small.toml", "tms_dimensionality.toml", "tms_phase.toml"]  # sweep grids + `supcomp sae`
     target = tmp_path / "mine.toml"
     assert cli(["sweep", "init", str(target)]) == 0
     g = load_grid(str(target))

@@ -3,7 +3,8 @@
 * :mod:`supcomp.sae.world` / :mod:`~supcomp.sae.features` / :mod:`~supcomp.sae.hierarchy`: worlds of
   known features (Zipf firing, low-rank correlation, hierarchy, magnitudes) sampled sparsely;
 * :mod:`supcomp.sae.models`: TopK, BatchTopK, ReLU/L1 and JumpReLU SAEs on ``relu_readout_topk`` and
-  ``sparse_encode``; :mod:`supcomp.sae.train`: the Adam trainer and activation sources;
+  ``sparse_encode`` (``KINDS`` names the four kinds); :mod:`supcomp.sae.train`: the Adam trainer and
+  activation sources;
 * :mod:`supcomp.sae.grade`: scores against the true features, and plots;
 * :mod:`supcomp.sae.interop`: SAELens and sparsify folders; :mod:`supcomp.sae.distributed`:
   data-parallel training under torchrun.

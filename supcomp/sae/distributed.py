@@ -199,7 +199,8 @@ def train_sae_distributed(
 
     Raises:
         ValueError: a batchtopk config, a non-positive ``steps``/``log_every``, a ``batch_size`` that
-        is not a multiple of the world size. FloatingPointError: a non-finite loss.
+            is not a multiple of the world size.
+        FloatingPointError: a non-finite loss.
     """
     if config.kind == "batchtopk":
         raise ValueError("config: batchtopk selects over the whole batch and is not trained sharded")

@@ -122,7 +122,8 @@ def features_from_tensor(W: torch.Tensor) -> torch.Tensor:
     """A user's feature directions ``[N, D]``, normalised to unit rows (float64 copy).
 
     Raises:
-        TypeError: ``W`` is not a floating tensor. ValueError: not 2-D, or a zero row.
+        TypeError: ``W`` is not a floating tensor.
+        ValueError: not 2-D, or a zero row.
     """
     if not isinstance(W, torch.Tensor) or not W.is_floating_point():
         raise TypeError(f"W: expected a floating tensor, got {type(W).__name__}")

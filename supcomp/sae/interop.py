@@ -112,8 +112,9 @@ def load_saelens(path, device=None) -> SAE:
     back its original config (kind, k, training constants).
 
     Raises:
-        FileNotFoundError: a file is missing. ValueError: another architecture, activation
-        normalisation other than ``none``, ``hook_z`` reshaping, or weights that do not fit ``d_in``/``d_sae``.
+        FileNotFoundError: a file is missing.
+        ValueError: another architecture, activation normalisation other than ``none``, ``hook_z``
+            reshaping, or weights that do not fit ``d_in``/``d_sae``.
     """
     cfg, w = _read_folder(path, _SAELENS_CFG, _SAELENS_WEIGHTS, "SAELens")
     arch = cfg.get("architecture", "standard")
@@ -197,8 +198,9 @@ def load_sparsify(path, device=None) -> SAE:
     """Read a sparsify folder (``cfg.json`` + ``sae.safetensors``) as a supcomp TopK SAE (eval mode).
 
     Raises:
-        FileNotFoundError: a file is missing. ValueError: a groupmax activation, a skip connection, a
-        transcoder, or weights that do not fit the config.
+        FileNotFoundError: a file is missing.
+        ValueError: a groupmax activation, a skip connection, a transcoder, or weights that do not fit
+            the config.
     """
     cfg, w = _read_folder(path, _SPARSIFY_CFG, _SPARSIFY_WEIGHTS, "sparsify")
     for key, ok in (("activation", "topk"), ("skip_connection", False), ("transcode", False)):

@@ -20,8 +20,8 @@ Sparse codes are ``(indices [B, k], values [B, k])`` (``-1`` marks an empty slot
 from __future__ import annotations
 
 import math
-from collections import namedtuple
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -35,20 +35,26 @@ CHECKPOINT_KIND = "sae"
 
 KINDS = ("topk", "batchtopk", "relu", "jumprelu")
 
-SAEOutput = namedtuple("SAEOutput", ["recon", "indices", "values", "dense", "loss", "fvu", "aux_loss", "sparsity_loss"])
-SAEOutput.__doc__ = (
-    "An SAE forward pass: ``recon [B, d]``; the code as ``indices, values [B, k]`` (sparse kinds) or ``dense [B, n]``"
-    " (relu, jumprelu; the other is None); scalar losses ``loss`` (the total), ``fvu``, ``aux_loss``, ``sparsity_loss``."
-)
+
+class SAEOutput(NamedTuple):
+    """An SAE forward pass: ``recon [B, d]``; the code as ``indices [B, k]`` int64 and ``values [B, k]`` (sparse
+    kinds) or ``dense [B, n]`` (relu, jumprelu; the other is None); float scalar losses ``loss`` (the total),
+    ``fvu``, ``aux_loss``, ``sparsity_loss``. Tensors are in the SAE's float dtype except ``indices``."""
+
+    recon: torch.Tensor
+    indices: torch.Tensor | None
+    values: torch.Tensor | None
+    dense: torch.Tensor | None
+    loss: torch.Tensor
+    fvu: torch.Tensor
+    aux_loss: torch.Tensor
+    sparsity_loss: torch.Tensor
 
 
 def _topk_code(h, W_enc, b_enc, k):
-    """The one call of the fused encoder; returns ``(indices, values)`` whichever order the op returns."""
-    out = relu_readout_topk(h, W_enc, b_enc, k)
-    if hasattr(out, "indices"):
-        return out.indices, out.values
-    values, indices = out
-    return indices, values
+    """The one call of the fused encoder: ``(indices [B, k] int64, values [B, k])`` of ``relu(h @ W_enc.T + b_enc)``."""
+    code = relu_readout_topk(h, W_enc, b_enc, k)
+    return code.indices, code.values
 
 
 @dataclass
@@ -173,7 +179,8 @@ class SAE(nn.Module):
     # ---- initialisation and the unit-norm decoder -------------------------------------------------------
     @torch.no_grad()
     def init_b_dec(self, x: torch.Tensor, method: str = "geometric_median"):
-        """Set ``b_dec`` from a sample ``x [B, d]``: its geometric median (Gao et al.) or mean.
+        """Set ``b_dec`` from a sample ``x [B, d]`` (float, any dtype; cast to ``b_dec``'s): its geometric median
+        (Gao et al.) or mean.
 
         Raises:
             ValueError: unknown ``method``.
@@ -204,11 +211,13 @@ class SAE(nn.Module):
 
     # ---- encode / decode ----------------------------------------------------------------------------------
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """Dense ``(x - b_dec) @ W_enc.T + b_enc``, ``[B, n]`` (the dense kinds, and analysis)."""
+        """Dense ``(x - b_dec) @ W_enc.T + b_enc``, ``[B, n]`` in the SAE's float dtype, from ``x [B, d]`` (the
+        dense kinds, and analysis)."""
         return (x - self.b_dec) @ self.W_enc.T + self.b_enc
 
     def encode(self, x: torch.Tensor):
-        """The code of ``x [B, d]``: ``(indices, values)`` for topk/batchtopk, a dense ``[B, n]`` otherwise."""
+        """The code of ``x [B, d]`` (the SAE's float dtype): ``(indices [B, k] int64, values [B, k])`` for
+        topk/batchtopk (``-1`` / ``0`` in empty slots), a dense float ``[B, n]`` otherwise."""
         c = self.config
         h = x - self.b_dec
         if c.kind == "topk":
@@ -249,7 +258,10 @@ class SAE(nn.Module):
         ``loss = fvu + aux_coef * aux_loss + sparsity_loss``, where ``fvu`` is the squared error over the
         batch's total variance (Gao et al.'s normalised MSE), ``aux_loss`` the AuxK normalised error of
         the residual (topk and batchtopk with dead latents), ``sparsity_loss`` the L1 (relu) or L0
-        (jumprelu) penalty.
+        (jumprelu) penalty. ``x`` is float in the SAE's dtype; the losses are float scalars.
+
+        Raises:
+            ValueError: ``x`` is not ``[B, d]``.
         """
         c = self.config
         if x.dim() != 2 or x.shape[1] != c.d:
@@ -324,8 +336,9 @@ class SAE(nn.Module):
         ``history``, ``training_state`` and ``optimizer_state`` (for ``train_sae(resume_from=...)``).
 
         Raises:
-            CheckpointNotFoundError: nothing saved at ``path``. CheckpointError: a damaged or foreign file,
-            another kind of checkpoint, or tensors that do not fit the stored config.
+            CheckpointNotFoundError: nothing saved at ``path``.
+            CheckpointError: a damaged or foreign file, another kind of checkpoint, or tensors that do not
+                fit the stored config.
         """
         from ..utils.checkpoint import CheckpointError, load_checkpoint
         from ..utils.optim_state import split_optimizer_tensors

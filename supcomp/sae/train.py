@@ -164,7 +164,7 @@ def train_sae(
 
     Raises:
         ValueError: not exactly one of ``config``, ``sae`` and ``resume_from``; a non-positive
-        ``steps``/``log_every``; ``resume_from`` saved with other settings.
+            ``steps``/``log_every``; ``resume_from`` saved with other settings.
     """
     if sum(v is not None for v in (config, sae, resume_from)) != 1:
         raise ValueError("config, sae, resume_from: pass exactly one of them")

@@ -33,8 +33,8 @@ Batches are reproducible: ``sample(B, step)`` seeds its own generator from ``(se
 
 from __future__ import annotations
 
-from collections import namedtuple
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -44,8 +44,13 @@ from .hierarchy import build_forest, children_csr, exclusive_winners, expand_chi
 
 __all__ = ["WorldConfig", "World", "WorldSample", "synthsaebench_16k"]
 
-WorldSample = namedtuple("WorldSample", ["indices", "values"])
-WorldSample.__doc__ = "A batch of true feature codes: ``indices [B, k]`` int64 (-1: empty), ``values [B, k]``."
+
+class WorldSample(NamedTuple):
+    """A batch of true feature codes: ``indices [B, k]`` int64 (-1: empty), ``values [B, k]`` float32 (0: empty)."""
+
+    indices: torch.Tensor
+    values: torch.Tensor
+
 
 MAGNITUDES = ("fixed", "normal", "folded_normal", "uniform")
 
@@ -104,10 +109,17 @@ class WorldConfig:
             raise ValueError("noise_std, bias_norm: expected >= 0")
 
     def to_dict(self) -> dict:
+        """The config as a JSON-serialisable dict of its fields."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> WorldConfig:
+        """The config from a dict written by :meth:`to_dict`.
+
+        Raises:
+            TypeError: an unknown field.
+            ValueError: a field out of range (as the constructor checks).
+        """
         return cls(**d)
 
 
@@ -238,6 +250,7 @@ class World:
 
     @property
     def n_features(self) -> int:
+        """N, the number of true features (rows of the directions ``W [N, D]``)."""
         return self.config.n_features
 
     def expected_l0(self) -> float:
