@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.supcomp-installed
 
-.PHONY: demo test lint format sanitize bench bench-sweep install clean
+.PHONY: demo test lint format sanitize dist-check bench bench-sweep install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,15 @@ format: $(STAMP)
 test: lint
 	$(PY) -m pytest -q tests
 	$(PY) tools/sanitize.py
+	$(PY) tools/dist_check.py
 
 sanitize: $(STAMP)
 	$(PY) tools/sanitize.py
+
+# sdist -> wheel (built from the sdist) -> fresh venv outside the tree -> op check there
+# (tools/dist_check.py says what each step checks).
+dist-check: $(STAMP)
+	$(PY) tools/dist_check.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/report.py

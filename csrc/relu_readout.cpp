@@ -5,11 +5,13 @@
 // GEMM run here, one pass over the [rows, n] tile each:
 //   relu_            y = relu(y) in place (after a GEMM that already added the bias)
 //   relu_grad        g = grad_y * (y > 0) and grad_b = sum_rows g (backward prologue)
+#include "isa.h"
 #include "common.h"
 
 #include <algorithm>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 // y <- relu(y) in place, any shape (flat).
@@ -74,4 +76,5 @@ void register_relu_readout(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

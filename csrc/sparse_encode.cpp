@@ -7,6 +7,7 @@
 //
 // One file of over 400 lines: the forward and the three backward kernels (both gradients, each
 // alone), row-major and feature-major (csc.h), are the one op and share its helpers.
+#include "isa.h"
 #include "common.h"
 #include "csc.h"
 
@@ -14,6 +15,7 @@
 #include <cstring>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 // One output row, columns [c0, c0 + CH): the CH running sums stay in vector
@@ -426,4 +428,5 @@ void register_sparse_encode(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

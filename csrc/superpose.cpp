@@ -8,6 +8,7 @@
 // then y = b + sum_t h_t * W^T[t, :] as d contiguous axpys over a
 // per-instance transposed copy of W (vectorised over the n features), then
 // ReLU.
+#include "isa.h"
 #include "common.h"
 #include "readout_tile.h"
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 template <typename T>
@@ -86,4 +88,5 @@ void register_superpose(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp
