@@ -28,15 +28,15 @@
   }                                                \
   }
 
-#define SUPCOMP_REGISTER_KERNELS(ns)              \
-  [](py::module_ &m) {                            \
-    supcomp::ns::register_sparse_encode(m);       \
-    supcomp::ns::register_relu_readout(m);        \
-    supcomp::ns::register_relu_readout_topk(m);   \
-    supcomp::ns::register_superpose(m);           \
-    supcomp::ns::register_tms_sample(m);          \
-    supcomp::ns::register_tms_step(m);            \
-    supcomp::ns::register_uand(m);                \
+#define SUPCOMP_REGISTER_KERNELS(ns)            \
+  [](py::module_ &m) {                          \
+    supcomp::ns::register_sparse_encode(m);     \
+    supcomp::ns::register_relu_readout(m);      \
+    supcomp::ns::register_relu_readout_topk(m); \
+    supcomp::ns::register_superpose(m);         \
+    supcomp::ns::register_tms_sample(m);        \
+    supcomp::ns::register_tms_step(m);          \
+    supcomp::ns::register_uand(m);              \
   }
 
 #ifdef SUPCOMP_WITH_BASELINE
@@ -62,7 +62,9 @@ struct Variant {
   void (*register_kernels)(py::module_ &m);
 };
 
-bool always() { return true; }
+bool always() {
+  return true;
+}
 
 // Lowest first; the module picks the last one the CPU runs.
 const std::vector<Variant> &compiled() {
@@ -113,8 +115,8 @@ const Variant &choose() {
                              " (unset the variable to choose automatically)");
     return v;
   }
-  throw py::import_error("supcomp._C: SUPCOMP_CPU_CAPABILITY=" + want + " is not a variant of this build; compiled: " +
-                         join_names(false) + " (or auto)");
+  throw py::import_error("supcomp._C: SUPCOMP_CPU_CAPABILITY=" + want +
+                         " is not a variant of this build; compiled: " + join_names(false) + " (or auto)");
 }
 
 std::string compiler() {

@@ -19,7 +19,9 @@ struct Features {
   bool v4 = false;  // x86-64-v4 instructions, ZMM and opmask state enabled by the OS
 };
 
-bool bit(unsigned reg, int b) { return (reg >> b) & 1u; }
+bool bit(unsigned reg, int b) {
+  return (reg >> b) & 1u;
+}
 
 uint64_t xgetbv0() {
   unsigned lo, hi;
@@ -56,11 +58,19 @@ const Features &features() {
 
 }  // namespace
 
-bool cpu_runs_avx2() { return features().v3; }
-bool cpu_runs_avx512() { return features().v4; }
+bool cpu_runs_avx2() {
+  return features().v3;
+}
+bool cpu_runs_avx512() {
+  return features().v4;
+}
 #else
-bool cpu_runs_avx2() { return false; }
-bool cpu_runs_avx512() { return false; }
+bool cpu_runs_avx2() {
+  return false;
+}
+bool cpu_runs_avx512() {
+  return false;
+}
 #endif
 
 }  // namespace supcomp

@@ -5,8 +5,8 @@
 // GEMM run here, one pass over the [rows, n] tile each:
 //   relu_            y = relu(y) in place (after a GEMM that already added the bias)
 //   relu_grad        g = grad_y * (y > 0) and grad_b = sum_rows g (backward prologue)
-#include "isa.h"
 #include "common.h"
+#include "isa.h"
 
 #include <algorithm>
 

@@ -3,8 +3,8 @@
 // The GEMM runs tile by tile in the BLAS that torch links; topk_merge folds
 // relu(tile + b) into a running per-row top-k, so the [B, n] matrix is never
 // held whole.
-#include "isa.h"
 #include "common.h"
+#include "isa.h"
 
 #include <algorithm>
 

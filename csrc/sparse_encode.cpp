@@ -7,9 +7,9 @@
 //
 // One file of over 400 lines: the forward and the three backward kernels (both gradients, each
 // alone), row-major and feature-major (csc.h), are the one op and share its helpers.
-#include "isa.h"
 #include "common.h"
 #include "csc.h"
+#include "isa.h"
 
 #include <algorithm>
 #include <cstring>

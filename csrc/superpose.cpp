@@ -8,8 +8,8 @@
 // then y = b + sum_t h_t * W^T[t, :] as d contiguous axpys over a
 // per-instance transposed copy of W (vectorised over the n features), then
 // ReLU.
-#include "isa.h"
 #include "common.h"
+#include "isa.h"
 #include "readout_tile.h"
 
 #include <algorithm>

@@ -18,8 +18,8 @@
 //
 // tms_sample_onepass: both passes in one, for small batches.
 // The numbers themselves (SampleSpec, the row keys and masks) are in tms_sampling.h.
-#include "isa.h"
 #include "common.h"
+#include "isa.h"
 #include "tms_sampling.h"
 
 #include <algorithm>

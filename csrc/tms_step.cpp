@@ -18,8 +18,8 @@
 //
 // The step kernels are in headers: InstanceStep (tms_instance_step.h) on row tiles read from a row
 // source (tms_row_sources.h), LaneStep (tms_lane_step.h) for small models, AdamW (tms_adamw.h).
-#include "isa.h"
 #include "common.h"
+#include "isa.h"
 #include "tms_adamw.h"
 #include "tms_instance_step.h"
 #include "tms_lane_step.h"

@@ -22,8 +22,8 @@
 //
 // One file of over 400 lines: the kernels above make up the one U-AND op and share its CSR
 // checks, pair numbering and streaming stores, which no other file uses.
-#include "isa.h"
 #include "common.h"
+#include "isa.h"
 
 #include <algorithm>
 #include <atomic>
