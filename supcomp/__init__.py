@@ -8,5 +8,5 @@ Ops (``supcomp.ops``): ``sparse_encode``, ``relu_readout``, ``relu_readout_topk`
 __version__ = "0.1.0"
 
 from . import nn, ops, sparse  # noqa: E402,F401
-from .ops import relu_readout, relu_readout_topk, sparse_encode, superpose  # noqa: E402,F401
 from .build_info import build_info  # noqa: E402,F401
+from .ops import relu_readout, relu_readout_topk, sparse_encode, superpose  # noqa: E402,F401
