@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.supcomp-installed
 
-.PHONY: demo test lint format sanitize bench bench-gpu bench-sweep install docs clean
+.PHONY: demo test lint format sanitize dist-check bench bench-gpu bench-sweep install docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,7 @@ format: $(STAMP)
 test: lint
 	$(PY) -m pytest -q tests
 	$(PY) tools/sanitize.py
+	$(PY) tools/dist_check.py
 
 sanitize: $(STAMP)
 	$(PY) tools/sanitize.py
@@ -48,6 +49,11 @@ sanitize: $(STAMP)
 # a page missing from the nav or an API reference that does not resolve fails the build.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# sdist -> wheel (built from the sdist) -> fresh venv outside the tree -> op check there
+# (tools/dist_check.py says what each step checks).
+dist-check: $(STAMP)
+	$(PY) tools/dist_check.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/report.py

@@ -7,8 +7,11 @@
 Each round runs one fresh process per build and case, alternating the builds, so a slow phase of a
 shared machine lands on both; the table gives each build's median over the rounds of its per-process
 medians. Cases: sparse_encode fwd+bwd (B=8192, k=32, n=65536, d=256) and the fused TMS training
-step (``fused_sampled_adamw_step``) at I=100, n=400, m=30 and I=1000, n=20, m=5, B=1024. Both builds
-must offer the public API used here (``supcomp.ops.sparse_encode``, ``supcomp.tms.train``).
+step (``fused_sampled_adamw_step``) at I=100, n=400, m=30 and I=1000, n=20, m=5, B=1024, and
+relu_readout_topk forward (B=1024, d=256, n=65536, k=32). Both builds must offer the public API used
+here (``supcomp.ops.sparse_encode``, ``supcomp.ops.relu_readout_topk``, ``supcomp.tms.train``).
+``--title`` names the section (another comparison keeps its own); the environment (for example
+``SUPCOMP_CPU_CAPABILITY``) passes to both builds' processes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,15 @@ if name == "sparse_encode fwd+bwd":
     def step(_):
         sparse_encode(idx, val, W).backward(gh)
         W.grad = val.grad = None
+elif name.startswith("relu_readout_topk"):
+    from supcomp.ops import relu_readout_topk
+
+    h = torch.randn(1024, 256, generator=g)
+    W = torch.randn(65536, 256, generator=g)
+    b = torch.randn(65536, generator=g) * 0.1
+
+    def step(_):
+        relu_readout_topk(h, W, b, 32)
 else:
     from supcomp.tms import ToyModelConfig
     from supcomp.tms.data import BatchSampler
@@ -67,7 +79,13 @@ for s in range(3, 28):
 print(1e3 * statistics.median(ts))
 """
 
-CASES = ("sparse_encode fwd+bwd", "TMS step I=100 n=400 m=30", "TMS step I=1000 n=20 m=5")
+CASES = (
+    "sparse_encode fwd+bwd",
+    "TMS step I=100 n=400 m=30",
+    "TMS step I=1000 n=20 m=5",
+    "relu_readout_topk fwd B=1024 n=65536 k=32",
+)
+TITLE = "Two builds, same machine (`python benchmarks/compare_builds.py OTHER_TREE`)"
 
 
 def run_case(tree: str, case: str) -> float:
@@ -88,6 +106,8 @@ def main():
     ap.add_argument("other", help="the other checkout, extension built in place")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--append", help="put the section into this file (benchmarks/RESULTS.md)")
+    ap.add_argument("--title", default=TITLE, help="the section title (default: %(default)s)")
+    ap.add_argument("--note", default="", help="a sentence for the section (what the two builds are)")
     args = ap.parse_args()
     this = os.path.dirname(HERE)
     trees = {"this": this, "other": os.path.abspath(args.other)}
@@ -97,11 +117,12 @@ def main():
         for c in CASES:
             for t in order:
                 ms[(t, c)].append(run_case(trees[t], c))
-                print(f"round {r + 1} {t:5s} {c:28s} {ms[(t, c)][-1]:8.1f} ms", file=sys.stderr)
+                print(f"round {r + 1} {t:5s} {c:42s} {ms[(t, c)][-1]:8.1f} ms", file=sys.stderr)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
-        "## Two builds, same machine (`python benchmarks/compare_builds.py OTHER_TREE`)",
+        "## " + args.title,
         "",
+        *([args.note, ""] if args.note else []),
         f"This tree (git {git_rev(this)}) against git {git_rev(trees['other'])}, {args.rounds} rounds of "
         f"alternating fresh processes (25 timed calls each, median per process, median over rounds), "
         f"torch {__import__('torch').__version__}, load average at the end {load}.",

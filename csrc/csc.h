@@ -9,6 +9,8 @@
 // order, so every sum is taken in a fixed order whatever the thread count.
 #pragma once
 
+#include "isa.h"
+
 #include "common.h"
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #endif
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 
 struct Csc {
   std::vector<int64_t> start;  // [n + 1]: slots of feature f are slot[start[f] .. start[f+1])
@@ -100,4 +103,5 @@ inline bool use_csc(int64_t B, int64_t k, int64_t d, int64_t n, int64_t elem_byt
          d >= 16;
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

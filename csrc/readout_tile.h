@@ -6,10 +6,13 @@
 // registers (16 accumulators) measured best of 4-16 rows x 2-4 registers.
 #pragma once
 
+#include "isa.h"
+
 #include <algorithm>
 #include <cstdint>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 
 constexpr int kTileRows = 8;
 template <typename T>
@@ -68,4 +71,5 @@ inline void readout_tile(const T *h, int64_t hstride, const T *wt, const T *bias
   }
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

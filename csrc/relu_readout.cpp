@@ -6,10 +6,12 @@
 //   relu_            y = relu(y) in place (after a GEMM that already added the bias)
 //   relu_grad        g = grad_y * (y > 0) and grad_b = sum_rows g (backward prologue)
 #include "common.h"
+#include "isa.h"
 
 #include <algorithm>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 // y <- relu(y) in place, any shape (flat).
@@ -74,4 +76,5 @@ void register_relu_readout(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

@@ -4,10 +4,12 @@
 // relu(tile + b) into a running per-row top-k, so the [B, n] matrix is never
 // held whole.
 #include "common.h"
+#include "isa.h"
 
 #include <algorithm>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 // Fold one tile of pre-activations into the running top-k of each row.
@@ -90,4 +92,5 @@ void register_relu_readout_topk(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

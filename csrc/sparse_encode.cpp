@@ -9,11 +9,13 @@
 // alone), row-major and feature-major (csc.h), are the one op and share its helpers.
 #include "common.h"
 #include "csc.h"
+#include "isa.h"
 
 #include <algorithm>
 #include <cstring>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 // One output row, columns [c0, c0 + CH): the CH running sums stay in vector
@@ -426,4 +428,5 @@ void register_sparse_encode(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

@@ -9,12 +9,14 @@
 // per-instance transposed copy of W (vectorised over the n features), then
 // ReLU.
 #include "common.h"
+#include "isa.h"
 #include "readout_tile.h"
 
 #include <algorithm>
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 template <typename T>
@@ -86,4 +88,5 @@ void register_superpose(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

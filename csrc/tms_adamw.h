@@ -2,11 +2,14 @@
 // it needs.
 #pragma once
 
+#include "isa.h"
+
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace tms_detail {
 // Internal linkage in each file that includes this header, as code in a .cpp file has: GCC
 // inlines a function called once (InstanceStep::run into its OpenMP loop) only when it is internal.
@@ -89,4 +92,5 @@ struct GradSlot {
 
 }  // namespace
 }  // namespace tms_detail
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

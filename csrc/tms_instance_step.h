@@ -2,6 +2,8 @@
 // (tms_step, and tms_sample_step for models outside LaneStep's range).
 #pragma once
 
+#include "isa.h"
+
 #include "readout_tile.h"
 #include "tms_sparse_rows.h"
 #include "tms_step_flags.h"
@@ -12,6 +14,7 @@
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace tms_detail {
 // Internal linkage in each file that includes this header, as code in a .cpp file has: GCC
 // inlines a function called once (InstanceStep::run into its OpenMP loop) only when it is internal.
@@ -294,4 +297,5 @@ struct InstanceStep {
 
 }  // namespace
 }  // namespace tms_detail
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

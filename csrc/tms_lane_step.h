@@ -2,6 +2,8 @@
 // and use_lanes, the choice between it and InstanceStep.
 #pragma once
 
+#include "isa.h"
+
 #include "tms_sampling.h"
 #include "tms_step_flags.h"
 #include "vec.h"
@@ -12,6 +14,7 @@
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace tms_detail {
 // Internal linkage in each file that includes this header, as code in a .cpp file has: GCC
 // inlines a function called once (InstanceStep::run into its OpenMP loop) only when it is internal.
@@ -178,4 +181,5 @@ inline bool use_lanes(int64_t n, int64_t m, int64_t corr, int64_t anti, int lane
 
 }  // namespace
 }  // namespace tms_detail
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

@@ -3,6 +3,8 @@
 // use_dense_tiles, which of the two read-in layouts an instance takes.
 #pragma once
 
+#include "isa.h"
+
 #include "readout_tile.h"
 #include "tms_sampling.h"
 #include "tms_sparse_rows.h"
@@ -12,6 +14,7 @@
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace tms_detail {
 // Internal linkage in each file that includes this header, as code in a .cpp file has: GCC
 // inlines a function called once (InstanceStep::run into its OpenMP loop) only when it is internal.
@@ -139,4 +142,5 @@ struct SampledRows {
 
 }  // namespace
 }  // namespace tms_detail
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

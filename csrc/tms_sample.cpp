@@ -19,6 +19,7 @@
 // tms_sample_onepass: both passes in one, for small batches.
 // The numbers themselves (SampleSpec, the row keys and masks) are in tms_sampling.h.
 #include "common.h"
+#include "isa.h"
 #include "tms_sampling.h"
 
 #include <algorithm>
@@ -26,6 +27,7 @@
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 using namespace tms_detail;
@@ -191,4 +193,5 @@ void register_tms_sample(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

@@ -4,12 +4,15 @@
 // the thread count or on how its rows are split between passes and tiles.
 #pragma once
 
+#include "isa.h"
+
 #include "common.h"
 
 #include <cstdint>
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace tms_detail {
 // Internal linkage in each file that includes this header, as code in a .cpp file has: GCC
 // inlines a function called once (InstanceStep::run into its OpenMP loop) only when it is internal.
@@ -147,4 +150,5 @@ inline SampleSpec make_spec(const carray<double> &p, int64_t batch, int64_t corr
 
 }  // namespace
 }  // namespace tms_detail
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

@@ -2,12 +2,17 @@
 // row_ids straight from a drawn row's hashes), and CSR rows added into dense rows (scatter_rows).
 #pragma once
 
+#include "isa.h"
+
 #include "tms_sampling.h"
 
-#include <immintrin.h>
 #include <cstdint>
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#endif
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace tms_detail {
 // Internal linkage in each file that includes this header, as code in a .cpp file has: GCC
 // inlines a function called once (InstanceStep::run into its OpenMP loop) only when it is internal.
@@ -92,4 +97,5 @@ inline int64_t row_ids(const SampleSpec &sp, int64_t i, uint32_t kon, Rng &pairs
 
 }  // namespace
 }  // namespace tms_detail
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

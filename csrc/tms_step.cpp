@@ -19,6 +19,7 @@
 // The step kernels are in headers: InstanceStep (tms_instance_step.h) on row tiles read from a row
 // source (tms_row_sources.h), LaneStep (tms_lane_step.h) for small models, AdamW (tms_adamw.h).
 #include "common.h"
+#include "isa.h"
 #include "tms_adamw.h"
 #include "tms_instance_step.h"
 #include "tms_lane_step.h"
@@ -32,6 +33,7 @@
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 using namespace tms_detail;
@@ -275,4 +277,5 @@ void register_tms_step(py::module_ &m) {
   register_dtype<double>(m);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

@@ -23,6 +23,7 @@
 // One file of over 400 lines: the kernels above make up the one U-AND op and share its CSR
 // checks, pair numbering and streaming stores, which no other file uses.
 #include "common.h"
+#include "isa.h"
 
 #include <algorithm>
 #include <atomic>
@@ -32,6 +33,7 @@
 #endif
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 namespace {
 
 inline int64_t pair_off(int64_t i, int64_t m) {
@@ -489,4 +491,5 @@ void register_uand(py::module_ &m) {
         py::arg("nthreads") = 0);
 }
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

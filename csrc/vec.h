@@ -3,11 +3,14 @@
 // makes poor choices: running sums that must live in registers across a loop over sparse rows.
 #pragma once
 
+#include "isa.h"
+
 #include <cstddef>
 #include <new>
 #include <vector>
 
 namespace supcomp {
+namespace SUPCOMP_ISA_NS {
 
 template <typename T>
 struct Vec {
@@ -51,4 +54,5 @@ struct CacheAligned {
 template <typename T>
 using avector = std::vector<T, CacheAligned<T>>;
 
+}  // namespace SUPCOMP_ISA_NS
 }  // namespace supcomp

@@ -9,10 +9,12 @@ library's version (``supcomp --version``).
 __version__ = "0.1.0"
 
 from . import nn, ops, sparse  # noqa: E402
+from .build_info import build_info  # noqa: E402
 from .ops import SparseCode, relu_readout, relu_readout_topk, sparse_encode, superpose  # noqa: E402
 
 __all__ = [
     "__version__",
+    "build_info",
     "nn",
     "ops",
     "sparse",

@@ -3,7 +3,7 @@
 Layers, lowest first (CONTRIBUTING.md): a module may import from its own layer and the ones below.
 
     base     supcomp.utils.*, supcomp._C, supcomp.kernels.* (kernels/), supcomp.__version__
-    ops      supcomp.ops.*, supcomp.sparse
+    ops      supcomp.ops.*, supcomp.sparse, supcomp.build_info
     nn       supcomp.nn, supcomp (the package face, supcomp/__init__.py: it imports nn, ops, sparse)
     models   supcomp.tms.*, supcomp.uand.*, supcomp.circuits.*, supcomp.cc.*, supcomp.metrics
     studies  supcomp.studies.*, supcomp.sweep.* (but supcomp.sweep.cli)
@@ -50,7 +50,7 @@ LAYER_RULES = [
             "supcomp.__version__",
         ],
     ),
-    ("ops", ["supcomp.ops", "supcomp.ops.*", "supcomp.sparse"]),
+    ("ops", ["supcomp.ops", "supcomp.ops.*", "supcomp.sparse", "supcomp.build_info"]),
     ("nn", ["supcomp.nn", "supcomp"]),
     (
         "models",
