@@ -123,6 +123,23 @@ def test_tms_step_zero_instances():
         )
 
 
+@pytest.mark.parametrize("bad", [float("-inf"), float("nan")])
+@pytest.mark.parametrize("dense", [1, 2])
+def test_tms_step_nonfinite_values_stay_in_bounds(bad, dense):
+    # A non-finite input makes the padding features' gradient NaN; they must not count as live
+    # (the step read and wrote their D / gD rows past n_features: heap corruption).
+    rng = np.random.default_rng(0)
+    off, idx = np.array([0, 1, 3]), np.array([1, 0, 2])
+    val = np.array([-0.4, bad, 0.05], np.float32)
+    E, D = rng.standard_normal((2, 1, 3, 3)).astype(np.float32)
+    b, imp = rng.standard_normal((1, 3)).astype(np.float32), np.ones((1, 3), np.float32)
+    gE, gD = np.full((2, 1, 3, 3), 5.0, np.float32)
+    gb, loss = np.zeros((1, 3), np.float32), np.zeros(1)
+    for _ in range(50):
+        _C.tms_step(off, idx, val, E, D, b, imp, gE, gD, gb, loss, False, False, False, 1, dense=dense)
+    assert np.isnan(loss).all() or np.isinf(loss).all()
+
+
 def test_unaligned_array_rejected():
     raw = np.zeros(4 * 6 + 1, np.uint8)
     y = raw[1:].view(np.float32).reshape(2, 3)  # C-contiguous, writeable, one byte off
