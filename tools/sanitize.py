@@ -94,6 +94,7 @@ def _sync_python():
         shutil.copytree(os.path.join(ROOT, folder), os.path.join(OUT, folder))
     ignore = shutil.ignore_patterns("_C*.so", "__pycache__")
     shutil.copytree(os.path.join(ROOT, "supcomp"), pkg, ignore=ignore)
+    shutil.rmtree(os.path.join(pkg, "kernels"), ignore_errors=True)  # a checkout's supcomp/kernels symlink, followed
     shutil.copytree(os.path.join(ROOT, "kernels"), os.path.join(pkg, "kernels"), ignore=ignore)
     shutil.copytree(os.path.join(ROOT, "tests"), os.path.join(OUT, "tests"), ignore=ignore)
     for f in ("pyproject.toml", "README.md"):
