@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -54,8 +55,16 @@ inline std::string shape_str(const py::array &a) {
   return s + "]";
 }
 
-// Check that `a` has exactly the given shape (entries < 0 are wildcards).
+// Check that the data of `a` is aligned to its element size: numpy accepts unaligned buffers
+// (np.frombuffer at an odd offset), and the kernels' loads assume aligned elements.
+inline void check_aligned(const py::array &a, const char *arg) {
+  if (a.size() > 0 && reinterpret_cast<uintptr_t>(a.data()) % (uintptr_t)a.itemsize() != 0)
+    fail(arg, "data is not aligned to its element size (" + std::to_string(a.itemsize()) + " bytes)");
+}
+
+// Check that `a` has exactly the given shape (entries < 0 are wildcards) and aligned data.
 inline void check_shape(const py::array &a, const char *arg, std::vector<py::ssize_t> shape) {
+  check_aligned(a, arg);
   bool ok = a.ndim() == (py::ssize_t)shape.size();
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
   if (!ok) {
@@ -102,10 +111,15 @@ inline void prefetch_row(const T *p, int64_t count) {
 // How many slots ahead to prefetch in the gather / scatter loops.
 constexpr int64_t kPrefetchDistance = 8;
 
+// The thread count of a kernel: nthreads, or OpenMP's default for nthreads <= 0, at most
+// kMaxThreadsPerCpu per processor (results do not depend on the thread count; a count of
+// millions would make libgomp abort when thread creation fails).
+constexpr int kMaxThreadsPerCpu = 8;
 inline int set_threads(int nthreads) {
 #ifdef _OPENMP
   if (nthreads <= 0) nthreads = omp_get_max_threads();
-  return nthreads;
+  const int cap = std::max(omp_get_max_threads(), kMaxThreadsPerCpu * omp_get_num_procs());
+  return nthreads < cap ? nthreads : cap;
 #else
   (void)nthreads;
   return 1;

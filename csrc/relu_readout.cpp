@@ -17,6 +17,7 @@ namespace {
 // y <- relu(y) in place, any shape (flat).
 template <typename T>
 void relu_(carray<T> &y, int nthreads) {
+  check_aligned(y, "y");
   T *yp = y.mutable_data();
   const int64_t size = (int64_t)y.size();
   nthreads = set_threads(nthreads);

@@ -179,6 +179,8 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  // An empty output: nothing to write (and B or d may be sizes of empty arrays, not backed by memory).
+  if (out.size() == 0) return;
   if (use_csc(B, k, d, n, sizeof(T), strategy, /*forward=*/true))
     return forward_csc<T>(idx, val, w, h, I, B, k, n, d, nthreads);
   constexpr int CH = 256 / sizeof(T);  // 4 AVX-512 registers of running sums (a wider tile measured slower)
@@ -230,6 +232,11 @@ void backward_values(const carray<T> &grad_h, const carray<int64_t> &indices, co
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  if (grad_values.size() == 0) return;
+  if (d == 0) {  // every dot product is empty (and n may be the size of an empty W: no scratch of size n)
+    std::fill(gv, gv + I * B * k, T(0));
+    return;
+  }
   if (use_csc(B, k, d, n, sizeof(T), strategy, /*forward=*/false))
     return backward_csc<T>(g, idx, nullptr, w, gv, nullptr, I, B, k, n, d, nthreads);
   const int64_t rows = I * B;
@@ -291,6 +298,7 @@ void backward_weight(const carray<T> &grad_h, const carray<int64_t> &indices, co
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  if (grad_W.size() == 0) return;  // nothing to write
   if (use_csc(B, k, d, n, sizeof(T), strategy, /*forward=*/false))
     return backward_csc<T>(g, idx, val, nullptr, nullptr, gw, I, B, k, n, d, nthreads);
   int64_t blocks_per_inst, cb;
@@ -349,6 +357,11 @@ void backward_both(const carray<T> &grad_h, const carray<int64_t> &indices, cons
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
+  if (grad_values.size() == 0 && grad_W.size() == 0) return;  // nothing to write
+  if (d == 0) {  // grad_W is empty and every dot product is empty (no scratch of the unbacked size n)
+    std::fill(gv, gv + I * B * k, T(0));
+    return;
+  }
   if (use_csc(B, k, d, n, sizeof(T), strategy, /*forward=*/false))
     return backward_csc<T>(g, idx, val, w, gv, gw, I, B, k, n, d, nthreads);
   int64_t blocks_per_inst, cb;

@@ -37,7 +37,8 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_indices(idx, I * B * k, n, "indices");
-  if (B == 0 || n == 0) return;
+  // Nothing to write; and d is then not backed by memory (W is empty), so no scratch of size d.
+  if (I == 0 || B == 0 || n == 0) return;
   // W^T per instance: [I, d, n]. Costs I*n*d, small next to I*B*n*d.
   std::vector<T> wt((size_t)I * d * n);
 #pragma omp parallel for num_threads(nthreads) schedule(static)

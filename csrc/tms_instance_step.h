@@ -171,6 +171,9 @@ struct InstanceStep {
       const b_t flags = __builtin_convertvector(any, b_t) & (uint8_t)1;
       __builtin_memcpy(live.data() + f0, &flags, sizeof(b_t));
     }
+    // Padding features (f >= n) have no D / gD rows: never live, even where a NaN or infinite hidden
+    // activation times their zero weights made their gradient NaN (they would be read and written past n).
+    std::fill(live.begin() + n, live.end(), (uint8_t)0);
     double l = 0.0;
     for (int u = 0; u < W; ++u) l += (double)lsum[u];
     return l;

@@ -18,6 +18,7 @@
 //
 // tms_sample_onepass: both passes in one, for small batches.
 // The numbers themselves (SampleSpec, the row keys and masks) are in tms_sampling.h.
+#include "checked.h"
 #include "common.h"
 #include "isa.h"
 #include "tms_sampling.h"
@@ -52,14 +53,17 @@ inline void for_rows(int64_t rows, int64_t batch, int nthreads, F body) {
 int64_t sample_count(uint64_t seed, int64_t step, const carray<double> &p, int64_t batch, int64_t corr, int64_t anti,
                      carray<int64_t> &offsets, int nthreads, const py::object &instance_seeds) {
   const SampleSpec sp = make_spec(p, batch, corr, anti);
-  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, sp.I), step, sp.I);
-  const int64_t rows = sp.I * batch;
-  check_shape(offsets, "offsets", {rows + 1});
+  const std::vector<uint64_t> keys = instance_keys(instance_seeds, sp.I);
+  const int64_t rows = checked_mul(sp.I, batch, "batch_size");
+  checked_mul(rows, sp.n, "batch_size");  // entries drawn
+  check_shape(offsets, "offsets", {checked_add(rows, 1, "batch_size")});
+  // one key per instance, only when there are rows (with none, n_instances may be the size of an empty p)
+  const std::vector<uint64_t> bases = instance_bases(seed, keys, step, rows > 0 ? sp.I : 0);
   int64_t *off = offsets.mutable_data();
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   off[0] = 0;
-  if (batch > 0)
+  if (rows > 0)
     for_rows(rows, batch, nthreads, [&](int64_t r0, int64_t r1, int64_t i, int64_t b) {
       std::vector<uint8_t> on((size_t)sp.n);
       Rng pairs(0, 0, 0, 0);
@@ -80,18 +84,23 @@ void sample_fill(uint64_t seed, int64_t step, const carray<double> &p, int64_t b
                  bool signed_values, const carray<int64_t> &offsets, carray<int64_t> &indices, carray<T> &values,
                  int nthreads, const py::object &instance_seeds) {
   const SampleSpec sp = make_spec(p, batch, corr, anti);
-  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, sp.I), step, sp.I);
-  const int64_t rows = sp.I * batch, n = sp.n;
-  check_shape(offsets, "offsets", {rows + 1});
+  const std::vector<uint64_t> keys = instance_keys(instance_seeds, sp.I);
+  const int64_t rows = checked_mul(sp.I, batch, "batch_size"), n = sp.n;
+  checked_mul(rows, n, "batch_size");  // entries drawn
+  check_shape(offsets, "offsets", {checked_add(rows, 1, "batch_size")});
+  // one key per instance, only when there are rows (with none, n_instances may be the size of an empty p)
+  const std::vector<uint64_t> bases = instance_bases(seed, keys, step, rows > 0 ? sp.I : 0);
+  check_shape(indices, "indices", {-1});
+  check_shape(values, "values", {-1});
   const int64_t *off = offsets.data();
-  const int64_t nnz = off[rows];
-  if (indices.ndim() != 1 || indices.shape(0) < nnz) fail("indices", "buffer shorter than offsets[-1]");
-  if (values.ndim() != 1 || values.shape(0) < nnz) fail("values", "buffer shorter than offsets[-1]");
   int64_t *oi = indices.mutable_data();
   T *ov = values.mutable_data();
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
-  if (batch > 0)
+  // Every write lands at offsets[r] .. offsets[r + 1]: they must be a valid CSR pointer into the buffers.
+  const int64_t nnz = check_csr_ptr(off, rows, std::min<int64_t>(indices.shape(0), values.shape(0)), "offsets");
+  (void)nnz;
+  if (rows > 0)
     for_rows(rows, batch, nthreads, [&](int64_t r0, int64_t r1, int64_t i, int64_t b) {
       std::vector<uint8_t> on((size_t)n);
       std::vector<int64_t> ids((size_t)n + 1);
@@ -128,18 +137,23 @@ int64_t sample_onepass(uint64_t seed, int64_t step, const carray<double> &p, int
                        bool signed_values, carray<int64_t> &offsets, carray<int64_t> &indices, carray<T> &values,
                        int nthreads, const py::object &instance_seeds) {
   const SampleSpec sp = make_spec(p, batch, corr, anti);
-  const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, sp.I), step, sp.I);
-  const int64_t rows = sp.I * batch, n = sp.n;
-  check_shape(offsets, "offsets", {rows + 1});
-  if (indices.ndim() != 1 || indices.shape(0) < rows * n) fail("indices", "buffer shorter than rows * n_features");
-  if (values.ndim() != 1 || values.shape(0) < rows * n) fail("values", "buffer shorter than rows * n_features");
+  const std::vector<uint64_t> keys = instance_keys(instance_seeds, sp.I);
+  const int64_t rows = checked_mul(sp.I, batch, "batch_size"), n = sp.n;
+  const int64_t slots = checked_mul(rows, n, "batch_size");
+  check_shape(offsets, "offsets", {checked_add(rows, 1, "batch_size")});
+  // one key per instance, only when there are rows (with none, n_instances may be the size of an empty p)
+  const std::vector<uint64_t> bases = instance_bases(seed, keys, step, rows > 0 ? sp.I : 0);
+  check_shape(indices, "indices", {-1});
+  check_shape(values, "values", {-1});
+  if (indices.shape(0) < slots) fail("indices", "buffer shorter than rows * n_features");
+  if (values.shape(0) < slots) fail("values", "buffer shorter than rows * n_features");
   int64_t *off = offsets.mutable_data();
   int64_t *oi = indices.mutable_data();
   T *ov = values.mutable_data();
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   off[0] = 0;
-  if (batch > 0)
+  if (rows > 0)
     for_rows(rows, batch, nthreads, [&](int64_t r0, int64_t r1, int64_t i, int64_t b) {
       std::vector<uint8_t> on((size_t)n);
       Rng pairs(0, 0, 0, 0);

@@ -138,9 +138,14 @@ inline SampleSpec make_spec(const carray<double> &p, int64_t batch, int64_t corr
   check_shape(p, "p", {-1, -1});
   const py::ssize_t I = p.shape(0), n = p.shape(1);
   if (batch < 0) fail("batch_size", "must be >= 0");
-  if (corr < 0 || anti < 0 || 2 * (corr + anti) > n)
+  // 2 * (corr + anti) <= n, without computing a sum that a hostile count could overflow
+  if (corr < 0 || anti < 0 || corr > n / 2 || anti > n / 2 - corr)
     fail("correlated_pairs", "correlated and anticorrelated pairs need 2*(correlated+anticorrelated) <= n_features");
   SampleSpec sp{p.data(), I, n, batch, corr, anti, std::vector<uint32_t>((size_t)(I * n))};
+  for (int64_t t = 0; t < I * n; ++t)  // a NaN would turn into an undefined integer threshold
+    if (!(sp.p[t] >= 0.0 && sp.p[t] <= 1.0))
+      fail("p", "probabilities must lie in [0, 1], got " + std::to_string(sp.p[t]) + " at flat position " +
+                    std::to_string(t));
   for (int64_t t = 0; t < I * n; ++t) {
     const double q = sp.p[t] * 4294967296.0;
     sp.thr[t] = q >= 4294967296.0 ? 0xFFFFFFFFU : (q < 1.0 ? 0U : (uint32_t)(q - 1.0));

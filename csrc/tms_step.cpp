@@ -18,6 +18,7 @@
 //
 // The step kernels are in headers: InstanceStep (tms_instance_step.h) on row tiles read from a row
 // source (tms_row_sources.h), LaneStep (tms_lane_step.h) for small models, AdamW (tms_adamw.h).
+#include "checked.h"
 #include "common.h"
 #include "isa.h"
 #include "tms_adamw.h"
@@ -37,6 +38,17 @@ namespace SUPCOMP_ISA_NS {
 namespace {
 
 using namespace tms_detail;
+
+// The most entries (instances x rows x max(features, 1)) one sampled step draws: far more than any
+// run makes (days of hashing), small enough that a mistyped batch size fails at once instead of
+// running for ever.
+constexpr int64_t kMaxSampledEntries = (int64_t)1 << 48;
+inline void check_sampled_size(int64_t I, int64_t batch, int64_t n) {
+  const int64_t entries = checked_mul(checked_mul(I, batch, "batch_size"), std::max<int64_t>(n, 1), "batch_size");
+  if (entries > kMaxSampledEntries)
+    fail("batch_size", "n_instances * batch_size * n_features = " + std::to_string(entries) +
+                           " entries exceeds the limit of 2^48 for one step");
+}
 
 // Check a CSR batch: offsets [rows + 1] non-decreasing from 0 to nnz.
 inline void check_offsets(const int64_t *off, int64_t rows, int64_t nnz) {
@@ -123,8 +135,10 @@ void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const 
   check_shape(E, "E", {-1, -1, -1});
   const py::ssize_t I = E.shape(0), n = E.shape(1), m = E.shape(2);
   check_shape(offsets, "offsets", {-1});
-  if (offsets.shape(0) < 1 || (offsets.shape(0) - 1) % I != 0) fail("offsets", "expected I * batch_size + 1 entries");
-  const py::ssize_t B = (offsets.shape(0) - 1) / I;
+  // I == 0: only the empty batch (offsets [1]) fits; no division by I.
+  if (offsets.shape(0) < 1 || (I == 0 ? offsets.shape(0) != 1 : (offsets.shape(0) - 1) % I != 0))
+    fail("offsets", "expected I * batch_size + 1 entries");
+  const py::ssize_t B = I == 0 ? 0 : (offsets.shape(0) - 1) / I;
   check_shape(indices, "indices", {-1});
   const py::ssize_t nnz = indices.shape(0);
   check_shape(values, "values", {nnz});
@@ -134,6 +148,7 @@ void step(const carray<int64_t> &offsets, const carray<int64_t> &indices, const 
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   check_offsets(off, I * B, nnz);
+  if (I == 0) return;  // no instances (n and m may then be sizes of empty arrays: no scratch of their size)
   for (int64_t t = 0; t < nnz; ++t)  // -1 padding is not allowed in CSR batches
     if (idx[t] < 0 || idx[t] >= n) {
       fail_index("indices", "index " + std::to_string(idx[t]) + " at position " + std::to_string(t) +
@@ -192,8 +207,10 @@ void sample_step(uint64_t seed, int64_t step_no, const carray<double> &p, int64_
   const py::ssize_t I = E.shape(0), n = E.shape(1), m = E.shape(2);
   check_shape(p, "p", {I, n});
   const SampleSpec sp = make_spec(p, batch, corr, anti);
+  check_sampled_size(I, batch, n);
+  const bool tied = check_model_args(E, D, b, imp, gE, gD, gb, loss);  // loss [I]: I is backed by memory
   const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, I), step_no, I);
-  const bool tied = check_model_args(E, D, b, imp, gE, gD, gb, loss);
+  if (I == 0) return;  // no instances (n and m may then be sizes of empty arrays: no scratch of their size)
   nthreads = set_threads(nthreads);
   py::gil_scoped_release release;
   sample_step_run<T>(sp, bases, signed_values, I, batch, n, m, E.data(), D.data(), b.data(), imp.data(),
@@ -237,7 +254,9 @@ void sample_adamw_step(uint64_t seed, int64_t step_no, const carray<double> &p, 
     fail("lr", "AdamW needs lr > 0, 0 <= betas < 1, eps > 0, weight_decay >= 0");
   if (adam_step < 1) fail("adam_step", "must be >= 1 (the step number of the bias corrections)");
   const SampleSpec sp = make_spec(p, batch, corr, anti);
+  check_sampled_size(I, batch, n);
   const std::vector<uint64_t> bases = instance_bases(seed, instance_keys(instance_seeds, I), step_no, I);
+  if (I == 0) return;  // no instances (n and m may then be sizes of empty arrays: no scratch of their size)
   nthreads = set_threads(nthreads);
   const AdamW<T> ad(E.mutable_data(), D.mutable_data(), b.mutable_data(), st[0].mutable_data(), st[1].mutable_data(),
                     st[2].mutable_data(), st[3].mutable_data(), st[4].mutable_data(), st[5].mutable_data(), lr, beta1,

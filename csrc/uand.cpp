@@ -22,6 +22,7 @@
 //
 // One file of over 400 lines: the kernels above make up the one U-AND op and share its CSR
 // checks, pair numbering and streaming stores, which no other file uses.
+#include "checked.h"
 #include "common.h"
 #include "isa.h"
 
@@ -93,6 +94,17 @@ void check_range(const int64_t *idx, int64_t count, int64_t n, const char *arg) 
   }
 }
 
+// Each CSR row of idx (pointer ptr [rows + 1], already checked) strictly ascending: the all-pairs
+// kernels index by position in these lists (an entry below the row's own input would address
+// outside the output row).
+void check_ascending(const int64_t *ptr, const int64_t *idx, int64_t rows, const char *arg) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t t = ptr[r] + 1; t < ptr[r + 1]; ++t)
+      if (idx[t] <= idx[t - 1])
+        fail(arg, "each list must be strictly ascending: row " + std::to_string(r) + " has " + std::to_string(idx[t]) +
+                      " after " + std::to_string(idx[t - 1]));
+}
+
 // ---------------------------------------------------------------- forward
 template <typename T>
 void forward(const carray<int64_t> &indices, const carray<T> &values, const carray<int64_t> &col_ptr,
@@ -113,6 +125,7 @@ void forward(const carray<int64_t> &indices, const carray<T> &values, const carr
   py::gil_scoped_release release;
   check_indices(idx, B * s, m, "indices");
   check_ptr(cp, m, nnz, "col_ptr");
+  if (s == 0 && d == 0) return;  // nothing to read or write (B may be the size of an empty array)
   // Neuron ids are checked as they are read (only the lists of active inputs are touched).
   std::atomic<int64_t> bad{-1};
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -197,7 +210,10 @@ void intersect_count(const carray<int64_t> &gates, const carray<int64_t> &col_pt
   check_shape(gates, "gates", {-1, -1});
   const py::ssize_t G = gates.shape(0), k = gates.shape(1);
   check_shape(counts, "counts", {G});
+  check_shape(col_ptr, "col_ptr", {-1});
+  check_shape(col_idx, "col_idx", {-1});
   const int64_t m = col_ptr.shape(0) - 1;
+  if (m < 0) fail("col_ptr", "expected at least one entry");
   const int64_t *gp = gates.data(), *cp = col_ptr.data(), *ci = col_idx.data();
   int64_t *cnt = counts.mutable_data();
   nthreads = set_threads(nthreads);
@@ -217,8 +233,12 @@ void intersect_fill(const carray<int64_t> &gates, const carray<int64_t> &col_ptr
                     const carray<int64_t> &row_ptr, carray<int64_t> &out, int nthreads) {
   check_shape(gates, "gates", {-1, -1});
   const py::ssize_t G = gates.shape(0), k = gates.shape(1);
-  check_shape(row_ptr, "row_ptr", {G + 1});
+  check_shape(row_ptr, "row_ptr", {checked_add(G, 1, "gates")});
+  check_shape(col_ptr, "col_ptr", {-1});
+  check_shape(col_idx, "col_idx", {-1});
+  check_shape(out, "out", {-1});
   const int64_t m = col_ptr.shape(0) - 1;
+  if (m < 0) fail("col_ptr", "expected at least one entry");
   const int64_t *gp = gates.data(), *cp = col_ptr.data(), *ci = col_idx.data(), *rp = row_ptr.data();
   int64_t *o = out.mutable_data();
   const int64_t cap = out.shape(0);
@@ -288,8 +308,14 @@ void readout(const carray<T> &aT, const carray<int64_t> &row_ptr, const carray<i
 // Rows are owned by one thread each (no atomics).
 void pair_counts(const carray<int64_t> &col_ptr, const carray<int64_t> &col_idx, const carray<int64_t> &nrn_ptr,
                  const carray<int64_t> &nrn_idx, carray<int32_t> &counts, int nthreads) {
+  check_shape(col_ptr, "col_ptr", {-1});
+  check_shape(col_idx, "col_idx", {-1});
+  check_shape(nrn_ptr, "nrn_ptr", {-1});
+  check_shape(nrn_idx, "nrn_idx", {-1});
   const int64_t m = col_ptr.shape(0) - 1, d = nrn_ptr.shape(0) - 1;
-  if (m < 0 || d < 0) fail("col_ptr", "expected at least one entry");
+  if (m < 0) fail("col_ptr", "expected at least one entry");
+  if (d < 0) fail("nrn_ptr", "expected at least one entry");
+  if (m >= (int64_t(1) << 31)) fail("col_ptr", "pair counts need n_inputs below 2^31 (int32 counts)");
   check_shape(counts, "counts", {pair_off(m, m)});
   const int64_t *cp = col_ptr.data(), *ci = col_idx.data(), *np_ = nrn_ptr.data(), *ni = nrn_idx.data();
   int32_t *cnt = counts.mutable_data();
@@ -299,6 +325,7 @@ void pair_counts(const carray<int64_t> &col_ptr, const carray<int64_t> &col_idx,
   check_ptr(np_, d, nrn_idx.shape(0), "nrn_ptr");
   check_range(ci, col_idx.shape(0), d, "col_idx");
   check_range(ni, nrn_idx.shape(0), m, "nrn_idx");
+  check_ascending(np_, ni, d, "nrn_idx");
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 8)
   for (int64_t i = 0; i < m; ++i) {
     int32_t *row = cnt + pair_off(i, m) - (i + 1);  // row[j] for j > i
@@ -342,8 +369,9 @@ void all_pairs(const carray<T> &a, const carray<int64_t> &nrn_ptr, const carray<
   py::gil_scoped_release release;
   check_ptr(np_, d, nrn_idx.shape(0), "nrn_ptr");
   check_range(ni, nrn_idx.shape(0), m, "nrn_idx");
+  check_ascending(np_, ni, d, "nrn_idx");
   const int64_t rows = i1 - i0;
-  if (B == 0 || rows == 0) return;
+  if (B == 0 || rows == 0 || W == 0) return;  // an empty output (B may be the size of an empty array)
   // Row chunks of about equal pair counts (rows near the end of the triangle are short).
   const int64_t want_items = 8 * (int64_t)nthreads;
   int64_t nchunks = std::max<int64_t>(1, std::min<int64_t>(rows, (want_items + B - 1) / B));

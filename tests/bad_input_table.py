@@ -686,6 +686,65 @@ def _construction_rows() -> list[Bad]:
 ROWS.extend(_construction_rows())
 
 
+def _c_core_rows() -> list[Bad]:
+    """The compiled core called directly (``supcomp._C``): it checks its own arguments."""
+    import numpy as np
+
+    from supcomp import _C
+
+    f32, i64 = np.float32, np.int64
+    p = np.full((1, 4), 0.5)
+    return [
+        Bad(
+            "supcomp._C.topk_merge",
+            "row offset + tile rows past the batch (r0 = 2**63 - 1)",
+            lambda: _C.topk_merge(
+                np.ones((1, 2, 5), f32),
+                np.zeros((1, 8), f32),
+                np.zeros((1, 4, 3), f32),
+                np.zeros((1, 4, 3), i64),
+                2**63 - 1,
+                0,
+            ),
+            ValueError,
+            "r0: row block out of range",
+        ),
+        Bad(
+            "supcomp._C.tms_sample_count",
+            "batch_size near 2**62 (rows overflow int64)",
+            lambda: _C.tms_sample_count(0, 0, np.full((2, 3), 0.5), 2**62, 0, 0, np.zeros(7, i64), 1),
+            ValueError,
+            "batch_size: size 2 * 4611686018427387904 overflows int64",
+        ),
+        Bad(
+            "supcomp._C.tms_sample_fill",
+            "offsets not a CSR pointer into the buffers",
+            lambda: _C.tms_sample_fill(
+                0, 0, p, 2, 0, 0, False, np.array([0, 2**40, 3]), np.zeros(8, i64), np.zeros(8, f32), 1
+            ),
+            ValueError,
+            "offsets: must be non-decreasing",
+        ),
+        Bad(
+            "supcomp._C.tms_sample_count",
+            "NaN probability",
+            lambda: _C.tms_sample_count(0, 0, np.array([[0.5, float("nan")]]), 2, 0, 0, np.zeros(3, i64), 1),
+            ValueError,
+            "p: probabilities must lie in [0, 1]",
+        ),
+        Bad(
+            "supcomp._C.relu_",
+            "unaligned array",
+            lambda: _C.relu_(np.zeros(25, np.uint8)[1:].view(f32)),
+            ValueError,
+            "y: data is not aligned",
+        ),
+    ]
+
+
+ROWS.extend(_c_core_rows())
+
+
 def message(row: Bad) -> str:
     """The message the row's call raises (its first line)."""
     try:

@@ -66,26 +66,46 @@ def topk_blocks(I: int, B: int, n: int) -> tuple[int, int]:
     return rb, fb
 
 
+_HALF_NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
 def cpp_forward(h, W, b, k: int):
-    """GEMM tiles from torch's BLAS, each folded into the running top-k by ``_C.topk_merge``."""
-    I, B, _ = h.shape
+    """GEMM tiles from torch's BLAS, each folded into the running top-k by ``_C.topk_merge``.
+
+    bfloat16 / float16: each tile is computed in float32 from blocks of h and W widened one at a time
+    (memory stays a few tiles), the bias goes to ``_C.topk_merge_half`` as its raw 16-bit patterns and
+    is widened there, and the values are rounded to the input dtype at the end.
+    """
+    I, B, d = h.shape
     n = W.shape[1]
-    vals = torch.zeros(I, B, k, dtype=h.dtype)
+    half = _HALF_NAMES.get(h.dtype)
+    acc = torch.float32 if half else h.dtype
+    vals = torch.zeros(I, B, k, dtype=acc)
     idx = torch.full((I, B, k), -1, dtype=torch.int64)
     if B == 0 or n == 0 or k == 0:
-        return SparseCode(idx, vals)
+        return SparseCode(idx, vals.to(h.dtype))
     rb, fb = topk_blocks(I, B, n)
-    buf = torch.empty(I * rb * fb, dtype=h.dtype)
+    if half:  # the widened blocks of h and W stay within a tile's size as well
+        rb = max(1, min(rb, TOPK_TILE_ELEMENTS // max(1, I * d)))
+        fb = max(1, min(fb, TOPK_TILE_ELEMENTS // max(1, I * d)))
+    buf = torch.empty(I * rb * fb, dtype=acc)
     Wt = W.transpose(1, 2)
-    nv, ni, nb = as_numpy(vals), as_numpy(idx), as_numpy(b)
+    nv, ni = as_numpy(vals), as_numpy(idx)
+    nb = as_numpy(b.view(torch.uint16) if half else b)
     for r0 in range(0, B, rb):
         r1 = min(B, r0 + rb)
-        hb = h[:, r0:r1]
+        hb = h[:, r0:r1].to(acc)
         for f0 in range(0, n, fb):
             f1 = min(n, f0 + fb)
             tile = buf[: I * (r1 - r0) * (f1 - f0)].view(I, r1 - r0, f1 - f0)
-            torch.bmm(hb, Wt[:, :, f0:f1], out=tile)
-            _C.topk_merge(as_numpy(tile), nb, nv, ni, r0, f0, threads())
+            torch.bmm(hb, Wt[:, :, f0:f1].to(acc), out=tile)
+            if half:
+                _C.topk_merge_half(as_numpy(tile), nb, nv, ni, r0, f0, half, threads())
+            else:
+                _C.topk_merge(as_numpy(tile), nb, nv, ni, r0, f0, threads())
+    if half:  # a value that rounds to 0 (below float16's range) leaves its slot empty, as the fill rule says
+        vals = vals.to(h.dtype)
+        idx = torch.where(vals > 0, idx, torch.full_like(idx, -1))
     return SparseCode(idx, vals)
 
 
@@ -111,6 +131,7 @@ IMPLS = Table(
     reference=Impl(forward=reference_forward),
     cpp=Impl(forward=cpp_forward),
     triton=_triton_impl,
+    cpp_dtypes=(torch.float32, torch.float64, torch.bfloat16, torch.float16),
 )
 
 # ---------------------------------------------------------------- torch.library registration
