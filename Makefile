@@ -36,10 +36,11 @@ format: $(STAMP)
 	$(VENV)/bin/clang-format -i csrc/*.cpp csrc/*.h
 
 # The whole suite, then the C++ kernels under AddressSanitizer + UndefinedBehaviorSanitizer
-# (separate build in build/sanitize/; the normal build is untouched).
+# (separate build in build/sanitize/; the normal build is untouched), then the sdist -> wheel -> fresh venv check.
 test: lint
 	$(PY) -m pytest -q tests
 	$(PY) tools/sanitize.py
+	$(PY) tools/dist_check.py
 	$(PY) tools/dist_check.py
 
 sanitize: $(STAMP)

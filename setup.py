@@ -105,11 +105,15 @@ class BuildVariants(build_ext):
         jobs, objects = [], []
         newest_header = max(os.path.getmtime(os.path.join(HERE, h)) for h in HEADERS)
         for name, flags in variants():
-            out = os.path.join(self.build_temp, "isa_" + name)
+            # One object folder per variant in the source tree (build/objects/, git-ignored), whatever
+            # build_temp the front end picks: editable installs (a fresh temporary build_temp each time),
+            # wheels and in-place builds reuse each other's objects instead of compiling every variant again.
+            out = os.path.join(HERE, "build", "objects", "isa_" + name)
             macros = [*ext.define_macros, ("SUPCOMP_ISA", name)]
             args = ext.extra_compile_args + flags
             stamp = os.path.join(out, "flags.txt")
-            same_flags = os.path.exists(stamp) and open(stamp).read() == repr((macros, args))
+            key = repr((macros, args, self.compiler.compiler_so, ext.include_dirs, sys.version))
+            same_flags = os.path.exists(stamp) and open(stamp).read() == key
             for src in KERNEL_SOURCES:
                 obj = self.compiler.object_filenames([src], output_dir=out)[0]
                 objects.append(obj)
@@ -119,7 +123,7 @@ class BuildVariants(build_ext):
                     jobs.append((src, out, macros, args, ext))
             os.makedirs(out, exist_ok=True)
             with open(stamp, "w") as f:
-                f.write(repr((macros, args)))
+                f.write(key)
         if jobs:
             n = int(os.environ.get("SUPCOMP_BUILD_JOBS", "0")) or os.cpu_count() or 1
             with ThreadPoolExecutor(max_workers=n) as pool:
