@@ -41,7 +41,6 @@ test: lint
 	$(PY) -m pytest -q tests
 	$(PY) tools/sanitize.py
 	$(PY) tools/dist_check.py
-	$(PY) tools/dist_check.py
 
 sanitize: $(STAMP)
 	$(PY) tools/sanitize.py
