@@ -33,9 +33,8 @@ def build_info() -> dict[str, Any]:
         ``triton_usable`` (bool: Triton imports and there is a CUDA device, or ``TRITON_INTERPRET=1``),
         ``cuda_usable`` (bool) and ``extension`` (str: path of the loaded ``supcomp._C``).
 
-    Raises:
-        Nothing of its own; ``import supcomp`` already raised ImportError when
-        ``SUPCOMP_CPU_CAPABILITY`` names a variant this build or CPU cannot run.
+    Nothing here raises: ``import supcomp`` has already raised ImportError when
+    ``SUPCOMP_CPU_CAPABILITY`` names a variant this build or CPU cannot run.
     """
     cuda = bool(torch.cuda.is_available())
     triton_ok = triton_available()

@@ -282,13 +282,6 @@ ROWS: list[Bad] = [
     ),
     Bad(
         "relu_readout_topk",
-        "float16 under use_backend('cpp')",
-        forced_cpp(lambda: relu_readout_topk(h.half(), W.half(), b.half(), 2)),
-        TypeError,
-        "relu_readout_topk: use_backend('cpp') forces the C++ kernels",
-    ),
-    Bad(
-        "relu_readout_topk",
         "h bfloat16, W float32",
         lambda: relu_readout_topk(h.bfloat16(), W, b, 2),
         TypeError,

@@ -46,6 +46,7 @@ PUBLIC = [
 # Implementation modules (exact names, or fnmatch patterns).
 INTERNAL = [
     "supcomp.__main__",
+    "supcomp.build_info",  # build_info() is re-exported as supcomp.build_info
     "supcomp.cli",
     "supcomp.sae_cli",
     "supcomp.kernels",

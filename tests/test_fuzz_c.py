@@ -33,7 +33,8 @@ SEED = int(os.environ.get("SUPCOMP_FUZZ_SEED", "0"))
 ALLOWED = (ValueError, IndexError, TypeError)
 I64_MAX = 2**63 - 1
 HOSTILE_INTS = [-1, -2, -(2**63), I64_MAX, 2**62, 2**62 + 1, 2**31, 2**32 + 1, -(2**31), 2**48 + 7, 2**64, 2**70]
-NOT_ENTRY_POINTS = {"has_openmp"}
+# Attributes and argument-free getters (the build's description, read by supcomp.build_info): nothing to fuzz.
+NOT_ENTRY_POINTS = {"has_openmp", "cpu_variant", "compiled_variants", "supported_variants", "compiler"}
 # Scalars that set how much work a call does without a buffer to match (the batch size of the steps
 # that draw their own rows): a value like 2**31 is valid there and only slow, so these get values that
 # must be rejected (negative, or more than the 2**48 entries one step may draw).

@@ -73,7 +73,13 @@ def check_sparse_ops(dtype: torch.dtype, g: torch.Generator) -> None:
 
 def check_tms(dtype: torch.dtype) -> None:
     for kind in ("relu_output", "relu_hidden"):
-        cfg = ToyModelConfig(n_features=37, n_hidden=6, n_instances=3, feature_probability=[1.0, 0.3, 0.05], kind=kind)
+        cfg = ToyModelConfig(
+            n_features=37,
+            n_hidden=6,
+            n_instances=3,
+            feature_probability=torch.tensor([1.0, 0.3, 0.05])[:, None],
+            kind=kind,
+        )
         model = ToyModel(cfg, seed=1, dtype=dtype)
         with torch.no_grad():
             model.b.normal_(0, 0.1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from ..sae import SAEConfig, World, WorldConfig, grade, train_sae
-from ..utils.figures import new_figure
+from ..utils.figures import axes_for, root_figure
 
 __all__ = ["WORLD_DEFAULTS", "train_and_grade", "k_width_sweep", "plot_k_width", "METRICS"]
 
@@ -98,14 +98,21 @@ def k_width_sweep(
     return rows
 
 
-def plot_k_width(rows: list[dict], ax=None):
+def plot_k_width(rows: list[dict], *, ax=None):
     """Recovered fraction (left axis, solid) and FVU (right axis, dashed, log scale) against the measured
-    L0, one colour per dictionary width ``n``, points along ``k``. ``rows``: dicts with ``n``, ``l0``,
-    ``recovered_fraction``, ``fvu`` (from :func:`k_width_sweep` or a sweep's results table; rows without
-    them are skipped). Returns the Figure (``ax``'s when given; a twin axis is added for the FVU).
+    L0, one colour per dictionary width ``n``, points along ``k``.
+
+    Args:
+        rows: dicts with the floats ``n``, ``l0``, ``recovered_fraction``, ``fvu`` (from
+            :func:`k_width_sweep` or a sweep's results table; rows without them are skipped).
+        ax: a matplotlib Axes to draw into (``None``: a new figure); a twin axis is added for the FVU.
+
+    Returns:
+        The matplotlib Figure.
 
     Raises:
         ValueError: no row has the needed values.
+        TypeError: ``ax`` is not a matplotlib Axes.
     """
     ok = [
         r
@@ -116,10 +123,7 @@ def plot_k_width(rows: list[dict], ax=None):
     ]
     if not ok:
         raise ValueError("rows: no row has n, l0, recovered_fraction and fvu")
-    if ax is None:
-        fig, ax = new_figure(figsize=(6.0, 4.2), layout="constrained")
-    else:
-        fig = ax.figure
+    ax = axes_for(ax, figsize=(6.0, 4.2))
     ax2 = ax.twinx()
     for i, n in enumerate(sorted({int(r["n"]) for r in ok})):
         sel = sorted((r for r in ok if int(r["n"]) == n), key=lambda r: r["l0"])
@@ -133,4 +137,4 @@ def plot_k_width(rows: list[dict], ax=None):
     ax2.set_yscale("log")
     ax.set_title("SAEs on a ground-truth world: recovery and FVU against L0")
     ax.legend(fontsize=8, loc="center right")
-    return fig
+    return root_figure(ax)
