@@ -191,7 +191,7 @@ class CCModel(nn.Module):
     @classmethod
     def _from_tensors(cls, config: CCConfig, seed, tensors: dict, source: str) -> CCModel:
         """A model holding ``tensors`` as they are, after checking names and shapes against ``config``."""
-        from ..utils.checkpoint import CheckpointError
+        from ..utils.checkpoint import CheckpointError, check_model_tensors
 
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise CheckpointError(f"{source}: the stored seed {seed!r} is not a non-negative int")
@@ -201,23 +201,7 @@ class CCModel(nn.Module):
         expected = {"W_in": (I, d, m), "W_out": (I, d, m), "M": (I, n, n), "S": (I, n, n)}
         if residual:
             expected["W_E"] = (I, n, config.d_embed)
-        tensors = dict(tensors)
-        history = tensors.pop("loss_history", torch.zeros(0, I))
-        steps = tensors.pop("loss_steps", torch.zeros(0, dtype=torch.int64))
-        if set(tensors) != set(expected):
-            raise CheckpointError(
-                f"{source}: tensors {sorted(tensors)} do not fit a {config.model!r} CCModel (expected {sorted(expected)})"
-            )
-        for k, shape in expected.items():
-            if tuple(tensors[k].shape) != shape:
-                raise CheckpointError(
-                    f"{source}: tensor {k} has shape {list(tensors[k].shape)}, the config implies {list(shape)}"
-                )
-        dtype = tensors["W_in"].dtype
-        if not dtype.is_floating_point or any(t.dtype != dtype for t in tensors.values()):
-            raise CheckpointError(f"{source}: the weights' dtypes differ or are not floating point")
-        if history.dim() != 2 or history.shape[1] != I or steps.shape != (history.shape[0],):
-            raise CheckpointError(f"{source}: loss_history / loss_steps have shapes that do not fit the config")
+        tensors, history, steps = check_model_tensors(tensors, expected, I, f"{config.model!r} CCModel", source)
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model.config, model.seed = config, seed

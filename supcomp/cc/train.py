@@ -279,15 +279,10 @@ def _checkpoint_path(checkpoint, steps_done: int) -> str:
 
 
 def _resumed_model(resume_from, config: CCConfig, hparams: dict) -> CCModel:
+    from ..utils.checkpoint import check_resumable
+
     model = resume_from if isinstance(resume_from, CCModel) else CCModel.load(resume_from)
-    state = model.training_state
-    if not state or "steps_done" not in state:
-        raise ValueError("resume_from: the model carries no training state (it was not saved by train())")
-    if model.config.to_dict() != config.to_dict():
-        raise ValueError(f"resume_from: saved with config {model.config.to_dict()}, this call has {config.to_dict()}")
-    differ = [f"{k}={state.get(k)!r} (this call: {v!r})" for k, v in hparams.items() if state.get(k) != v]
-    if differ:
-        raise ValueError("resume_from: the checkpoint was trained with " + ", ".join(differ))
+    check_resumable(model, config, hparams)
     return model
 
 

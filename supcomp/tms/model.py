@@ -220,29 +220,13 @@ class ToyModel(nn.Module):
     def _from_tensors(cls, config: ToyModelConfig, tensors: dict, source: str) -> ToyModel:
         """A model holding ``tensors`` (W, W_out, b, importance, loss_history, loss_steps) as they are,
         after checking their names and shapes against ``config``; no initialisation is drawn."""
-        from ..utils.checkpoint import CheckpointError
+        from ..utils.checkpoint import check_model_tensors
 
         I, n, m = config.n_instances, config.n_features, config.n_hidden
         expected = {"W": (I, n, m), "b": (I, n), "importance": (I, n)}
         if config.kind == "abs":
             expected["W_out"] = (I, n, m)
-        tensors = dict(tensors)
-        history = tensors.pop("loss_history", torch.zeros(0, I))
-        steps = tensors.pop("loss_steps", torch.zeros(0, dtype=torch.int64))
-        if set(tensors) != set(expected):
-            raise CheckpointError(
-                f"{source}: tensors {sorted(tensors)} do not fit a {config.kind!r} ToyModel (expected {sorted(expected)})"
-            )
-        for k, shape in expected.items():
-            if tuple(tensors[k].shape) != shape:
-                raise CheckpointError(
-                    f"{source}: tensor {k} has shape {list(tensors[k].shape)}, the config implies {list(shape)}"
-                )
-        dtype = tensors["W"].dtype
-        if not dtype.is_floating_point or any(t.dtype != dtype for t in tensors.values()):
-            raise CheckpointError(f"{source}: the weights' dtypes differ or are not floating point")
-        if history.dim() != 2 or history.shape[1] != I or steps.shape != (history.shape[0],):
-            raise CheckpointError(f"{source}: loss_history / loss_steps have shapes that do not fit the config")
+        tensors, history, steps = check_model_tensors(tensors, expected, I, f"{config.kind!r} ToyModel", source)
         model = cls.__new__(cls)
         nn.Module.__init__(model)
         model.config = config

@@ -47,6 +47,8 @@ __all__ = [
     "read_metadata",
     "pack_values",
     "unpack_values",
+    "check_model_tensors",
+    "check_resumable",
 ]
 
 FORMAT = "supcomp.checkpoint"
@@ -314,3 +316,58 @@ def unpack_values(values: dict, tensors: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def check_model_tensors(tensors: dict, expected: dict, n_instances: int, what: str, source: str):
+    """Split a model checkpoint's tensors into weights and loss log and check them against its config.
+
+    Args:
+        tensors: name -> tensor as stored (weights plus the optional ``loss_history [steps, I]`` float and
+            ``loss_steps [steps]`` int64).
+        expected: weight name -> the shape the config implies.
+        n_instances: I, the instance count of the config.
+        what: the model, for messages (``"'relu_output' ToyModel"``).
+        source: the file, for messages.
+
+    Returns:
+        ``(weights, loss_history, loss_steps)``; the weights share one floating dtype.
+
+    Raises:
+        CheckpointError: a weight is missing or extra, has another shape than the config implies, the
+            weights' dtypes differ or are not floating point, or the loss log does not fit.
+    """
+    weights = dict(tensors)
+    history = weights.pop("loss_history", torch.zeros(0, n_instances))
+    steps = weights.pop("loss_steps", torch.zeros(0, dtype=torch.int64))
+    if set(weights) != set(expected):
+        raise CheckpointError(f"{source}: tensors {sorted(weights)} do not fit a {what} (expected {sorted(expected)})")
+    for k, shape in expected.items():
+        if tuple(weights[k].shape) != shape:
+            raise CheckpointError(
+                f"{source}: tensor {k} has shape {list(weights[k].shape)}, the config implies {list(shape)}"
+            )
+    dtypes = {t.dtype for t in weights.values()}
+    if len(dtypes) > 1 or not all(d.is_floating_point for d in dtypes):
+        raise CheckpointError(f"{source}: the weights' dtypes differ or are not floating point")
+    if history.dim() != 2 or history.shape[1] != n_instances or steps.shape != (history.shape[0],):
+        raise CheckpointError(f"{source}: loss_history / loss_steps have shapes that do not fit the config")
+    return weights, history, steps
+
+
+def check_resumable(model, config, hparams: dict) -> dict:
+    """The training state of ``model`` (a loaded model), after checking that a run with ``config`` and
+    ``hparams`` (name -> value) may continue it.
+
+    Raises:
+        ValueError: the model carries no training state, or was trained with another config or other
+            hyperparameters (named in the message).
+    """
+    state = model.training_state
+    if not state or "steps_done" not in state:
+        raise ValueError("resume_from: the model carries no training state (it was not saved by train())")
+    if model.config.to_dict() != config.to_dict():
+        raise ValueError(f"resume_from: saved with config {model.config.to_dict()}, this call has {config.to_dict()}")
+    differ = [f"{k}={state.get(k)!r} (this call: {v!r})" for k, v in hparams.items() if state.get(k) != v]
+    if differ:
+        raise ValueError("resume_from: the checkpoint was trained with " + ", ".join(differ))
+    return state
