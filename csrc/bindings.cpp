@@ -15,28 +15,30 @@
 #endif
 
 // Each kernel file defines its register_* function once per variant, in supcomp::isa_<variant>.
-#define SUPCOMP_DECLARE_KERNELS(ns)                \
-  namespace supcomp {                              \
-  namespace ns {                                   \
-  void register_sparse_encode(py::module_ &m);     \
-  void register_relu_readout(py::module_ &m);      \
-  void register_relu_readout_topk(py::module_ &m); \
-  void register_superpose(py::module_ &m);         \
-  void register_tms_sample(py::module_ &m);        \
-  void register_tms_step(py::module_ &m);          \
-  void register_uand(py::module_ &m);              \
-  }                                                \
+#define SUPCOMP_DECLARE_KERNELS(ns)                       \
+  namespace supcomp {                                     \
+  namespace ns {                                          \
+  void register_sparse_encode(py::module_ &m);            \
+  void register_relu_readout(py::module_ &m);             \
+  void register_relu_readout_topk(py::module_ &m);        \
+  void register_relu_readout_topk_screen(py::module_ &m); \
+  void register_superpose(py::module_ &m);                \
+  void register_tms_sample(py::module_ &m);               \
+  void register_tms_step(py::module_ &m);                 \
+  void register_uand(py::module_ &m);                     \
+  }                                                       \
   }
 
-#define SUPCOMP_REGISTER_KERNELS(ns)            \
-  [](py::module_ &m) {                          \
-    supcomp::ns::register_sparse_encode(m);     \
-    supcomp::ns::register_relu_readout(m);      \
-    supcomp::ns::register_relu_readout_topk(m); \
-    supcomp::ns::register_superpose(m);         \
-    supcomp::ns::register_tms_sample(m);        \
-    supcomp::ns::register_tms_step(m);          \
-    supcomp::ns::register_uand(m);              \
+#define SUPCOMP_REGISTER_KERNELS(ns)                   \
+  [](py::module_ &m) {                                 \
+    supcomp::ns::register_sparse_encode(m);            \
+    supcomp::ns::register_relu_readout(m);             \
+    supcomp::ns::register_relu_readout_topk(m);        \
+    supcomp::ns::register_relu_readout_topk_screen(m); \
+    supcomp::ns::register_superpose(m);                \
+    supcomp::ns::register_tms_sample(m);               \
+    supcomp::ns::register_tms_step(m);                 \
+    supcomp::ns::register_uand(m);                     \
   }
 
 #ifdef SUPCOMP_WITH_BASELINE

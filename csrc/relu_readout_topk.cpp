@@ -6,6 +6,7 @@
 #include "checked.h"
 #include "common.h"
 #include "isa.h"
+#include "topk_entry.h"
 
 #include <algorithm>
 #include <cstring>
@@ -20,17 +21,6 @@ namespace {
 // sorted list); longer ones collect the tile's candidates, select and sort them, and merge (an
 // insertion costs O(k), so k = n would be O(n k)).
 constexpr int64_t kInsertMaxK = 32;
-
-// Entry order of the running top-k: larger value first, then lower feature id.
-template <typename T>
-struct Entry {
-  T v;
-  int64_t id;
-};
-template <typename T>
-inline bool before(const Entry<T> &a, const Entry<T> &b) {
-  return a.v > b.v || (a.v == b.v && a.id < b.id);
-}
 
 // Insert v (feature f) into the sorted list vals/ids of length k, after the entries >= v; the last
 // entry drops out. Only called with v > vals[k - 1].
@@ -168,13 +158,7 @@ void topk_merge(const carray<T> &tile, const carray<T> &b, carray<T> &run_vals, 
   merge_tile<T, T>(tile, n, run_vals, run_idx, r0, f0, nthreads, [=](int64_t i) { return bp + i * n + f0; });
 }
 
-// The bits of a bfloat16 or an IEEE half as a float (exact: every value of either fits).
-inline float bf16_to_float(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+// The bits of an IEEE half as a float (exact: every value fits).
 inline float half_to_float(uint16_t h) {
   const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
   uint32_t u;

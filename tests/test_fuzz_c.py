@@ -258,6 +258,24 @@ def b_topk(rng, name):
     return [tile, b, vals, idx, r0, f0, _threads(rng)], {}
 
 
+def b_topk_screen(rng, name):
+    B, n, d = _dims(rng, 3)
+    if name == "bf16_split":
+        x = rng.standard_normal((B, d)).astype(np.float32)
+        return [x, np.empty((B, d), np.uint16), np.empty((B, 2), np.float32), _threads(rng)], {}
+    k = int(rng.integers(0, n + 1))
+    R = int(rng.integers(0, B + 1))
+    r0 = int(rng.integers(0, B - R + 1))
+    h, W = rng.standard_normal((B, d)).astype(np.float32), rng.standard_normal((n, d)).astype(np.float32)
+    approx = (h[r0 : r0 + R] @ W.T).astype(np.float32).view(np.uint32) >> 16
+    rt = np.stack([np.linalg.norm(h, axis=1), np.full(B, 0.01)], 1).astype(np.float32)
+    ct = np.stack([np.linalg.norm(W, axis=1), np.full(n, 0.01)], 1).astype(np.float32)
+    out = [np.zeros((B, k), np.float32), np.zeros((B, k), np.int64), np.zeros(B, np.uint8)]
+    cap = int(rng.integers(k, n + 2))
+    b = rng.standard_normal(n).astype(np.float32)
+    return [approx.astype(np.uint16), h, W, b, rt, ct, *out, r0, cap, _threads(rng)], {}
+
+
 def b_superpose(rng, name):
     dt = _fdt(rng)
     I, B, k, n, d = _dims(rng, 5)
@@ -414,6 +432,8 @@ BUILDERS = {
     "relu_grad": b_relu,
     "topk_merge": b_topk,
     "topk_merge_half": b_topk,
+    "topk_screen": b_topk_screen,
+    "bf16_split": b_topk_screen,
     "superpose_forward": b_superpose,
     "tms_sample_count": b_tms_sample,
     "tms_sample_fill": b_tms_sample,

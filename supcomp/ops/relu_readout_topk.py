@@ -4,7 +4,9 @@ The [B, n] matrix is never held whole by the kernels: it is produced a tile at a
 is folded into a running per-row top-k, so dictionaries of 2^16..2^20 features fit in memory.
 
 Implementations (one table, :data:`IMPLS`): the pure-torch reference below (holds the full
-matrix); on CPU BLAS GEMM tiles folded by the C++ merge of ``csrc/relu_readout_topk.cpp``; the
+matrix); on CPU BLAS GEMM tiles folded by the C++ merge of ``csrc/relu_readout_topk.cpp``, or, for
+large float32 problems on CPUs with bfloat16 matrix units, the exact screened route of
+``relu_readout_topk_screen.py`` (a bfloat16 GEMM picks candidates, float32 rescoring decides); the
 Triton kernel ``kernels/relu_readout_topk.py`` on CUDA. Tests: ``tests/ops/test_relu_readout_topk.py``;
 benchmark: ``benchmarks/ops/relu_readout_topk.py``.
 
@@ -20,6 +22,7 @@ import torch
 
 from .. import _C
 from . import checks
+from . import relu_readout_topk_screen as screen
 from .cpu_views import as_numpy, threads
 from .dispatch import Impl, Table
 from .relu_readout import check_readout_args
@@ -70,6 +73,14 @@ _HALF_NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
 def cpp_forward(h, W, b, k: int):
+    """The CPU forward: the screened route for large float32 problems on CPUs with bfloat16 matrix
+    units (:mod:`supcomp.ops.relu_readout_topk_screen`, exact), else :func:`tiles_forward`."""
+    if screen.screen_wanted(h, W, k):
+        return SparseCode(*screen.screened_forward(h, W, b, k, tiles_forward))
+    return tiles_forward(h, W, b, k)
+
+
+def tiles_forward(h, W, b, k: int):
     """GEMM tiles from torch's BLAS, each folded into the running top-k by ``_C.topk_merge``.
 
     bfloat16 / float16: each tile is computed in float32 from blocks of h and W widened one at a time

@@ -197,12 +197,12 @@ class SAE(nn.Module):
         """Remove from ``W_dec.grad`` each row's component along that row (Gao et al.'s projected gradient)."""
         if self.W_dec.grad is not None:
             W, G = self.W_dec, self.W_dec.grad
-            G -= (G * W).sum(1, keepdim=True) * W
+            G.addcmul_(torch.linalg.vecdot(G, W, dim=1).unsqueeze(1), W, value=-1.0)  # G -= (G . W) W, in place
 
     @torch.no_grad()
     def normalize_decoder(self):
         """Rescale every ``W_dec`` row to unit norm."""
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        self.W_dec.div_(torch.linalg.vector_norm(self.W_dec, dim=1, keepdim=True).clamp_(min=1e-12))
 
     @property
     def dead_mask(self) -> torch.Tensor:
