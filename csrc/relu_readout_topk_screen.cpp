@@ -117,7 +117,7 @@ float select_threshold(const float *lo, int64_t n, int64_t k, std::vector<float>
 
 // Per-thread scratch of the row passes.
 struct RowScratch {
-  std::vector<float> lo, gmax, grad, sel;  // grad: each group's largest radius
+  std::vector<float> lo, gmax, ghi, sel;  // ghi: each group's largest upper bound
 };
 
 // Steps 1-3 for one row: appends its candidates to cand (increasing feature order) and returns true, or
@@ -130,13 +130,13 @@ bool candidates_of_row(const uint16_t *approx, const float *b, const Columns &co
   float *lo = rs.lo.data();
   const int64_t groups = (n + kGroup - 1) / kGroup;
   rs.gmax.resize((size_t)groups);
-  rs.grad.resize((size_t)groups);
+  rs.ghi.resize((size_t)groups);
   // Pass 1: the lower bounds and their group maxima (vectorised), then L.
   int finite = 1;
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t j0 = g * kGroup, j1 = std::min<int64_t>(n, j0 + kGroup);
-    float m = -INFINITY, mr = 0.0f;
-#pragma omp simd reduction(& : finite) reduction(max : m, mr)
+    float m = -INFINITY, mh = -INFINITY;
+#pragma omp simd reduction(& : finite) reduction(max : m, mh)
     for (int64_t j = j0; j < j1; ++j) {
       const uint32_t bits = (uint32_t)approx[j] << 16;
       float a;
@@ -146,19 +146,19 @@ bool candidates_of_row(const uint16_t *approx, const float *b, const Columns &co
       lo[j] = l;
       finite &= (int)(l - l == 0.0f);  // 0 for inf and NaN
       m = std::max(m, l);
-      mr = std::max(mr, r);
+      mh = std::max(mh, (a + b[j]) + r);  // the upper bound, as pass 2 computes it
     }
     rs.gmax[(size_t)g] = m;
-    rs.grad[(size_t)g] = mr;
+    rs.ghi[(size_t)g] = mh;
   }
   if (!finite) return false;
   const float L = select_threshold(lo, n, k, rs.gmax, rs.sel);
-  // Pass 2: upper bound >= L and > 0. A group whose largest lower bound plus twice its largest radius
-  // (with room for rounding) stays below L has none; the others are recomputed from the scores (lo + 2 r
-  // could round below the upper bound).
+  // Pass 2: upper bound >= L and > 0, in the groups whose largest upper bound from pass 1 passes. Any
+  // upper bound computed here is a valid one (the slack covers the rounding of the bound's arithmetic,
+  // however the compiler contracts it), so skipping a feature on pass 1's value is safe.
   const size_t start = cand.size();
   for (int64_t g = 0; g < groups; ++g) {
-    if (rs.gmax[(size_t)g] + 2.0f * rs.grad[(size_t)g] * (1.0f + 0x1p-16f) + 0x1p-16f * std::fabs(L) < L) continue;
+    if (!(rs.ghi[(size_t)g] >= L && rs.ghi[(size_t)g] > 0.0f)) continue;
     const int64_t j0 = g * kGroup, j1 = std::min<int64_t>(n, j0 + kGroup);
     int any = 0;
 #pragma omp simd reduction(| : any)

@@ -38,6 +38,7 @@ TESTS = [
     "tests/ops/test_sparse_encode.py",
     "tests/ops/test_relu_readout.py",
     "tests/ops/test_relu_readout_topk.py",
+    "tests/ops/test_relu_readout_topk_screen.py",
     "tests/ops/test_superpose.py",
     "tests/ops/test_tms_sample.py",
     "tests/ops/test_tms_step.py",

@@ -46,7 +46,7 @@ from supcomp.sparse import padded_to_dense, random_sparse
 SIZES = {
     "full": {
         "sparse_encode": [dict(B=8192, k=32, n=65536, d=256)],
-        "relu_readout_topk": [dict(B=4096, d=256, n=65536, k=32)],
+        "relu_readout_topk": [dict(B=4096, d=256, n=65536, k=32), dict(B=4096, d=768, n=16384, k=32)],
         "relu_readout": [dict(B=4096, d=256, n=65536), dict(B=1024, d=64, n=4096)],
         "superpose": [dict(I=100, n=400, d=30, B=1024, p=0.05)],
     },
