@@ -279,7 +279,8 @@ def test_topk_at_2_20_features_and_sparse_backward_bounded_memory():
     """relu_readout_topk on n = 2^20 features: peak RSS grows by far less than the dense [B, n] output.
 
     B=128, d=16: the dense y would be 512 MiB; W is 64 MiB. Documented bound (docs/guarantees.md): the forward adds
-    at most one GEMM tile (cpu.TOPK_TILE_ELEMENTS = 16 MiB) plus O(B*k); the backward at most the
+    at most one GEMM tile (TOPK_TILE_ELEMENTS = 16 MiB) plus O(B*k), or, on the screened route (CPUs with AMX),
+    a 64 MiB block of bfloat16 scores plus W in bfloat16 (32 MiB here); the backward at most the
     [n, d] weight gradient plus O(B*k*d) -- checked here with a generous 160 MiB margin per phase.
     """
     B, n, d, k = 128, 1 << 20, 16, 8

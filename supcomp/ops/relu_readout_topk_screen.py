@@ -28,9 +28,11 @@ from .cpu_views import as_numpy, threads
 
 __all__ = ["screen_wanted", "screened_forward", "clear_workspace"]
 
-# The route pays for two casts and the rescoring: below this many multiply-adds (B * n * d) the
-# float32 tiles are as fast (benchmarks/RESULTS.md, "screened top-k").
+# The route pays for two casts and the rescoring: below this many multiply-adds (B * n * d), or below
+# this input width (the GEMM is then bound by its output, not by its multiply-adds), the float32 tiles
+# are as fast (measured: 3x at B = 1024, n = 16384, d = 128; no gain at d = 64 or d = 16).
 MIN_WORK = 1 << 28
+MIN_D = 128
 # Largest k screened: the candidates grow with k, and the exact path's merge is already cheap there.
 MAX_K = 256
 # Rows of approximate scores held at once: up to BLOCK_ROWS (their rescoring then reads each row of W
@@ -89,13 +91,13 @@ def screen_wanted(h: torch.Tensor, W: torch.Tensor, k: int) -> bool:
     n = W.shape[1]
     if k == 0 or B == 0 or n == 0 or d == 0 or d > (1 << 20):
         return False
-    if mode != "1" and (k > MAX_K or B * n * d < MIN_WORK or not _bf16_matrix_units()):
+    if mode != "1" and (k > MAX_K or d < MIN_D or B * n * d < MIN_WORK or not _bf16_matrix_units()):
         return False
     return _gemm_accumulates_in_float32(_block_rows(B, n), n, d)
 
 
 def _block_rows(B: int, n: int) -> int:
-    return max(1, min(B, BLOCK_ROWS, max(64, BLOCK_ELEMENTS // max(1, n))))
+    return max(1, min(B, BLOCK_ROWS, BLOCK_ELEMENTS // max(1, n)))
 
 
 # Buffers kept between calls, per thread: fresh allocations of this size cost more in page faults than

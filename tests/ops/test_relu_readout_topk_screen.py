@@ -171,6 +171,13 @@ def test_route_gating(monkeypatch, forced):
     assert not forced
     assert not SCREEN.screen_wanted(h, W, 0)
 
+    def shaped(B, n, d):  # shapes only: screen_wanted reads no data
+        return torch.zeros(1, 1, d).expand(1, B, d), torch.zeros(1, 1, d).expand(1, n, d)
+
+    assert not SCREEN.screen_wanted(*shaped(128, 1 << 20, 16), 8)  # narrow: the GEMM is output-bound
+    assert not SCREEN.screen_wanted(*shaped(4096, 16384, 768), SCREEN.MAX_K + 1)
+    assert SCREEN.screen_wanted(*shaped(4096, 16384, 768), 32) == SCREEN._bf16_matrix_units()
+
 
 def test_a_gemm_that_accumulates_in_bfloat16_turns_the_route_off(monkeypatch, forced):
     def bf16_accumulating(hb, Wb, out):
