@@ -25,7 +25,7 @@ constexpr int64_t kLaneMaxWeights = 512;  // see use_lanes
 // Small models without feature pairs (n and m small, see use_lanes): SIMD lanes are batch rows.
 // With n = 20, m = 5 a row is ~100 multiply-adds per product, too little to amortise the per-row
 // loops of InstanceStep (hashing, compaction, tile lists: ~475 cycles a row). Here L rows at once
-// (16 float / 8 double) run every loop over features and hidden units as one vector operation:
+// (one register: 16 float / 8 double with AVX-512, 8 / 4 with AVX2) run every loop over features and hidden units as one vector operation:
 // the batch is drawn densely (the same hashes as row_mask / sample_fill, so the same numbers), and
 // the read-in, read-out and both backward products are dense over the n x m weights. Gradients
 // are summed per lane and the lanes added at the end (deterministic; a different order than
@@ -44,6 +44,16 @@ struct LaneWords<8> {
   typedef uint32_t u __attribute__((vector_size(32)));
   typedef float f __attribute__((vector_size(32)));
 };
+template <>
+struct LaneWords<4> {
+  typedef uint32_t u __attribute__((vector_size(16)));
+  typedef float f __attribute__((vector_size(16)));
+};
+template <>
+struct LaneWords<2> {
+  typedef uint32_t u __attribute__((vector_size(8)));
+  typedef float f __attribute__((vector_size(8)));
+};
 
 template <typename T>
 struct LaneStep {
@@ -53,7 +63,7 @@ struct LaneStep {
   using u_t = typename LaneWords<L>::u;  // L uint32 lanes (the hashes)
   using f_t = typename LaneWords<L>::f;  // L float lanes (the drawn values, before conversion to T)
   typedef std::conditional_t<sizeof(T) == 4, int32_t, int64_t> I;
-  typedef I i_t __attribute__((vector_size(64)));
+  typedef I i_t __attribute__((vector_size(kVecBytes)));  // L lanes, as v_t
   int64_t n, m;
   avector<T> x, h, gh, dy, aE, aD, ab;  // per feature / hidden unit / weight: L lanes each
 

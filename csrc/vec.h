@@ -1,6 +1,8 @@
-// One 64-byte SIMD vector of T (an AVX-512 register; GCC / clang vector extensions, so the code
-// still builds, as narrower vectors or scalars, without AVX-512). Used where the auto-vectoriser
-// makes poor choices: running sums that must live in registers across a loop over sparse rows.
+// One SIMD register of T, as wide as the variant being compiled has: 64 bytes with AVX-512, 32 with
+// AVX, else 16 (GCC / clang vector extensions). Used where the auto-vectoriser makes poor choices:
+// running sums that must live in registers across a loop over sparse rows. Wider than the registers,
+// GCC splits every operation and keeps arrays of such vectors in memory (the AVX2 variant of the TMS
+// step ran 20-30x slower than the AVX-512 one with 64-byte vectors).
 #pragma once
 
 #include "isa.h"
@@ -12,10 +14,18 @@
 namespace supcomp {
 namespace SUPCOMP_ISA_NS {
 
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#elif defined(__AVX__)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
+
 template <typename T>
 struct Vec {
-  static constexpr int W = 64 / sizeof(T);  // lanes
-  typedef T v __attribute__((vector_size(64)));
+  static constexpr int W = kVecBytes / sizeof(T);  // lanes
+  typedef T v __attribute__((vector_size(kVecBytes)));
   static inline v load(const T *p) {  // unaligned
     v x;
     __builtin_memcpy(&x, p, sizeof(v));
