@@ -25,11 +25,11 @@ constexpr int64_t kLaneMaxWeights = 512;  // see use_lanes
 // Small models without feature pairs (n and m small, see use_lanes): SIMD lanes are batch rows.
 // With n = 20, m = 5 a row is ~100 multiply-adds per product, too little to amortise the per-row
 // loops of InstanceStep (hashing, compaction, tile lists: ~475 cycles a row). Here L rows at once
-// (one register: 16 float / 8 double with AVX-512, 8 / 4 with AVX2) run every loop over features and hidden units as one vector operation:
-// the batch is drawn densely (the same hashes as row_mask / sample_fill, so the same numbers), and
-// the read-in, read-out and both backward products are dense over the n x m weights. Gradients
-// are summed per lane and the lanes added at the end (deterministic; a different order than
-// InstanceStep, so equal to it to rounding, not bitwise).
+// (one register: 16 float / 8 double with AVX-512, 8 / 4 with AVX2) run every loop over features and
+// hidden units as one vector operation: the batch is drawn densely (the same hashes as row_mask /
+// sample_fill, so the same numbers), and the read-in, read-out and both backward products are dense
+// over the n x m weights. Gradients are summed per lane and the lanes added at the end
+// (deterministic; a different order than InstanceStep, so equal to it to rounding, not bitwise).
 // 32-bit lanes to go with L lanes of T (a vector_size that depends on a template argument is not
 // accepted by GCC, hence one specialisation per lane count).
 template <int L>

@@ -1,8 +1,7 @@
 // One SIMD register of T, as wide as the variant being compiled has: 64 bytes with AVX-512, 32 with
 // AVX, else 16 (GCC / clang vector extensions). Used where the auto-vectoriser makes poor choices:
-// running sums that must live in registers across a loop over sparse rows. Wider than the registers,
-// GCC splits every operation and keeps arrays of such vectors in memory (the AVX2 variant of the TMS
-// step ran 20-30x slower than the AVX-512 one with 64-byte vectors).
+// running sums that must live in registers across a loop over sparse rows. A vector wider than the
+// registers would be split by GCC into pieces kept in memory, an order of magnitude slower.
 #pragma once
 
 #include "isa.h"
